@@ -1,0 +1,53 @@
+/**
+ * The one error class of p2sn and its codes.
+ * @module
+ */
+
+/**
+ * Every code a {@link P2snError} can carry. Each is listed, with what to do about it, in the
+ * README's "Error codes" table.
+ */
+export const ERROR_CODES = [
+  'ERR_P2SN_INVALID_ARGUMENT',
+  'ERR_P2SN_FRAME_TOO_LONG',
+  'ERR_P2SN_TRUNCATED',
+  'ERR_P2SN_BAD_BASE64',
+  'ERR_P2SN_MESSAGE_TOO_LONG',
+  'ERR_P2SN_BAD_CIPHERTEXT',
+  'ERR_P2SN_DECRYPT',
+  'ERR_P2SN_BAD_KEY',
+  'ERR_P2SN_KEY_TOO_SMALL',
+  'ERR_P2SN_KEY_TOO_LARGE',
+  'ERR_P2SN_BAD_EXPONENT'
+] as const
+
+/** A code of {@link ERROR_CODES}. */
+export type P2snErrorCode = (typeof ERROR_CODES)[number]
+
+/**
+ * The error every part of p2sn throws or emits. Tell failures apart by `code`, never by
+ * message; `cause` holds the underlying error, when there is one.
+ *
+ * @example
+ * stream.on('error', (err) => {
+ *   if (err instanceof P2snError && err.code === 'ERR_P2SN_FRAME_TOO_LONG') { ... }
+ * })
+ */
+export class P2snError extends Error {
+  /** Stable, machine-readable reason, `ERR_P2SN_*`. */
+  readonly code: P2snErrorCode
+
+  /**
+   * @param code - one of {@link ERROR_CODES}
+   * @param message - lowercase: what happened and what to do
+   * @param options - `cause`: the underlying error
+   */
+  constructor (code: P2snErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+
+  override get name (): string {
+    return 'P2snError'
+  }
+}

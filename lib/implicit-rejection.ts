@@ -1,0 +1,94 @@
+/**
+ * RSAES-PKCS1-v1_5 unpadding with implicit rejection (draft-irtf-cfrg-rsa-guidance, as in
+ * OpenSSL 3.2+): a block whose padding is bad decrypts to a synthetic message derived from the
+ * ciphertext and the private key, so neither an error nor the time taken tells a bad padding
+ * from a good one. Every byte is scanned and combined with masks; nothing branches on the
+ * decrypted block.
+ * @module
+ */
+import crypto from 'node:crypto'
+import { Hmac256 } from './sha256.js'
+
+const HASH_LENGTH = 32
+/** The PRF's output length for the synthetic lengths: 128 candidates of 16 bits. */
+const LENGTH_CANDIDATES_BYTES = 256
+const LABEL_MESSAGE = Buffer.from('message')
+const LABEL_LENGTH = Buffer.from('length')
+
+/** 1 when `x` (a byte) is zero, else 0. */
+function isZero (x: number): number {
+  return ((x - 1) >>> 31) & 1
+}
+
+/** 1 when `a < b`, for non-negative `a` and `b` below 2^31, else 0. */
+function lessThan (a: number, b: number): number {
+  return ((a - b) >>> 31) & 1
+}
+
+/** `a` when `bit` is 1, `b` when it is 0. */
+function select (bit: number, a: number, b: number): number {
+  const mask = -bit
+  return (a & mask) | (b & ~mask)
+}
+
+/** PRF(label, length) of the draft: HMAC-SHA256 in counter mode under the ciphertext's key. */
+function prf (hmac: Hmac256, label: Buffer, length: number): Buffer {
+  const blocks = Math.ceil(length / HASH_LENGTH)
+  const out = Buffer.allocUnsafe(blocks * HASH_LENGTH)
+  const input = Buffer.allocUnsafe(2 + label.length + 2)
+  label.copy(input, 2)
+  input.writeUInt16BE((length * 8) & 0xffff, 2 + label.length)
+  for (let i = 0; i < blocks; i++) {
+    input.writeUInt16BE(i, 0)
+    hmac.digest(input, out, i * HASH_LENGTH)
+  }
+  return out
+}
+
+/**
+ * Decodes one decrypted block.
+ *
+ * @param em - the raw RSA output, exactly k bytes (the buffer may be overwritten)
+ * @param ciphertext - the k-byte ciphertext it came from
+ * @param rejectionKey - SHA-256 of the private exponent as k big-endian bytes
+ * @returns the message, and `valid` (1 or 0) for callers that must refuse bad blocks; a caller
+ *   that branches on `valid` turns itself into a padding oracle
+ */
+export function unpadImplicit (em: Buffer, ciphertext: Buffer, rejectionKey: Buffer): { message: Buffer, valid: number } {
+  const k = em.length
+  const kdk = crypto.createHmac('sha256', rejectionKey).update(ciphertext).digest()
+  const hmac = new Hmac256(kdk)
+  const synthetic = prf(hmac, LABEL_MESSAGE, k)
+  const candidates = prf(hmac, LABEL_LENGTH, LENGTH_CANDIDATES_BYTES)
+
+  // The synthetic length: the last candidate, masked to the bit width of max, that is below max.
+  const max = k - 10
+  let mask = max
+  mask |= mask >>> 1
+  mask |= mask >>> 2
+  mask |= mask >>> 4
+  mask |= mask >>> 8
+  let syntheticLength = 0
+  for (let i = 0; i < LENGTH_CANDIDATES_BYTES; i += 2) {
+    const candidate = ((candidates[i]! << 8) | candidates[i + 1]!) & mask
+    syntheticLength = select(lessThan(candidate, max), candidate, syntheticLength)
+  }
+
+  // 00 02, then the first zero byte at index 10 or later (at least 8 bytes of padding).
+  let good = isZero(em[0]!) & isZero(em[1]! ^ 2)
+  let found = 0
+  let zeroIndex = 0
+  for (let i = 2; i < k; i++) {
+    const zero = isZero(em[i]!)
+    zeroIndex = select(zero & (found ^ 1), i, zeroIndex)
+    found |= zero
+  }
+  good &= found & (lessThan(zeroIndex, 10) ^ 1)
+
+  const length = select(good, k - zeroIndex - 1, syntheticLength)
+  const byteMask = -good & 0xff
+  for (let i = 0; i < k; i++) {
+    em[i] = (em[i]! & byteMask) | (synthetic[i]! & ~byteMask)
+  }
+  return { message: em.subarray(k - length), valid: good }
+}

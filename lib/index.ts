@@ -1,0 +1,15 @@
+/**
+ * p2sn: the P2SN protocol as composable Node.js streams.
+ * @module
+ */
+export * from './protocol.js'
+export { P2snError, ERROR_CODES, type P2snErrorCode } from './errors.js'
+export { FrameSplitter, type FrameSplitterOptions } from './frame-splitter.js'
+export { FrameJoiner } from './frame-joiner.js'
+export { Base64Codec, encodeBase64, decodeBase64 } from './base64-codec.js'
+export { RsaCipher, encryptMessage, decryptMessage, type RsaCipherOptions, type EncryptOptions, type DecryptOptions } from './rsa-cipher.js'
+export { opensslEngine, forgeEngine, type RsaEngine, type EngineName } from './rsa-engine.js'
+export {
+  PublicKey, PrivateKey, generateKeyPair, parsePrivateKey, parsePublicKey, toPem, fingerprint,
+  type KeyPair, type PublicKeyInput, type PrivateKeyInput, type GenerateKeyPairOptions
+} from './keys.js'

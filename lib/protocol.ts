@@ -1,0 +1,40 @@
+/**
+ * Constants of the P2SN wire protocol and this implementation's default limits.
+ *
+ * Wire facts follow the Python reference (`p2sn` 0.3.0-beta.2); limits are ours, since the
+ * reference has none.
+ * @module
+ */
+
+/** Byte that ends every frame on the wire (ASCII EOT). Base64 text never contains it. */
+export const FRAME_TERMINATOR = 0x04
+
+/** Sent in plain by a peer that asks for the other side's public key. */
+export const KEYWORD_PUBKEY = 'P2SN:PUBKEY'
+/** Encrypted to a freshly received public key to prove that the peer can decrypt with it. */
+export const KEYWORD_KEYCHECK = 'P2SN:KEYCHECK'
+/** Sent in plain when a key check, a key or a ciphertext could not be read. */
+export const KEYWORD_ERRORKEY = 'P2SN:ERRORKEY'
+/** Sent encrypted, instead of a reply, when the server's handler failed. */
+export const KEYWORD_UNEXPECTEDERROR = 'P2SN:UNEXPECTEDERROR'
+
+/** Bytes that RSAES-PKCS1-v1_5 padding adds to a block: `00 02`, at least 8 random bytes, `00`. */
+export const PKCS1_OVERHEAD = 11
+
+/** Smallest modulus accepted, in bytes: the standard's 1024-bit floor, measured as the reference's key generator does (it often returns 1023-bit moduli). */
+export const MIN_MODULUS_BYTES = 128
+/** Largest modulus accepted, in bits. Larger keys only serve to make a peer burn CPU. */
+export const MAX_MODULUS_BITS = 16384
+/** Modulus size of generated keys, in bits (the reference's default). */
+export const DEFAULT_KEY_BITS = 2048
+
+/**
+ * Default for `maxFrameLength`: the longest frame accepted, terminator excluded, in bytes.
+ * 1 MiB holds a message of about 750 KiB with 2048-bit keys.
+ */
+export const DEFAULT_MAX_FRAME_LENGTH = 1024 * 1024
+/**
+ * Longest frame accepted during the handshake, in bytes: enough for the Base64 PEM of a
+ * 16384-bit public key (about 3.8 KB), far below the data-frame limit.
+ */
+export const MAX_HANDSHAKE_FRAME_LENGTH = 8 * 1024

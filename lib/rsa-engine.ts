@@ -1,0 +1,95 @@
+/**
+ * The RSA primitives behind {@link RsaCipher}, with two interchangeable engines: OpenSSL through
+ * `node:crypto` (the default) and node-forge (pure JavaScript).
+ * @module
+ */
+import crypto from 'node:crypto'
+import forge from 'node-forge'
+import { P2snError } from './errors.js'
+import type { PrivateKey, PublicKey, RsaNumbers } from './keys.js'
+
+/**
+ * What an engine does: pad-and-encrypt one block, and the raw private-key operation. Unpadding
+ * is ours, on top of the raw operation, so both engines reject bad paddings the same way.
+ */
+export interface RsaEngine {
+  /** `'openssl'` or `'forge'`. */
+  readonly name: EngineName
+  /**
+   * RSAES-PKCS1-v1_5 encryption of one block.
+   * @param plaintext - at most k − 11 bytes
+   * @returns exactly k bytes
+   */
+  encryptBlock (key: PublicKey, plaintext: Uint8Array): Buffer
+  /**
+   * Raw RSA: `ciphertext ^ d mod n` as exactly k bytes.
+   * @param ciphertext - exactly k bytes, as a number below the modulus (callers check both)
+   */
+  decryptRaw (key: PrivateKey, ciphertext: Buffer): Buffer
+}
+
+/** Names of the engines. */
+export type EngineName = 'openssl' | 'forge'
+
+/** OpenSSL through `node:crypto`: about 2,800 private and 40,000 public 2048-bit operations a second here. */
+export const opensslEngine: RsaEngine = {
+  name: 'openssl',
+  encryptBlock (key, plaintext) {
+    return crypto.publicEncrypt({ key: key.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }, plaintext)
+  },
+  decryptRaw (key, ciphertext) {
+    // Node 20 refuses PKCS#1 v1.5 private decryption (CVE-2023-46809); raw RSA is allowed.
+    return crypto.privateDecrypt({ key: key.keyObject, padding: crypto.constants.RSA_NO_PADDING }, ciphertext)
+  }
+}
+
+const forgePublicKeys = new WeakMap<PublicKey, forge.pki.rsa.PublicKey>()
+const forgePrivateKeys = new WeakMap<PrivateKey, forge.pki.rsa.PrivateKey>()
+
+function bigInteger (bytes: Buffer | undefined): forge.jsbn.BigInteger {
+  return new forge.jsbn.BigInteger(bytes?.toString('hex') ?? '0', 16)
+}
+
+function forgePublicKey (key: PublicKey): forge.pki.rsa.PublicKey {
+  let forgeKey = forgePublicKeys.get(key)
+  if (forgeKey === undefined) {
+    const { n, e } = key.numbers
+    forgeKey = forge.pki.setRsaPublicKey(bigInteger(n), bigInteger(e))
+    forgePublicKeys.set(key, forgeKey)
+  }
+  return forgeKey
+}
+
+function forgePrivateKey (key: PrivateKey): forge.pki.rsa.PrivateKey {
+  let forgeKey = forgePrivateKeys.get(key)
+  if (forgeKey === undefined) {
+    const { n, e, d, p, q, dp, dq, qi }: RsaNumbers = key.numbers
+    forgeKey = forge.pki.setRsaPrivateKey(bigInteger(n), bigInteger(e), bigInteger(d), bigInteger(p),
+      bigInteger(q), bigInteger(dp), bigInteger(dq), bigInteger(qi))
+    forgePrivateKeys.set(key, forgeKey)
+  }
+  return forgeKey
+}
+
+/** node-forge: pure JavaScript, about 37 private and 750 public 2048-bit operations a second here. */
+export const forgeEngine: RsaEngine = {
+  name: 'forge',
+  encryptBlock (key, plaintext) {
+    const binary = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('latin1')
+    return Buffer.from(forgePublicKey(key).encrypt(binary, 'RSAES-PKCS1-V1_5'), 'latin1')
+  },
+  decryptRaw (key, ciphertext) {
+    return Buffer.from(forgePrivateKey(key).decrypt(ciphertext.toString('latin1'), 'RAW'), 'latin1')
+  }
+}
+
+/**
+ * The engine for a name, or the engine itself.
+ * @param engine - `'openssl'` (default), `'forge'`, or an engine object of your own
+ */
+export function resolveEngine (engine: EngineName | RsaEngine | undefined): RsaEngine {
+  if (engine === undefined || engine === 'openssl') return opensslEngine
+  if (engine === 'forge') return forgeEngine
+  if (typeof engine === 'object' && engine !== null && typeof engine.encryptBlock === 'function' && typeof engine.decryptRaw === 'function') return engine
+  throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `unknown rsa engine ${String(engine)}; use 'openssl' or 'forge'`)
+}
