@@ -18,7 +18,15 @@ export const ERROR_CODES = [
   'ERR_P2SN_BAD_KEY',
   'ERR_P2SN_KEY_TOO_SMALL',
   'ERR_P2SN_KEY_TOO_LARGE',
-  'ERR_P2SN_BAD_EXPONENT'
+  'ERR_P2SN_BAD_EXPONENT',
+  'ERR_P2SN_PROTOCOL',
+  'ERR_P2SN_ERRORKEY',
+  'ERR_P2SN_BAD_KEYCHECK',
+  'ERR_P2SN_HANDSHAKE_TIMEOUT',
+  'ERR_P2SN_PEER_REJECTED',
+  'ERR_P2SN_CLOSED',
+  'ERR_P2SN_CONNECTION',
+  'ERR_P2SN_UNEXPECTED_ERROR'
 ] as const
 
 /** A code of {@link ERROR_CODES}. */
@@ -50,4 +58,9 @@ export class P2snError extends Error {
   override get name (): string {
     return 'P2snError'
   }
+}
+
+/** `err` as a P2snError: itself when it is one, else wrapped with `code` and kept as `cause`. */
+export function toP2snError (err: unknown, code: P2snErrorCode, message: string): P2snError {
+  return err instanceof P2snError ? err : new P2snError(code, message, { cause: err })
 }

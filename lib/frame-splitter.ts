@@ -16,6 +16,13 @@ export interface FrameSplitterOptions {
    * Default {@link DEFAULT_MAX_FRAME_LENGTH} (1 MiB).
    */
   maxFrameLength?: number
+  /**
+   * How many frames at the start of the stream are held to `maxLeadingFrameLength` instead:
+   * the handshake's three frames each way are far shorter than data. Default 0.
+   */
+  leadingFrames?: number
+  /** Longest of the leading frames, in bytes. Default `maxFrameLength`. */
+  maxLeadingFrameLength?: number
 }
 
 /**
@@ -26,29 +33,40 @@ export interface FrameSplitterOptions {
 export class FrameSplitter extends Transform {
   /** The limit in force, in bytes. */
   readonly maxFrameLength: number
+  readonly #leadingFrames: number
+  readonly #maxLeadingFrameLength: number
   // The unterminated start of the next frame, in pieces, and its length.
   #pending: Buffer[] = []
   #pendingLength = 0
+  #frames = 0
 
   constructor (options: FrameSplitterOptions = {}) {
     super({ writableObjectMode: false, readableObjectMode: true })
     this.maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH)
+    this.#leadingFrames = checkLimit('leadingFrames', options.leadingFrames, 0)
+    this.#maxLeadingFrameLength = checkLimit('maxLeadingFrameLength', options.maxLeadingFrameLength, this.maxFrameLength)
+  }
+
+  /** The limit for the frame now arriving. */
+  get #limit (): number {
+    return this.#frames < this.#leadingFrames ? this.#maxLeadingFrameLength : this.maxFrameLength
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     let start = 0
     let end = chunk.indexOf(FRAME_TERMINATOR)
     while (end !== -1) {
-      if (this.#pendingLength + end - start > this.maxFrameLength) {
+      if (this.#pendingLength + end - start > this.#limit) {
         callback(this.#tooLong())
         return
       }
+      this.#frames++
       this.push(this.#take(chunk.subarray(start, end)))
       start = end + 1
       end = chunk.indexOf(FRAME_TERMINATOR, start)
     }
     if (start < chunk.length) {
-      if (this.#pendingLength + chunk.length - start > this.maxFrameLength) {
+      if (this.#pendingLength + chunk.length - start > this.#limit) {
         callback(this.#tooLong())
         return
       }
@@ -77,8 +95,11 @@ export class FrameSplitter extends Transform {
   }
 
   #tooLong (): P2snError {
+    const limit = this.#limit
     this.#pending = []
     this.#pendingLength = 0
-    return new P2snError('ERR_P2SN_FRAME_TOO_LONG', `a frame is longer than maxFrameLength (${this.maxFrameLength} bytes); raise maxFrameLength if the peer really sends messages this large`)
+    return limit === this.maxFrameLength
+      ? new P2snError('ERR_P2SN_FRAME_TOO_LONG', `a frame is longer than maxFrameLength (${limit} bytes); raise maxFrameLength if the peer really sends messages this large`)
+      : new P2snError('ERR_P2SN_FRAME_TOO_LONG', `frame ${this.#frames + 1} is longer than the ${limit} bytes allowed at the start of the stream (the handshake); the peer does not speak p2sn`)
   }
 }

@@ -31,18 +31,22 @@ function select (bit: number, a: number, b: number): number {
   return (a & mask) | (b & ~mask)
 }
 
-/** PRF(label, length) of the draft: HMAC-SHA256 in counter mode under the ciphertext's key. */
-function prf (hmac: Hmac256, label: Buffer, length: number): Buffer {
+// Scratch reused by every call: decryption is synchronous, so calls never overlap in a thread.
+const hmac = new Hmac256(Buffer.alloc(HASH_LENGTH))
+let syntheticScratch = Buffer.alloc(0)
+const candidatesScratch = Buffer.alloc(LENGTH_CANDIDATES_BYTES)
+const prfInput = Buffer.alloc(16)
+
+/** Writes PRF(label, length) of the draft (HMAC-SHA256 in counter mode under `hmac`'s key) into `out`. */
+function prf (label: Buffer, length: number, out: Buffer): void {
   const blocks = Math.ceil(length / HASH_LENGTH)
-  const out = Buffer.allocUnsafe(blocks * HASH_LENGTH)
-  const input = Buffer.allocUnsafe(2 + label.length + 2)
+  const input = prfInput.subarray(0, 2 + label.length + 2)
   label.copy(input, 2)
   input.writeUInt16BE((length * 8) & 0xffff, 2 + label.length)
   for (let i = 0; i < blocks; i++) {
     input.writeUInt16BE(i, 0)
     hmac.digest(input, out, i * HASH_LENGTH)
   }
-  return out
 }
 
 /**
@@ -56,10 +60,13 @@ function prf (hmac: Hmac256, label: Buffer, length: number): Buffer {
  */
 export function unpadImplicit (em: Buffer, ciphertext: Buffer, rejectionKey: Buffer): { message: Buffer, valid: number } {
   const k = em.length
-  const kdk = crypto.createHmac('sha256', rejectionKey).update(ciphertext).digest()
-  const hmac = new Hmac256(kdk)
-  const synthetic = prf(hmac, LABEL_MESSAGE, k)
-  const candidates = prf(hmac, LABEL_LENGTH, LENGTH_CANDIDATES_BYTES)
+  hmac.setKey(crypto.createHmac('sha256', rejectionKey).update(ciphertext).digest())
+  const rounded = Math.ceil(k / HASH_LENGTH) * HASH_LENGTH
+  if (syntheticScratch.length < rounded) syntheticScratch = Buffer.alloc(rounded)
+  const synthetic = syntheticScratch
+  const candidates = candidatesScratch
+  prf(LABEL_MESSAGE, k, synthetic)
+  prf(LABEL_LENGTH, LENGTH_CANDIDATES_BYTES, candidates)
 
   // The synthetic length: the last candidate, masked to the bit width of max, that is below max.
   const max = k - 10

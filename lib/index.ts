@@ -13,3 +13,11 @@ export {
   PublicKey, PrivateKey, generateKeyPair, parsePrivateKey, parsePublicKey, toPem, fingerprint,
   type KeyPair, type PublicKeyInput, type PrivateKeyInput, type GenerateKeyPairOptions
 } from './keys.js'
+export {
+  HandshakeDuplex, type HandshakeOptions, type Role, type ServerKeyEncoding, type PeerInfo, type TraceEvent,
+  type FrameStep, type FrameTransport
+} from './handshake-duplex.js'
+export {
+  Channel, Server, wrap, connect, createServer,
+  type ChannelOptions, type WrapOptions, type ConnectOptions, type ServerOptions, type Handler
+} from './channel.js'

@@ -184,10 +184,14 @@ export async function generateKeyPair (options: GenerateKeyPairOptions = {}): Pr
  * @throws P2snError `ERR_P2SN_BAD_KEY`, `ERR_P2SN_KEY_TOO_SMALL`, `ERR_P2SN_KEY_TOO_LARGE`, `ERR_P2SN_BAD_EXPONENT`
  */
 export function parsePrivateKey (pem: string | Uint8Array): KeyPair {
+  const text = pemText(pem)
   let keyObject: KeyObject
   try {
-    keyObject = crypto.createPrivateKey({ key: pemText(pem), format: 'pem' })
+    keyObject = crypto.createPrivateKey({ key: text, format: 'pem' })
   } catch (err) {
+    if (isPublicPem(text)) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'expected a private key but got a public one; pass the private key pem', { cause: err })
+    }
     throw new P2snError('ERR_P2SN_BAD_KEY', 'could not read the private key; expected an unencrypted rsa private key in pem (pkcs#1 or pkcs#8)', { cause: err })
   }
   return pairOf(new PrivateKey(keyObject))
@@ -200,9 +204,10 @@ export function parsePrivateKey (pem: string | Uint8Array): KeyPair {
  * @throws P2snError `ERR_P2SN_BAD_KEY`, `ERR_P2SN_KEY_TOO_SMALL`, `ERR_P2SN_KEY_TOO_LARGE`, `ERR_P2SN_BAD_EXPONENT`
  */
 export function parsePublicKey (pem: string | Uint8Array): PublicKey {
+  const text = pemText(pem)
   let keyObject: KeyObject
   try {
-    keyObject = crypto.createPublicKey({ key: pemText(pem), format: 'pem' })
+    keyObject = crypto.createPublicKey({ key: text, format: 'pem' })
   } catch (err) {
     throw new P2snError('ERR_P2SN_BAD_KEY', 'could not read the public key; expected an rsa public key in pem (pkcs#1 or spki)', { cause: err })
   }
@@ -262,6 +267,15 @@ function pemText (pem: string | Uint8Array): string {
   if (typeof pem === 'string') return pem
   if (pem instanceof Uint8Array) return Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength).toString('latin1')
   throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'expected pem text as a string or a buffer')
+}
+
+function isPublicPem (text: string): boolean {
+  try {
+    crypto.createPublicKey({ key: text, format: 'pem' })
+    return true
+  } catch {
+    return false
+  }
 }
 
 function checkRsaKey (keyObject: KeyObject): void {

@@ -38,3 +38,7 @@ export const DEFAULT_MAX_FRAME_LENGTH = 1024 * 1024
  * 16384-bit public key (about 3.8 KB), far below the data-frame limit.
  */
 export const MAX_HANDSHAKE_FRAME_LENGTH = 8 * 1024
+/** Frames each side receives during the handshake (client: steps 2, 4, 6; server: 1, 3, 5). */
+export const HANDSHAKE_FRAMES = 3
+/** Default for `handshakeTimeout`, in milliseconds. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000

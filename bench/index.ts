@@ -1,0 +1,7 @@
+/**
+ * `npm run bench`: every benchmark, each printed as a ratio against a baseline measured in the
+ * same run. Not a test: nothing here fails on a slow machine.
+ */
+import { benchStreamChain } from './stream-chain.js'
+
+await benchStreamChain()

@@ -1,0 +1,45 @@
+/**
+ * Timing helpers for the benchmarks. This machine's speed drifts by ±15% within seconds, so
+ * contenders run in alternating short slices and are compared by their summed times.
+ */
+
+/** A contender: does `count` units of work. */
+export type Workload = (count: number) => void | Promise<void>
+
+/** Options of {@link alternate}. */
+export interface AlternateOptions {
+  /** Rounds; each runs every contender once. */
+  slices: number
+  /** Units of work per contender per round. */
+  count: number
+  /** Rounds run first and not counted. Default 1. */
+  warmup?: number
+}
+
+/**
+ * Runs the contenders in turn, round after round, and returns each one's rate in units per
+ * second over all counted rounds.
+ */
+export async function alternate<T extends Record<string, Workload>> (contenders: T, options: AlternateOptions): Promise<Record<keyof T, number>> {
+  const names = Object.keys(contenders) as Array<keyof T>
+  const elapsed = new Map<keyof T, bigint>(names.map((name) => [name, 0n]))
+  const warmup = options.warmup ?? 1
+  for (let round = 0; round < warmup + options.slices; round++) {
+    for (const name of names) {
+      const start = process.hrtime.bigint()
+      await contenders[name]!(options.count)
+      const took = process.hrtime.bigint() - start
+      if (round >= warmup) elapsed.set(name, elapsed.get(name)! + took)
+    }
+  }
+  const rates = {} as Record<keyof T, number>
+  for (const name of names) {
+    rates[name] = (options.slices * options.count) / (Number(elapsed.get(name)!) / 1e9)
+  }
+  return rates
+}
+
+/** A rate as "12,345/s". */
+export function formatRate (perSecond: number): string {
+  return `${Math.round(perSecond).toLocaleString('en-US')}/s`
+}

@@ -1,0 +1,58 @@
+/**
+ * Benchmark of issue 2: messages per second through the full stream chain
+ * (encryptor → Base64 → joiner → splitter → Base64 → decryptor) against the raw OpenSSL bound
+ * (one public plus one private operation per message), measured in alternating slices.
+ */
+import crypto from 'node:crypto'
+import { once } from 'node:events'
+import { Base64Codec, FrameJoiner, FrameSplitter, RsaCipher, generateKeyPair, type EngineName, type KeyPair } from '../lib/index.js'
+import { alternate, formatRate } from './measure.js'
+
+const MESSAGE = crypto.randomBytes(245)
+
+/** A running chain and a function that sends `count` messages through it and waits for them. */
+function makeChain (keys: KeyPair, engine: EngineName): (count: number) => Promise<void> {
+  const head = RsaCipher.encryptor(keys.publicKey, { engine })
+  const tail = RsaCipher.decryptor(keys.privateKey, { engine })
+  head.pipe(Base64Codec.encoder()).pipe(new FrameJoiner()).pipe(new FrameSplitter())
+    .pipe(Base64Codec.decoder()).pipe(tail)
+  let waiting = 0
+  let done: (() => void) | undefined
+  tail.on('data', (message: Buffer) => {
+    if (message.length !== MESSAGE.length) throw new Error('the chain corrupted a message')
+    if (--waiting === 0) done?.()
+  })
+  return async (count) => {
+    waiting = count
+    const finished = new Promise<void>((resolve) => { done = resolve })
+    for (let i = 0; i < count; i++) {
+      if (!head.write(MESSAGE)) await once(head, 'drain')
+    }
+    await finished
+  }
+}
+
+function makeBound (keys: KeyPair): (count: number) => void {
+  const pub = keys.publicKey.keyObject
+  const priv = keys.privateKey.keyObject
+  return (count) => {
+    for (let i = 0; i < count; i++) {
+      const ct = crypto.publicEncrypt({ key: pub, padding: crypto.constants.RSA_PKCS1_PADDING }, MESSAGE)
+      crypto.privateDecrypt({ key: priv, padding: crypto.constants.RSA_NO_PADDING }, ct)
+    }
+  }
+}
+
+/** Runs the benchmark and prints its lines. */
+export async function benchStreamChain (): Promise<void> {
+  const keys = await generateKeyPair({ bits: 2048 })
+  const bound = makeBound(keys)
+  const openssl = makeChain(keys, 'openssl')
+  const forge = makeChain(keys, 'forge')
+  const fast = await alternate({ bound, openssl }, { slices: 12, count: 200 })
+  const slow = await alternate({ bound, forge }, { slices: 3, count: 10 })
+  console.log('stream chain, 2048-bit keys, 245-byte messages (encryptor → base64 → joiner → splitter → base64 → decryptor)')
+  console.log(`  openssl bound (1 public + 1 private op): ${formatRate(fast.bound)}`)
+  console.log(`  chain, openssl engine:                  ${formatRate(fast.openssl)}  ratio ${(fast.openssl / fast.bound).toFixed(3)}× the bound (target ≥ 0.9×)`)
+  console.log(`  chain, forge engine:                    ${formatRate(slow.forge)}  ratio ${(slow.forge / slow.bound).toFixed(3)}× the bound`)
+}

@@ -1,0 +1,331 @@
+/**
+ * Secure channels: the four layers and the handshake composed around any duplex, plus TCP and
+ * TLS clients and servers with the reference's request/reply way of working.
+ * @module
+ */
+import { EventEmitter, once } from 'node:events'
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Duplex as NodeDuplex } from 'node:stream'
+import Pumpify from 'pumpify'
+import { checkLimit, toBuffer } from './arguments.js'
+import { Base64Codec } from './base64-codec.js'
+import { P2snError, toP2snError } from './errors.js'
+import { FrameJoiner } from './frame-joiner.js'
+import { FrameSplitter } from './frame-splitter.js'
+import { HandshakeDuplex, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
+import { generateKeyPair, toKeyPair, type KeyPair, type PublicKey } from './keys.js'
+import { DEFAULT_MAX_FRAME_LENGTH, HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH } from './protocol.js'
+import { RsaCipher, type DecryptOptions } from './rsa-cipher.js'
+
+const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
+
+/** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
+export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<DecryptOptions, 'strict' | 'rejection'> {
+  /**
+   * Longest frame accepted after the handshake, in bytes: `ERR_P2SN_FRAME_TOO_LONG`. Default
+   * 1 MiB. Handshake frames are held to 8 KiB whatever this says.
+   */
+  maxFrameLength?: number
+}
+
+/** Options of {@link wrap}. */
+export interface WrapOptions extends ChannelOptions {
+  /** This side's role: the client speaks first. */
+  role: HandshakeOptions['role']
+}
+
+/**
+ * An encrypted message duplex: each write is one message, each `'data'` one message (Buffers).
+ * Made by {@link wrap}, {@link connect} and servers. Emits `'handshake'` with a
+ * {@link PeerInfo} once the peer is proven; writes made before then wait, and are not lost.
+ * `end()` half-closes; `destroy()` closes quietly and tears down the whole chain, underlying
+ * stream included.
+ */
+export class Channel extends Pumpify.obj {
+  /** The handshake layer, which also carries the message frames. */
+  readonly handshake: HandshakeDuplex
+  #requests: Array<{ message: Buffer, resolve: (reply: Buffer) => void, reject: (err: Error) => void }> = []
+  #inFlight = false
+  #listening = false
+
+  /** Prefer {@link wrap}; this composes the layers around `handshake`. */
+  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine'> = {}) {
+    super()
+    this.handshake = handshake
+    const onEarlyError = (err: Error): void => { this.destroy(err) }
+    handshake.on('error', onEarlyError)
+    handshake.once('handshake', (peer: PeerInfo) => {
+      handshake.removeListener('error', onEarlyError)
+      const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine }
+      this.setPipeline(
+        RsaCipher.encryptor(peer.publicKey, cipher),
+        Base64Codec.encoder(),
+        handshake,
+        Base64Codec.decoder(),
+        RsaCipher.decryptor(handshake.keyPair!, cipher)
+      )
+      this.emit('handshake', peer)
+    })
+    // Like a socket, close once both directions are done (duplexify alone never would).
+    let done = 0
+    const closeWhenDone = (): void => {
+      if (++done === 2) process.nextTick(() => this.destroy())
+    }
+    this.once('end', closeWhenDone)
+    this.once('finish', closeWhenDone)
+  }
+
+  /** The peer's public key, once the handshake is done. */
+  get remotePublicKey (): PublicKey | undefined {
+    return this.handshake.remotePublicKey
+  }
+
+  /** The peer's fingerprint, once the handshake is done. */
+  get remoteFingerprint (): string | undefined {
+    return this.handshake.remoteFingerprint
+  }
+
+  /**
+   * Sends one request and resolves with the peer's reply, the reference's way of working. One
+   * request is in flight at a time and later calls wait their turn, since the Python reference
+   * server loses a request that arrives before it has answered the last. Replies are read from
+   * this channel's messages: do not also consume `'data'` yourself.
+   *
+   * @throws P2snError `ERR_P2SN_UNEXPECTED_ERROR` when the server's handler failed;
+   *   `ERR_P2SN_CLOSED` when the channel ends or closes first
+   */
+  request (message: Uint8Array | string): Promise<Buffer> {
+    const bytes = toBuffer(message)
+    return new Promise((resolve, reject) => {
+      if (this.destroyed) {
+        reject(new P2snError('ERR_P2SN_CLOSED', 'the channel is closed; open a new one to send requests'))
+        return
+      }
+      this.#requests.push({ message: bytes, resolve, reject })
+      this.#listen()
+      this.#next()
+    })
+  }
+
+  #listen (): void {
+    if (this.#listening) return
+    this.#listening = true
+    this.on('data', (reply: Buffer) => {
+      const request = this.#requests.shift()
+      if (!this.#inFlight || request === undefined) {
+        this.emit('unsolicited', reply)
+        return
+      }
+      this.#inFlight = false
+      if (reply.equals(UNEXPECTEDERROR)) {
+        request.reject(new P2snError('ERR_P2SN_UNEXPECTED_ERROR', 'the server\'s handler failed on this request (it answered P2SN:UNEXPECTEDERROR)'))
+      } else {
+        request.resolve(reply)
+      }
+      this.#next()
+    })
+    const failAll = (err?: Error): void => {
+      const reason = err instanceof Error
+        ? toP2snError(err, 'ERR_P2SN_CONNECTION', `the channel failed: ${err.message}`)
+        : new P2snError('ERR_P2SN_CLOSED', 'the channel closed before the reply came; the peer hung up')
+      for (const request of this.#requests.splice(0)) request.reject(reason)
+    }
+    this.on('error', failAll)
+    this.on('end', () => { failAll() })
+    this.on('close', () => { failAll() })
+  }
+
+  #next (): void {
+    const request = this.#requests[0]
+    if (this.#inFlight || request === undefined) return
+    this.#inFlight = true
+    this.write(request.message)
+  }
+}
+
+/**
+ * Wraps a duplex byte stream (a TCP or TLS socket, stdio, a child process's stdio) in a
+ * {@link Channel}: runs the handshake as `role`, then carries encrypted messages.
+ *
+ * @example
+ * const channel = wrap(socket, { role: 'client', keyPair })
+ * channel.write('hello')
+ * channel.on('data', (message) => console.log(message.toString()))
+ */
+export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
+  const maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH)
+  const splitter = new FrameSplitter({ maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
+  const framed = new Pumpify.obj(new FrameJoiner(), duplex, splitter)
+  const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options })
+  return new Channel(handshake, options)
+}
+
+/** Options of {@link connect}. */
+export interface ConnectOptions extends ChannelOptions {
+  /** Host to connect to. Default `'127.0.0.1'`. */
+  host?: string
+  /** TCP port. */
+  port: number
+  /** Connect over TLS with these options (`ca`, `servername`, …); plain TCP when left out. */
+  tls?: tls.ConnectionOptions
+}
+
+/**
+ * Connects to a P2SN server over TCP (or TLS, given `tls`) as the client. The channel is
+ * returned at once; listen for `'handshake'`, or just write: messages wait for the handshake.
+ *
+ * @example
+ * const channel = connect({ host: 'localhost', port: 7000, keyPair })
+ * console.log((await channel.request('hello')).toString())
+ */
+export function connect (options: ConnectOptions): Channel {
+  const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
+  const socket = tlsOptions === undefined
+    ? net.connect({ host, port })
+    : tls.connect({ host, port, ...tlsOptions })
+  return wrap(socket, { ...rest, role: 'client' })
+}
+
+/** Answers one request: returns (or resolves with) the reply. */
+export type Handler = (message: Buffer, channel: Channel) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>
+
+/** Options of {@link createServer}. */
+export interface ServerOptions extends ChannelOptions {
+  /**
+   * Answers each request with its return value, in order; a handler that throws answers
+   * `P2SN:UNEXPECTEDERROR`, as the reference does. Leave out to handle channels yourself.
+   */
+  handler?: Handler
+  /** Serve over TLS with these options (`key`, `cert`, …); plain TCP when left out. */
+  tls?: tls.TlsOptions
+}
+
+/**
+ * A P2SN server over TCP or TLS, shaped like `net.Server`.
+ *
+ * Events: `'listening'`; `'channel'` (channel, peer) when a client completes the handshake;
+ * `'clientError'` (error, channel) when a connection fails before or after the handshake
+ * (never fatal to the server); `'error'` for the listening socket; `'close'`.
+ */
+export class Server extends EventEmitter {
+  /** The underlying `net.Server` or `tls.Server`. */
+  readonly server: net.Server
+  readonly #options: ServerOptions
+  readonly #keyPair: Promise<KeyPair>
+  readonly #channels = new Set<Channel>()
+
+  /** Prefer {@link createServer}. */
+  constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
+    super()
+    this.#options = options
+    // One key pair for every connection: generated once when none is given.
+    this.#keyPair = options.keyPair === undefined
+      ? generateKeyPair()
+      : options.keyPair instanceof Promise ? options.keyPair : Promise.resolve(toKeyPair(options.keyPair))
+    this.#keyPair.catch(() => {})
+    if (onChannel !== undefined) this.on('channel', onChannel)
+    const onSocket = (socket: net.Socket): void => { this.#accept(socket) }
+    this.server = options.tls === undefined
+      ? net.createServer(onSocket)
+      : tls.createServer(options.tls, onSocket)
+    this.server.on('listening', () => this.emit('listening'))
+    this.server.on('error', (err) => this.emit('error', err))
+    this.server.on('close', () => this.emit('close'))
+    if (options.tls !== undefined) {
+      this.server.on('tlsClientError', (err: Error) => this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`)))
+    }
+  }
+
+  /** The server's key pair (generated when none was given). */
+  keyPair (): Promise<KeyPair> {
+    return this.#keyPair
+  }
+
+  /** Starts listening, as `net.Server#listen`. */
+  listen (port?: number, host?: string, callback?: () => void): this
+  listen (port?: number, callback?: () => void): this
+  listen (port?: number, host?: string | (() => void), callback?: () => void): this {
+    if (typeof host === 'function') {
+      callback = host
+      host = undefined
+    }
+    if (callback !== undefined) this.once('listening', callback)
+    const start = (): void => { this.server.listen(port, host as string | undefined) }
+    // The key must exist before the first client is served.
+    this.#keyPair.then(start, (err: unknown) => this.emit('error', err))
+    return this
+  }
+
+  /** Address bound, as `net.Server#address`. */
+  address (): net.AddressInfo | string | null {
+    return this.server.address()
+  }
+
+  /** Stops accepting connections and closes the open channels; `callback` runs once all are gone. */
+  close (callback?: (err?: Error) => void): this {
+    this.server.close(callback)
+    for (const channel of this.#channels) channel.destroy()
+    return this
+  }
+
+  /** The number of open channels, handshaking or not. */
+  get connections (): number {
+    return this.#channels.size
+  }
+
+  #accept (socket: net.Socket): void {
+    const channel = wrap(socket, { ...this.#options, keyPair: this.#keyPair, role: 'server' })
+    this.#channels.add(channel)
+    channel.on('close', () => this.#channels.delete(channel))
+    channel.on('error', (err: Error) => {
+      if (this.listenerCount('clientError') > 0) this.emit('clientError', err, channel)
+    })
+    channel.once('handshake', (peer: PeerInfo) => {
+      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#options.strict === true)
+      this.emit('channel', channel, peer)
+    })
+  }
+}
+
+/**
+ * Creates a P2SN server. With `handler`, each request is answered with the handler's return
+ * value; with `onChannel` (or the `'channel'` event) you get each channel once its handshake
+ * completes.
+ *
+ * @example
+ * const server = createServer({ keyPair, handler: (message) => message }).listen(7000)
+ */
+export function createServer (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void): Server {
+  return new Server(options, onChannel)
+}
+
+/**
+ * Answers each message on `channel` with `handler`'s reply, one at a time and in order. With
+ * `strict`, a reply too long for one block becomes `P2SN:UNEXPECTEDERROR`, as the reference does.
+ */
+function serve (channel: Channel, handler: Handler, strict: boolean): void {
+  channel.on('data', (message: Buffer) => {
+    // One request at a time: the next is not read until this one is answered.
+    channel.pause()
+    answer(channel, handler, message, strict).then(() => channel.resume(), (err: unknown) => channel.destroy(err as Error))
+  })
+  // Answers come in order, so once the client has ended and the last one is written, we are done.
+  channel.once('end', () => { channel.end() })
+}
+
+async function answer (channel: Channel, handler: Handler, message: Buffer, strict: boolean): Promise<void> {
+  let reply: Buffer
+  try {
+    const result = await handler(message, channel)
+    reply = result === undefined ? Buffer.alloc(0) : toBuffer(result)
+    if (strict && reply.length > channel.remotePublicKey!.maxBlockPlaintext) {
+      throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the handler's ${reply.length}-byte reply does not fit one rsa block of the client's key`)
+    }
+  } catch (err) {
+    channel.emit('handlerError', err)
+    reply = UNEXPECTEDERROR
+  }
+  if (channel.destroyed || channel.writableEnded) return
+  if (!channel.write(reply)) await once(channel, 'drain')
+}
