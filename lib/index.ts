@@ -21,3 +21,4 @@ export {
   Channel, Server, wrap, connect, createServer,
   type ChannelOptions, type WrapOptions, type ConnectOptions, type ServerOptions, type Handler
 } from './channel.js'
+export { joinDuplex } from './join-duplex.js'

@@ -1,0 +1,47 @@
+// Runs every example as a user would (node with the TypeScript loader) and checks its output.
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { expect } from 'chai'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+async function example (name: string): Promise<string> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', `examples/${name}.ts`], { cwd: root, timeout: 30_000 })
+  return stdout
+}
+
+describe('examples', function () {
+  this.timeout(40_000)
+
+  it('tcp-echo.ts: three requests answered over loopback TCP', async () => {
+    const out = await example('tcp-echo')
+    expect(out).to.match(/^server key: SHA256:[A-Za-z0-9+/]{43}$/m)
+    expect(out).to.include('reply: hello\nreply: wörld\nreply: 1000 bytes\n')
+  })
+
+  it('tls.ts: a request inside TLS', async () => {
+    expect(await example('tls')).to.equal('tls echo: hello over tls\n')
+  })
+
+  it('child-process.ts: a child speaking P2SN on its stdio', async () => {
+    expect(await example('child-process')).to.equal('child PID got: ping\nchild PID got: pong\nchild exited with 0\n')
+  })
+
+  it('pipeline.ts: the four layers composed by hand', async () => {
+    expect(await example('pipeline')).to.equal('opened: first secret\nopened: second secret\nopened: 600 bytes\n')
+  })
+
+  it('demo.ts (npm start): shows the six handshake steps and two round trips', async () => {
+    const out = await example('demo')
+    const steps = [...out.matchAll(/^\s+\d+ {2}(client → server|server → client) {2}(\S+(?: key)?)/gm)].map((m) => `${m[1]} ${m[2]}`)
+    expect(steps).to.deep.equal([
+      'client → server PUBKEY', 'server → client server key', 'client → server KEYCHECK',
+      'server → client PUBKEY', 'client → server client key', 'server → client KEYCHECK',
+      'client → server message', 'server → client message', 'client → server message', 'server → client message'
+    ])
+    expect(out).to.include('got reply "Hello, Ada!"')
+    expect(out).to.include('npx p2sn listen 7000 --echo')
+  })
+})
