@@ -6,7 +6,6 @@
  * decrypted block.
  * @module
  */
-import crypto from 'node:crypto'
 import { Hmac256 } from './sha256.js'
 
 const HASH_LENGTH = 32
@@ -33,6 +32,9 @@ function select (bit: number, a: number, b: number): number {
 
 // Scratch reused by every call: decryption is synchronous, so calls never overlap in a thread.
 const hmac = new Hmac256(Buffer.alloc(HASH_LENGTH))
+const kdk = Buffer.alloc(HASH_LENGTH)
+/** The key-derivation HMAC of each private key, its key states hashed once per key. */
+const kdkMacs = new WeakMap<Buffer, Hmac256>()
 let syntheticScratch = Buffer.alloc(0)
 const candidatesScratch = Buffer.alloc(LENGTH_CANDIDATES_BYTES)
 const prfInput = Buffer.alloc(16)
@@ -60,7 +62,13 @@ function prf (label: Buffer, length: number, out: Buffer): void {
  */
 export function unpadImplicit (em: Buffer, ciphertext: Buffer, rejectionKey: Buffer): { message: Buffer, valid: number } {
   const k = em.length
-  hmac.setKey(crypto.createHmac('sha256', rejectionKey).update(ciphertext).digest())
+  let kdkMac = kdkMacs.get(rejectionKey)
+  if (kdkMac === undefined) {
+    kdkMac = new Hmac256(rejectionKey)
+    kdkMacs.set(rejectionKey, kdkMac)
+  }
+  kdkMac.digest(ciphertext, kdk)
+  hmac.setKey(kdk)
   const rounded = Math.ceil(k / HASH_LENGTH) * HASH_LENGTH
   if (syntheticScratch.length < rounded) syntheticScratch = Buffer.alloc(rounded)
   const synthetic = syntheticScratch
