@@ -13,6 +13,7 @@ import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type 
 import { MessageTransform } from './message-transform.js'
 import { unpadImplicit } from './implicit-rejection.js'
 import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
+import type { RsaPool } from './rsa-pool.js'
 
 /** Options of the encrypting side. */
 export interface EncryptOptions {
@@ -35,6 +36,15 @@ export interface DecryptOptions extends EncryptOptions {
    * padding oracle (Bleichenbacher 1998, the Marvin attack) that can decrypt recorded traffic.
    */
   rejection?: 'implicit' | 'error'
+}
+
+/** Options of {@link RsaCipher}. */
+export interface RsaCipherOptions extends DecryptOptions {
+  /**
+   * Decrypt in this pool's worker threads instead of on the event loop (decryptor only); the
+   * messages still come out in order. Default: inline.
+   */
+  pool?: RsaPool
 }
 
 /**
@@ -100,9 +110,6 @@ function decryptWith (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, op
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
 }
 
-/** Options of {@link RsaCipher}. */
-export type RsaCipherOptions = DecryptOptions
-
 /**
  * A message stream that encrypts or decrypts: one message written, one message read. Make one
  * with {@link RsaCipher.encryptor} or {@link RsaCipher.decryptor}.
@@ -122,9 +129,11 @@ export class RsaCipher extends MessageTransform {
    * Decrypts each ciphertext written to it with `privateKey`.
    * @param privateKey - a private key, a key pair, or PEM text
    */
-  static decryptor (privateKey: PrivateKeyInput, options: DecryptOptions = {}): RsaCipher {
+  static decryptor (privateKey: PrivateKeyInput, options: RsaCipherOptions = {}): RsaCipher {
     const key = toPrivateKey(privateKey)
     const engine = resolveEngine(options.engine)
+    const { pool } = options
+    if (pool !== undefined) return new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, options))
     return new RsaCipher((ciphertext) => decryptWith(key, engine, ciphertext, options))
   }
 }

@@ -1,0 +1,106 @@
+import { expect } from 'chai'
+import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, parsePrivateKey, type KeyPair } from '../lib/index.js'
+import { RsaPool } from '../lib/rsa-pool.js'
+import { expectP2snError } from './helpers/chunking.js'
+import { loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
+
+/** What the inline path gives: the message, or the error code. */
+function inline (keys: KeyPair, ciphertext: Buffer, rejection: 'implicit' | 'error' = 'implicit'): string {
+  try {
+    return decryptMessage(keys, ciphertext, { rejection }).toString('hex')
+  } catch (err) {
+    return (err as P2snError).code
+  }
+}
+
+async function pooled (pool: RsaPool, keys: KeyPair, ciphertext: Buffer, rejection: 'implicit' | 'error' = 'implicit'): Promise<string> {
+  try {
+    return (await pool.decrypt(keys.privateKey, ciphertext, { rejection })).toString('hex')
+  } catch (err) {
+    expect(err).to.be.instanceOf(P2snError)
+    return (err as P2snError).code
+  }
+}
+
+describe('RsaPool (rsa-pool.ts)', function () {
+  this.timeout(60_000)
+  let pool: RsaPool
+
+  before(() => { pool = new RsaPool({ workers: 2 }) })
+  after(async () => { await pool.close() })
+
+  it('gives the implicit-rejection vectors\' expected messages, valid and synthetic alike', async () => {
+    for (const family of loadRejectionFamilies()) {
+      const keys = parsePrivateKey(family.privateKeyPem)
+      const results = await Promise.all(family.cases.map(async (c) => pooled(pool, keys, Buffer.from(c.ciphertextHex, 'hex'))))
+      expect(results, family.id).to.deep.equal(family.cases.map((c) => c.expectedHex))
+    }
+  })
+
+  it('is byte-identical to the inline path on every 2048-bit Wycheproof test, errors included', async () => {
+    const file = loadWycheproof(2048)
+    for (const group of file.groups) {
+      const keys = parsePrivateKey(group.privateKeyPem)
+      for (const rejection of ['implicit', 'error'] as const) {
+        const cts = group.tests.map((t) => Buffer.from(t.ct, 'hex'))
+        const results = await Promise.all(cts.map(async (ct) => pooled(pool, keys, ct, rejection)))
+        expect(results).to.deep.equal(cts.map((ct) => inline(keys, ct, rejection)))
+      }
+    }
+  })
+
+  it('decrypts every request and reply of the recorded Python sessions', async () => {
+    for (const session of loadSessions()) {
+      const server = parsePrivateKey(session.server.privateKeyPem)
+      const client = parsePrivateKey(session.client.privateKeyPem)
+      for (const exchange of session.exchanges) {
+        if (!('requestHex' in exchange)) continue
+        const request = Buffer.from(exchange.requestHex, 'hex')
+        const ct = encryptMessage(server, request)
+        expect(await pooled(pool, server, ct)).to.equal(exchange.requestHex)
+        const reply = encryptMessage(client, Buffer.from(exchange.replyHex, 'hex'))
+        expect(await pooled(pool, client, reply)).to.equal(exchange.replyHex)
+      }
+    }
+  })
+
+  it('keeps many keys and many concurrent decryptions apart', async () => {
+    const keys = await Promise.all([1024, 1024, 2048].map(async (bits) => generateKeyPair({ bits })))
+    const jobs = Array.from({ length: 300 }, (_, i) => {
+      const pair = keys[i % keys.length]!
+      const message = Buffer.alloc(i % 400, i)
+      return { pair, message, ct: encryptMessage(pair, message) }
+    })
+    const out = await Promise.all(jobs.map(async ({ pair, ct }) => pool.decrypt(pair.privateKey, ct)))
+    out.forEach((message, i) => expect(message.equals(jobs[i]!.message), `job ${i}`).to.equal(true))
+  })
+
+  it('serves RsaCipher.decryptor({ pool }): messages come out in the order they went in', async () => {
+    const keys = await generateKeyPair({ bits: 1024 })
+    const decryptor = RsaCipher.decryptor(keys, { pool })
+    const messages = Array.from({ length: 60 }, (_, i) => Buffer.alloc(i * 7, i))
+    const out: Buffer[] = []
+    decryptor.on('data', (message: Buffer) => out.push(message))
+    for (const message of messages) decryptor.write(encryptMessage(keys, message))
+    decryptor.end()
+    await new Promise((resolve) => decryptor.on('end', resolve))
+    expect(out.map((m) => m.toString('hex'))).to.deep.equal(messages.map((m) => m.toString('hex')))
+  })
+
+  it('refuses work beyond maxQueue with ERR_P2SN_POOL_BUSY, and work after close with ERR_P2SN_CLOSED', async () => {
+    const small = new RsaPool({ workers: 1, maxQueue: 2 })
+    const keys = await generateKeyPair({ bits: 1024 })
+    const ct = encryptMessage(keys, 'x')
+    const first = [small.decrypt(keys.privateKey, ct), small.decrypt(keys.privateKey, ct)]
+    await expectP2snError(small.decrypt(keys.privateKey, ct), 'ERR_P2SN_POOL_BUSY')
+    expect((await Promise.all(first)).map(String)).to.deep.equal(['x', 'x'])
+    await small.close()
+    await expectP2snError(small.decrypt(keys.privateKey, ct), 'ERR_P2SN_CLOSED')
+  })
+
+  it('refuses a worker count that is not a whole number of at least 1', () => {
+    for (const workers of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new RsaPool({ workers })).to.throw(P2snError).with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    }
+  })
+})
