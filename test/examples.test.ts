@@ -1,5 +1,7 @@
 // Runs every example as a user would (node with the TypeScript loader) and checks its output.
 import { execFile } from 'node:child_process'
+import { once } from 'node:events'
+import net, { type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
@@ -7,9 +9,20 @@ import { expect } from 'chai'
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-async function example (name: string): Promise<string> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', `examples/${name}.ts`], { cwd: root, timeout: 30_000 })
+async function example (name: string, env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', `examples/${name}.ts`], {
+    cwd: root, timeout: 30_000, env: { ...process.env, ...env }
+  })
   return stdout
+}
+
+/** A TCP port that was free a moment ago. */
+async function freePort (): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  server.close()
+  return port
 }
 
 describe('examples', function () {
@@ -31,6 +44,11 @@ describe('examples', function () {
 
   it('pipeline.ts: the four layers composed by hand', async () => {
     expect(await example('pipeline')).to.equal('opened: first secret\nopened: second secret\nopened: 600 bytes\n')
+  })
+
+  it('cluster.ts: one server key served by every worker process', async () => {
+    const out = await example('cluster', { PORT: String(await freePort()), WORKERS: '2' })
+    expect(out).to.equal('4 connections, answered by 2 worker processes, 1 server key\n')
   })
 
   it('demo.ts (npm start): shows the six handshake steps and two round trips', async () => {
