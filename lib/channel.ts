@@ -8,6 +8,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import type { Duplex as NodeDuplex } from 'node:stream'
 import Pumpify from 'pumpify'
+import { Duplex } from 'readable-stream'
 import { checkLimit, toBuffer } from './arguments.js'
 import { Base64Codec } from './base64-codec.js'
 import { P2snError, toP2snError } from './errors.js'
@@ -16,12 +17,12 @@ import { FrameSplitter } from './frame-splitter.js'
 import { HandshakeDuplex, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
 import { generateKeyPair, toKeyPair, type KeyPair, type PublicKey } from './keys.js'
 import { DEFAULT_MAX_FRAME_LENGTH, HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH } from './protocol.js'
-import { RsaCipher, type DecryptOptions } from './rsa-cipher.js'
+import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
 /** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
-export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<DecryptOptions, 'strict' | 'rejection'> {
+export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<RsaCipherOptions, 'strict' | 'rejection' | 'pool'> {
   /**
    * Longest frame accepted after the handshake, in bytes: `ERR_P2SN_FRAME_TOO_LONG`. Default
    * 1 MiB. Handshake frames are held to 8 KiB whatever this says.
@@ -39,8 +40,10 @@ export interface WrapOptions extends ChannelOptions {
  * An encrypted message duplex: each write is one message, each `'data'` one message (Buffers).
  * Made by {@link wrap}, {@link connect} and servers. Emits `'handshake'` with a
  * {@link PeerInfo} once the peer is proven; writes made before then wait, and are not lost.
- * `end()` half-closes; `destroy()` closes quietly and tears down the whole chain, underlying
- * stream included.
+ * `end()` half-closes: the peer sees `'end'` and can still write back, and the channel closes
+ * once both sides have ended (so end yours when the peer's `'end'` comes; a server with a
+ * `handler` does). `destroy()` closes quietly and tears down the whole chain, underlying stream
+ * included, even before the handshake is done.
  */
 export class Channel extends Pumpify.obj {
   /** The handshake layer, which also carries the message frames. */
@@ -50,7 +53,7 @@ export class Channel extends Pumpify.obj {
   #listening = false
 
   /** Prefer {@link wrap}; this composes the layers around `handshake`. */
-  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine'> = {}) {
+  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine' | 'pool'> = {}) {
     super()
     this.handshake = handshake
     const onEarlyError = (err: Error): void => { this.destroy(err) }
@@ -63,9 +66,14 @@ export class Channel extends Pumpify.obj {
         Base64Codec.encoder(),
         handshake,
         Base64Codec.decoder(),
-        RsaCipher.decryptor(handshake.keyPair!, cipher)
+        RsaCipher.decryptor(handshake.keyPair!, { ...cipher, pool: options.pool }),
+        new HalfCloseGate(handshake)
       )
       this.emit('handshake', peer)
+    })
+    // Until the handshake is done there is no pipeline for destroy() to tear down: do it here.
+    this.once('close', () => {
+      if (!handshake.destroyed) handshake.destroy()
     })
     // Like a socket, close once both directions are done (duplexify alone never would).
     let done = 0
@@ -98,8 +106,10 @@ export class Channel extends Pumpify.obj {
   request (message: Uint8Array | string): Promise<Buffer> {
     const bytes = toBuffer(message)
     return new Promise((resolve, reject) => {
-      if (this.destroyed) {
-        reject(new P2snError('ERR_P2SN_CLOSED', 'the channel is closed; open a new one to send requests'))
+      if (this.destroyed || this.readableEnded) {
+        reject(new P2snError('ERR_P2SN_CLOSED', this.destroyed
+          ? 'the channel is closed; open a new one to send requests'
+          : 'the peer has ended its side of the channel and will send no reply; open a new one to send requests'))
         return
       }
       this.#requests.push({ message: bytes, resolve, reject })
@@ -144,6 +154,84 @@ export class Channel extends Pumpify.obj {
   }
 }
 
+// pumpify builds on readable-stream 3, whose streams lack these getters that Node's typings
+// promise (they read undefined): give Channel the real values, which request() relies on.
+interface StreamStates {
+  _readableState: { endEmitted: boolean }
+  _writableState: { ending: boolean, finished: boolean }
+}
+Object.defineProperties(Channel.prototype, {
+  readableEnded: { configurable: true, get (this: StreamStates): boolean { return this._readableState.endEmitted } },
+  writableEnded: { configurable: true, get (this: StreamStates): boolean { return this._writableState.ending } },
+  writableFinished: { configurable: true, get (this: StreamStates): boolean { return this._writableState.finished } }
+})
+
+/** What {@link HalfCloseGate} needs of the duplex in the middle of a chain. */
+interface ChainMiddle {
+  readonly destroyed: boolean
+  readonly writableFinished: boolean
+  on (event: 'finish' | 'close', listener: () => void): unknown
+  removeListener (event: 'finish' | 'close', listener: () => void): unknown
+}
+
+/**
+ * The last stream of a pumpify chain that runs through a duplex, `middle` (the transport in
+ * {@link wrap}, the handshake in {@link Channel}). pump calls a chain done as soon as its last
+ * stream finishes, and then destroys every stream not yet closed: without this gate, the peer
+ * ending its side would destroy `middle` while this side still writes to it, and `end()` could
+ * not half-close. The gate passes each message through and ends its readable side as soon as
+ * its input ends, but finishes only once `middle` has finished writing (or closed): the chain
+ * is done when both directions are.
+ */
+class HalfCloseGate extends Duplex {
+  readonly #middle: ChainMiddle
+  #heldWrite: ((error?: Error | null) => void) | undefined
+
+  /** @param middle - the duplex whose writing must be done before the chain is */
+  constructor (middle: ChainMiddle) {
+    super({ objectMode: true })
+    this.#middle = middle
+  }
+
+  override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.push(chunk)) callback()
+    else this.#heldWrite = callback
+  }
+
+  override _read (): void {
+    const callback = this.#heldWrite
+    this.#heldWrite = undefined
+    callback?.()
+  }
+
+  override _final (callback: (error?: Error | null) => void): void {
+    this.push(null)
+    const middle = this.#middle
+    if (middle.destroyed || writeSideDone(middle)) {
+      callback()
+      return
+    }
+    const done = (): void => {
+      middle.removeListener('finish', done)
+      middle.removeListener('close', done)
+      callback()
+    }
+    middle.on('finish', done)
+    middle.on('close', done)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.#heldWrite = undefined
+    callback(err)
+  }
+}
+
+/** True once `stream` has finished writing; streams of readable-stream 3 only say so in their state. */
+function writeSideDone (stream: ChainMiddle): boolean {
+  return stream.writableFinished === true ||
+    (stream as { _writableState?: { finished?: boolean } })._writableState?.finished === true
+}
+
 /**
  * Wraps a duplex byte stream (a TCP or TLS socket, stdio, a child process's stdio) in a
  * {@link Channel}: runs the handshake as `role`, then carries encrypted messages.
@@ -156,7 +244,7 @@ export class Channel extends Pumpify.obj {
 export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
   const maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH)
   const splitter = new FrameSplitter({ maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
-  const framed = new Pumpify.obj(new FrameJoiner(), duplex, splitter)
+  const framed = new Pumpify.obj(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
   const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options })
   return new Channel(handshake, options)
 }
@@ -181,10 +269,17 @@ export interface ConnectOptions extends ChannelOptions {
  */
 export function connect (options: ConnectOptions): Channel {
   const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
+  // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
+  // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
   const socket = tlsOptions === undefined
-    ? net.connect({ host, port })
-    : tls.connect({ host, port, ...tlsOptions })
+    ? net.connect({ host, port, allowHalfOpen: true })
+    : tls.connect(halfOpen({ host, port, ...tlsOptions }))
   return wrap(socket, { ...rest, role: 'client' })
+}
+
+function halfOpen (options: tls.ConnectionOptions): tls.ConnectionOptions {
+  const withHalfOpen: tls.ConnectionOptions & Pick<net.SocketConstructorOpts, 'allowHalfOpen'> = { allowHalfOpen: true, ...options }
+  return withHalfOpen
 }
 
 /** Answers one request: returns (or resolves with) the reply. */
@@ -214,6 +309,8 @@ export class Server extends EventEmitter {
   readonly #options: ServerOptions
   readonly #keyPair: Promise<KeyPair>
   readonly #channels = new Set<Channel>()
+  /** True while listen() waits for the key pair; close() cancels it. */
+  #starting = false
 
   /** Prefer {@link createServer}. */
   constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
@@ -225,7 +322,13 @@ export class Server extends EventEmitter {
       : options.keyPair instanceof Promise ? options.keyPair : Promise.resolve(toKeyPair(options.keyPair))
     this.#keyPair.catch(() => {})
     if (onChannel !== undefined) this.on('channel', onChannel)
-    const onSocket = (socket: net.Socket): void => { this.#accept(socket) }
+    const onSocket = (socket: net.Socket): void => {
+      // Half-open, so that a client that ends its side still gets its answers (see serve). Made
+      // so here rather than with the server's allowHalfOpen option: a TLS socket half-open
+      // during its TLS handshake never closes when its client hangs up then.
+      socket.allowHalfOpen = true
+      this.#accept(socket)
+    }
     this.server = options.tls === undefined
       ? net.createServer(onSocket)
       : tls.createServer(options.tls, onSocket)
@@ -251,9 +354,18 @@ export class Server extends EventEmitter {
       host = undefined
     }
     if (callback !== undefined) this.once('listening', callback)
-    const start = (): void => { this.server.listen(port, host as string | undefined) }
+    this.#starting = true
+    const start = (): void => {
+      if (!this.#starting) return
+      this.#starting = false
+      this.server.listen(port, host as string | undefined)
+    }
     // The key must exist before the first client is served.
-    this.#keyPair.then(start, (err: unknown) => this.emit('error', err))
+    this.#keyPair.then(start, (err: unknown) => {
+      if (!this.#starting) return
+      this.#starting = false
+      this.emit('error', err)
+    })
     return this
   }
 
@@ -262,9 +374,17 @@ export class Server extends EventEmitter {
     return this.server.address()
   }
 
-  /** Stops accepting connections and closes the open channels; `callback` runs once all are gone. */
+  /**
+   * Stops accepting connections (or cancels a `listen()` still waiting for the key pair) and
+   * closes the open channels; `callback` runs once all are gone.
+   */
   close (callback?: (err?: Error) => void): this {
-    this.server.close(callback)
+    if (this.#starting) {
+      this.#starting = false
+      this.server.close(() => callback?.())
+    } else {
+      this.server.close(callback)
+    }
     for (const channel of this.#channels) channel.destroy()
     return this
   }
@@ -305,13 +425,17 @@ export function createServer (options: ServerOptions = {}, onChannel?: (channel:
  * `strict`, a reply too long for one block becomes `P2SN:UNEXPECTEDERROR`, as the reference does.
  */
 function serve (channel: Channel, handler: Handler, strict: boolean): void {
+  let answering = Promise.resolve()
   channel.on('data', (message: Buffer) => {
     // One request at a time: the next is not read until this one is answered.
     channel.pause()
-    answer(channel, handler, message, strict).then(() => channel.resume(), (err: unknown) => channel.destroy(err as Error))
+    answering = answer(channel, handler, message, strict).then(() => { channel.resume() }, (err: unknown) => { channel.destroy(err as Error) })
   })
-  // Answers come in order, so once the client has ended and the last one is written, we are done.
-  channel.once('end', () => { channel.end() })
+  // Answers come in order, so once the client has ended and the last one is written, we are
+  // done. 'end' comes right after the last 'data', pause or not: wait for its answer.
+  channel.once('end', () => {
+    void answering.then(() => { if (!channel.destroyed) channel.end() })
+  })
 }
 
 async function answer (channel: Channel, handler: Handler, message: Buffer, strict: boolean): Promise<void> {
