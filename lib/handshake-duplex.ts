@@ -133,6 +133,10 @@ export class HandshakeDuplex extends Duplex {
   #transportEnded = false
   #timer: NodeJS.Timeout | undefined
 
+  // A refusal: the reason, and the timer that closes anyway if P2SN:ERRORKEY does not flush
+  #refusal: P2snError | undefined
+  #linger: NodeJS.Timeout | undefined
+
   // Writes waiting for the handshake or for the transport to drain
   #heldWrite: { frame: Buffer, callback: Callback } | undefined
   #heldFinal: Callback | undefined
@@ -196,6 +200,19 @@ export class HandshakeDuplex extends Duplex {
     return this.#peer !== undefined
   }
 
+  /**
+   * Refuses the peer as the standard says: sends `P2SN:ERRORKEY` in plain after the frames
+   * already written, reads nothing more, and fails with `error` once that is flushed (or after
+   * a second). For a message frame that does not decode or decrypt; the handshake refuses a bad
+   * key or key check this way by itself. Answer only failures that reveal nothing secret (bad
+   * Base64, a ciphertext of the wrong length): telling apart bad padding is a padding oracle.
+   *
+   * @param error - the reason, emitted as `'error'`
+   */
+  refuse (error: P2snError): void {
+    this.#fail(refuse(error))
+  }
+
   // ---- The handshake, one straight-line function per role
 
   async #run (keys: Promise<KeyPair>): Promise<PeerInfo> {
@@ -230,6 +247,9 @@ export class HandshakeDuplex extends Duplex {
   // ---- Steps
 
   #send (frame: Buffer, step: FrameStep): void {
+    // The handshake may go on after a destroy (a key still loading, a verifyPeer still running):
+    // it must not send, nor trace, anything then.
+    if (this.destroyed) throw new P2snError('ERR_P2SN_CLOSED', 'the handshake was cancelled because the stream was destroyed')
     this.#trace?.({ direction: 'out', step, frame })
     this.#transport.write(frame)
   }
@@ -257,12 +277,17 @@ export class HandshakeDuplex extends Duplex {
     return frame
   }
 
-  /** The peer's public key from a step 2 or 5 frame, raw PEM or Base64 PEM. */
+  /**
+   * The peer's public key from a step 2 or 5 frame, raw PEM or Base64 PEM. A key that cannot
+   * be read at all fails with `ERR_P2SN_BAD_KEY` (even when it is not Base64 either); a key
+   * that can be read but breaks the size or exponent rules keeps its own code.
+   */
   #readPeerKey (frame: Buffer): PublicKey {
     try {
       return parsePublicKey(startsWith(frame, PEM_START) ? frame : decodeBase64(frame))
     } catch (err) {
-      throw refuse(toP2snError(err, 'ERR_P2SN_BAD_KEY', 'the peer sent a public key that could not be read; it does not speak p2sn'))
+      const readable = err instanceof P2snError && err.code !== 'ERR_P2SN_BAD_BASE64'
+      throw refuse(readable ? err : new P2snError('ERR_P2SN_BAD_KEY', 'the peer sent a public key that could not be read (neither pem nor base64 of pem); it does not speak p2sn', { cause: err }))
     }
   }
 
@@ -303,7 +328,12 @@ export class HandshakeDuplex extends Duplex {
     const early = this.#inbox
     this.#inbox = []
     for (const frame of early) this.#deliver(frame)
+    if (this.destroyed) return
     if (this.#transportEnded) this.push(null)
+    // The last handshake frame paused the transport, and a _read() made during the handshake
+    // did not resume it (nor will Readable call _read() again before a push): resume it here,
+    // or a reader that came early would wait forever. #deliver pauses it again when full.
+    else if (this.readableLength < this.readableHighWaterMark) this.#transport.resume()
     const held = this.#heldWrite
     this.#heldWrite = undefined
     if (held !== undefined) this.#forward(held.frame, held.callback)
@@ -313,23 +343,24 @@ export class HandshakeDuplex extends Duplex {
   }
 
   #fail (err: unknown): void {
-    if (this.destroyed) return
+    if (this.destroyed || this.#refusal !== undefined) return
     const error = toP2snError(err, 'ERR_P2SN_PROTOCOL', 'the handshake failed')
     if (!answeredWithErrorKey.has(error)) {
       this.destroy(error)
       return
     }
+    // Until the refusal is out, whatever the transport does ends in this error, not another.
+    this.#refusal = error
     this.#trace?.({ direction: 'out', step: 'ERRORKEY', frame: ERRORKEY })
-    const linger = setTimeout(() => this.destroy(error), ERRORKEY_LINGER)
-    this.#transport.end(ERRORKEY, () => {
-      clearTimeout(linger)
-      this.destroy(error)
-    })
+    this.#linger = setTimeout(() => this.destroy(error), ERRORKEY_LINGER)
+    this.#transport.end(ERRORKEY, () => { this.destroy(error) })
   }
 
   // ---- Frames from the transport
 
   readonly #onFrame = (frame: Buffer): void => {
+    // Once refused, the peer is not listened to any more, as the reference does.
+    if (this.#refusal !== undefined) return
     if (this.#peer !== undefined) {
       this.#deliver(frame)
       return
@@ -353,16 +384,22 @@ export class HandshakeDuplex extends Duplex {
 
   readonly #onEnd = (): void => {
     this.#transportEnded = true
-    if (this.#peer !== undefined) this.push(null)
+    // A refused peer's end is not passed on: the refusal's error is how this stream ends.
+    if (this.#peer !== undefined && this.#refusal === undefined) this.push(null)
     else this.#wakeUp()
   }
 
   readonly #onError = (err: Error): void => {
-    this.destroy(toP2snError(err, 'ERR_P2SN_CONNECTION', `the connection failed: ${err.message}`))
+    this.destroy(this.#refusal ?? toP2snError(err, 'ERR_P2SN_CONNECTION', `the connection failed: ${err.message}`))
   }
 
   readonly #onClose = (): void => {
-    if (this.destroyed || this.#transportEnded) return
+    if (this.destroyed) return
+    if (this.#refusal !== undefined) {
+      this.destroy(this.#refusal)
+      return
+    }
+    if (this.#transportEnded) return
     this.destroy(new P2snError('ERR_P2SN_CLOSED', this.#peer === undefined
       ? `the connection closed during the handshake (waiting for ${this.#step})`
       : 'the connection closed before the peer ended its stream; messages may be missing'))
@@ -408,6 +445,7 @@ export class HandshakeDuplex extends Duplex {
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     clearTimeout(this.#timer)
+    clearTimeout(this.#linger)
     const pending = [this.#heldWrite?.callback, this.#heldFinal, this.#drainCallback]
     this.#heldWrite = undefined
     this.#heldFinal = undefined
