@@ -4,7 +4,7 @@
  */
 import { toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
-import { MessageTransform } from './message-transform.js'
+import { MessageTransform, type InvalidInputOptions } from './message-transform.js'
 
 /** Standard Base64 with `=` padding (RFC 4648 §4) of `bytes`, as ASCII bytes. */
 export function encodeBase64 (bytes: Uint8Array): Buffer {
@@ -38,8 +38,8 @@ export class Base64Codec extends MessageTransform {
     return new Base64Codec(encodeBase64)
   }
 
-  /** Base64 in, bytes out, one frame each; bad Base64 fails with `ERR_P2SN_BAD_BASE64`. */
-  static decoder (): Base64Codec {
-    return new Base64Codec(decodeBase64)
+  /** Base64 in, bytes out, one frame each; bad Base64 fails with `ERR_P2SN_BAD_BASE64` (or goes to `onInvalid`). */
+  static decoder (options: InvalidInputOptions = {}): Base64Codec {
+    return new Base64Codec(decodeBase64, options)
   }
 }

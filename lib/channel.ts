@@ -16,8 +16,12 @@ import { FrameJoiner } from './frame-joiner.js'
 import { FrameSplitter } from './frame-splitter.js'
 import { HandshakeDuplex, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
 import { generateKeyPair, toKeyPair, type KeyPair, type PublicKey } from './keys.js'
-import { DEFAULT_MAX_FRAME_LENGTH, HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH } from './protocol.js'
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
+  KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH
+} from './protocol.js'
 import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
+import { RsaPool } from './rsa-pool.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
@@ -28,6 +32,18 @@ export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<Rsa
    * 1 MiB. Handshake frames are held to 8 KiB whatever this says.
    */
   maxFrameLength?: number
+  /**
+   * Milliseconds without a whole message in either direction after the handshake before the
+   * channel fails with `ERR_P2SN_IDLE_TIMEOUT` (a peer trickling a frame byte by byte counts as
+   * idle). Default 0: none.
+   */
+  idleTimeout?: number
+  /**
+   * Decrypt in this many worker threads instead of on the event loop: a pool of the channel's
+   * own, or for a server one pool shared by all its channels, closed with it. Use `pool` to
+   * share one pool more widely. Default: inline.
+   */
+  workers?: number
 }
 
 /** Options of {@link wrap}. */
@@ -51,28 +67,44 @@ export class Channel extends Pumpify.obj {
   #requests: Array<{ message: Buffer, resolve: (reply: Buffer) => void, reject: (err: Error) => void }> = []
   #inFlight = false
   #listening = false
+  // Idle timeout: when a whole message last went either way, and the timer that checks it
+  readonly #idleTimeout: number
+  #lastActive = 0
+  #idleTimer: NodeJS.Timeout | undefined
 
   /** Prefer {@link wrap}; this composes the layers around `handshake`. */
-  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine' | 'pool'> = {}) {
+  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine' | 'pool' | 'workers' | 'idleTimeout'> = {}) {
     super()
     this.handshake = handshake
+    this.#idleTimeout = checkLimit('idleTimeout', options.idleTimeout, 0)
+    let pool = options.pool
+    if (pool === undefined && options.workers !== undefined) {
+      const own = pool = new RsaPool({ workers: options.workers })
+      this.once('close', () => { void own.close() })
+    }
     const onEarlyError = (err: Error): void => { this.destroy(err) }
     handshake.on('error', onEarlyError)
     handshake.once('handshake', (peer: PeerInfo) => {
       handshake.removeListener('error', onEarlyError)
+      // Listeners run before the writes held during the handshake go out, and may add to them.
+      this.emit('handshake', peer)
+      if (this.destroyed) return
       const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine }
+      // A frame that is not Base64 or not whole blocks is answered P2SN:ERRORKEY, then fails us.
+      const onInvalid = (error: P2snError): void => { handshake.refuse(error) }
       this.setPipeline(
         RsaCipher.encryptor(peer.publicKey, cipher),
         Base64Codec.encoder(),
         handshake,
-        Base64Codec.decoder(),
-        RsaCipher.decryptor(handshake.keyPair!, { ...cipher, pool: options.pool }),
-        new HalfCloseGate(handshake)
+        Base64Codec.decoder({ onInvalid }),
+        RsaCipher.decryptor(handshake.keyPair!, { ...cipher, pool, onInvalid }),
+        new HalfCloseGate(handshake, this.#touch)
       )
-      this.emit('handshake', peer)
+      this.#startIdleTimer()
     })
     // Until the handshake is done there is no pipeline for destroy() to tear down: do it here.
     this.once('close', () => {
+      clearTimeout(this.#idleTimer)
       if (!handshake.destroyed) handshake.destroy()
     })
     // Like a socket, close once both directions are done (duplexify alone never would).
@@ -87,6 +119,32 @@ export class Channel extends Pumpify.obj {
   /** The peer's public key, once the handshake is done. */
   get remotePublicKey (): PublicKey | undefined {
     return this.handshake.remotePublicKey
+  }
+
+  // Writes are messages too: they keep the channel from being idle.
+  override write (chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), callback?: (error: Error | null | undefined) => void): boolean {
+    this.#touch()
+    return super.write(chunk, encoding as BufferEncoding, callback)
+  }
+
+  readonly #touch = (): void => {
+    if (this.#idleTimeout > 0) this.#lastActive = Date.now()
+  }
+
+  // One timer for the channel's life, not one per message: when it fires early it waits out the rest.
+  #startIdleTimer (): void {
+    const timeout = this.#idleTimeout
+    if (timeout === 0 || timeout === Infinity) return
+    this.#lastActive = Date.now()
+    const check = (): void => {
+      const idle = Date.now() - this.#lastActive
+      if (idle >= timeout) {
+        this.destroy(new P2snError('ERR_P2SN_IDLE_TIMEOUT', `no message went either way for ${timeout} ms (idleTimeout); the peer is gone or stalled`))
+        return
+      }
+      this.#idleTimer = setTimeout(check, timeout - idle)
+    }
+    this.#idleTimer = setTimeout(check, timeout)
   }
 
   /** The peer's fingerprint, once the handshake is done. */
@@ -185,15 +243,21 @@ interface ChainMiddle {
  */
 class HalfCloseGate extends Duplex {
   readonly #middle: ChainMiddle
+  readonly #onChunk: (() => void) | undefined
   #heldWrite: ((error?: Error | null) => void) | undefined
 
-  /** @param middle - the duplex whose writing must be done before the chain is */
-  constructor (middle: ChainMiddle) {
+  /**
+   * @param middle - the duplex whose writing must be done before the chain is
+   * @param onChunk - called for each chunk that passes
+   */
+  constructor (middle: ChainMiddle, onChunk?: () => void) {
     super({ objectMode: true })
     this.#middle = middle
+    this.#onChunk = onChunk
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#onChunk?.()
     if (this.push(chunk)) callback()
     else this.#heldWrite = callback
   }
@@ -242,11 +306,22 @@ function writeSideDone (stream: ChainMiddle): boolean {
  * channel.on('data', (message) => console.log(message.toString()))
  */
 export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
-  const maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH)
+  const { maxFrameLength } = checkChannelOptions(options)
   const splitter = new FrameSplitter({ maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
   const framed = new Pumpify.obj(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
   const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options })
   return new Channel(handshake, options)
+}
+
+/**
+ * Checks the options every channel takes, before anything is opened, so that a bad option
+ * throws at once instead of leaving a socket behind.
+ */
+function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number } {
+  checkLimit('idleTimeout', options.idleTimeout, 0)
+  checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
+  if (options.workers !== undefined) checkLimit('workers', options.workers, 1, 1)
+  return { maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH) }
 }
 
 /** Options of {@link connect}. */
@@ -269,6 +344,7 @@ export interface ConnectOptions extends ChannelOptions {
  */
 export function connect (options: ConnectOptions): Channel {
   const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
+  checkChannelOptions(rest)
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
   // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
   const socket = tlsOptions === undefined
@@ -294,6 +370,16 @@ export interface ServerOptions extends ChannelOptions {
   handler?: Handler
   /** Serve over TLS with these options (`key`, `cert`, …); plain TCP when left out. */
   tls?: tls.TlsOptions
+  /**
+   * Open connections at most, handshaking or not; more are closed at once, with
+   * `'clientError'` `ERR_P2SN_SERVER_BUSY`. Default 10000.
+   */
+  maxConnections?: number
+  /**
+   * Handshakes under way at most. A connection beyond it waits, unread and costing no RSA
+   * work, until a handshake ends; its `handshakeTimeout` runs while it waits. Default 256.
+   */
+  maxPendingHandshakes?: number
 }
 
 /**
@@ -312,10 +398,26 @@ export class Server extends EventEmitter {
   /** True while listen() waits for the key pair; close() cancels it. */
   #starting = false
 
+  // Limits: connections waiting for a handshake slot, handshakes under way, and our own pool
+  readonly #maxConnections: number
+  readonly #maxPendingHandshakes: number
+  readonly #handshakeTimeout: number
+  /** Connections waiting for a handshake slot, each with what starts it. */
+  readonly #waiting = new Map<net.Socket, () => void>()
+  #pendingHandshakes = 0
+  /** A pool the server made for `workers`, closed with it (a pool given as `pool` is not). */
+  readonly #ownPool: RsaPool | undefined
+
   /** Prefer {@link createServer}. */
   constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
     super()
-    this.#options = options
+    checkChannelOptions(options)
+    this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
+    this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
+    this.#handshakeTimeout = checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
+    // One pool for all channels, not one each.
+    if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
+    this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined }
     // One key pair for every connection: generated once when none is given.
     this.#keyPair = options.keyPair === undefined
       ? generateKeyPair()
@@ -386,25 +488,74 @@ export class Server extends EventEmitter {
       this.server.close(callback)
     }
     for (const channel of this.#channels) channel.destroy()
+    for (const socket of this.#waiting.keys()) socket.destroy()
+    void this.#ownPool?.close()
     return this
   }
 
-  /** The number of open channels, handshaking or not. */
+  /** The number of open connections: channels, handshaking or not, and those waiting for a handshake slot. */
   get connections (): number {
-    return this.#channels.size
+    return this.#channels.size + this.#waiting.size
   }
 
   #accept (socket: net.Socket): void {
+    if (this.connections >= this.#maxConnections) {
+      socket.destroy()
+      this.#clientError(new P2snError('ERR_P2SN_SERVER_BUSY', `refused a connection: the server has ${this.connections} open (maxConnections); the client may retry later`))
+      return
+    }
+    if (this.#pendingHandshakes < this.#maxPendingHandshakes) {
+      this.#start(socket)
+      return
+    }
+    // Wait, unread, for a handshake to end; the handshake timeout runs meanwhile.
+    socket.pause()
+    const timeout = this.#handshakeTimeout
+    const timer = timeout > 0 && timeout !== Infinity
+      ? setTimeout(() => {
+        socket.destroy()
+        this.#clientError(new P2snError('ERR_P2SN_HANDSHAKE_TIMEOUT', `a connection waited ${timeout} ms for one of maxPendingHandshakes (${this.#maxPendingHandshakes}) handshake slots; the server is busy`))
+      }, timeout)
+      : undefined
+    const forget = (): void => {
+      clearTimeout(timer)
+      this.#waiting.delete(socket)
+    }
+    socket.once('close', forget)
+    this.#waiting.set(socket, () => {
+      forget()
+      socket.removeListener('close', forget)
+      this.#start(socket)
+    })
+  }
+
+  #start (socket: net.Socket): void {
+    this.#pendingHandshakes++
+    let settled = false
+    const settle = (): void => {
+      if (settled) return
+      settled = true
+      this.#pendingHandshakes--
+      // The longest-waiting connection gets the slot.
+      const next = this.#waiting.values().next()
+      if (next.done !== true) next.value()
+    }
     const channel = wrap(socket, { ...this.#options, keyPair: this.#keyPair, role: 'server' })
     this.#channels.add(channel)
-    channel.on('close', () => this.#channels.delete(channel))
-    channel.on('error', (err: Error) => {
-      if (this.listenerCount('clientError') > 0) this.emit('clientError', err, channel)
+    channel.on('close', () => {
+      this.#channels.delete(channel)
+      settle()
     })
+    channel.on('error', (err: Error) => { this.#clientError(err, channel) })
     channel.once('handshake', (peer: PeerInfo) => {
+      settle()
       if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#options.strict === true)
       this.emit('channel', channel, peer)
     })
+  }
+
+  #clientError (err: Error, channel?: Channel): void {
+    if (this.listenerCount('clientError') > 0) this.emit('clientError', err, channel)
   }
 }
 
@@ -421,15 +572,25 @@ export function createServer (options: ServerOptions = {}, onChannel?: (channel:
 }
 
 /**
- * Answers each message on `channel` with `handler`'s reply, one at a time and in order. With
- * `strict`, a reply too long for one block becomes `P2SN:UNEXPECTEDERROR`, as the reference does.
+ * Answers each message on `channel` with `handler`'s reply, in order. A synchronous handler is
+ * answered at once; while an asynchronous one works, or the channel's writes wait for
+ * `'drain'`, the channel is paused, so the next request is not read before. With `strict`, a
+ * reply too long for one block becomes `P2SN:UNEXPECTEDERROR`, as the reference does.
  */
 function serve (channel: Channel, handler: Handler, strict: boolean): void {
-  let answering = Promise.resolve()
-  channel.on('data', (message: Buffer) => {
-    // One request at a time: the next is not read until this one is answered.
+  let answering: Promise<void> = Promise.resolve()
+  const hold = (until: Promise<unknown>): void => {
     channel.pause()
-    answering = answer(channel, handler, message, strict).then(() => { channel.resume() }, (err: unknown) => { channel.destroy(err as Error) })
+    answering = until.then(() => { if (!channel.destroyed) channel.resume() }, (err: unknown) => { channel.destroy(err as Error) })
+  }
+  const send = (reply: Buffer): boolean => channel.destroyed || channel.writableEnded || channel.write(reply)
+  channel.on('data', (message: Buffer) => {
+    const reply = answer(channel, handler, message, strict)
+    if (reply instanceof Promise) {
+      hold(reply.then(async (bytes) => { if (!send(bytes)) await once(channel, 'drain') }))
+    } else if (!send(reply)) {
+      hold(once(channel, 'drain'))
+    }
   })
   // Answers come in order, so once the client has ended and the last one is written, we are
   // done. 'end' comes right after the last 'data', pause or not: wait for its answer.
@@ -438,18 +599,34 @@ function serve (channel: Channel, handler: Handler, strict: boolean): void {
   })
 }
 
-async function answer (channel: Channel, handler: Handler, message: Buffer, strict: boolean): Promise<void> {
-  let reply: Buffer
+/** The reply to one request: at once for a synchronous handler, else a Promise. */
+function answer (channel: Channel, handler: Handler, message: Buffer, strict: boolean): Buffer | Promise<Buffer> {
+  let result: ReturnType<Handler>
   try {
-    const result = await handler(message, channel)
-    reply = result === undefined ? Buffer.alloc(0) : toBuffer(result)
+    result = handler(message, channel)
+  } catch (err) {
+    return failed(channel, err)
+  }
+  if (result instanceof Promise) {
+    return result.then((value) => replyOf(channel, value, strict), (err: unknown) => failed(channel, err))
+  }
+  return replyOf(channel, result, strict)
+}
+
+function replyOf (channel: Channel, result: Uint8Array | string | undefined, strict: boolean): Buffer {
+  try {
+    const reply = result === undefined ? Buffer.alloc(0) : toBuffer(result)
     if (strict && reply.length > channel.remotePublicKey!.maxBlockPlaintext) {
       throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the handler's ${reply.length}-byte reply does not fit one rsa block of the client's key`)
     }
+    return reply
   } catch (err) {
-    channel.emit('handlerError', err)
-    reply = UNEXPECTEDERROR
+    return failed(channel, err)
   }
-  if (channel.destroyed || channel.writableEnded) return
-  if (!channel.write(reply)) await once(channel, 'drain')
+}
+
+/** The answer to a failed handler, as the reference gives it; the failure goes to `'handlerError'`. */
+function failed (channel: Channel, err: unknown): Buffer {
+  channel.emit('handlerError', err)
+  return UNEXPECTEDERROR
 }

@@ -42,3 +42,7 @@ export const MAX_HANDSHAKE_FRAME_LENGTH = 8 * 1024
 export const HANDSHAKE_FRAMES = 3
 /** Default for `handshakeTimeout`, in milliseconds. */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
+/** Default for a server's `maxConnections`: open connections beyond it are refused. */
+export const DEFAULT_MAX_CONNECTIONS = 10_000
+/** Default for a server's `maxPendingHandshakes`: connections beyond it wait, unread, for a slot. */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 256

@@ -10,7 +10,7 @@
 import { toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKeyInput } from './keys.js'
-import { MessageTransform } from './message-transform.js'
+import { MessageTransform, type InvalidInputOptions } from './message-transform.js'
 import { unpadImplicit } from './implicit-rejection.js'
 import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
 import type { RsaPool } from './rsa-pool.js'
@@ -39,7 +39,7 @@ export interface DecryptOptions extends EncryptOptions {
 }
 
 /** Options of {@link RsaCipher}. */
-export interface RsaCipherOptions extends DecryptOptions {
+export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
   /**
    * Decrypt in this pool's worker threads instead of on the event loop (decryptor only); the
    * messages still come out in order. Default: inline.
@@ -133,7 +133,7 @@ export class RsaCipher extends MessageTransform {
     const key = toPrivateKey(privateKey)
     const engine = resolveEngine(options.engine)
     const { pool } = options
-    if (pool !== undefined) return new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, options))
-    return new RsaCipher((ciphertext) => decryptWith(key, engine, ciphertext, options))
+    if (pool !== undefined) return new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, options), options)
+    return new RsaCipher((ciphertext) => decryptWith(key, engine, ciphertext, options), options)
   }
 }

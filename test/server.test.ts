@@ -384,18 +384,18 @@ describe('Server', function () {
       socket.on('error', () => {})
       const framed = new Pumpify.obj(new FrameJoiner(), socket, new FrameSplitter())
       const raw = track(new HandshakeDuplex(framed as unknown as FrameTransport, { role: 'client', keyPair: clientKeys }))
-      raw.on('error', () => {})
       raw.resume()
       await once(raw, 'handshake')
       const failed = nextError()
-      const closedByServer = once(raw, 'end')
+      // As the standard says, the server answers P2SN:ERRORKEY in plain before it hangs up.
+      const refusedByServer = new Promise<P2snError>((resolve) => raw.once('error', resolve))
       raw.write(Buffer.from('not base64!'))
       const err = await failed
       expect(err.code).to.equal('ERR_P2SN_BAD_BASE64')
       const channel = clientErrors[0]![1]!
       expect(channel).to.be.an.instanceof(Channel)
       if (!channel.destroyed) await once(channel, 'close')
-      await closedByServer
+      expect((await refusedByServer).code).to.equal('ERR_P2SN_ERRORKEY')
       await stillServes(port)
       expect(clientErrors).to.have.length(1)
     })

@@ -1,0 +1,106 @@
+/**
+ * Command-line parsing on `node:util` `parseArgs`, with every mistake turned into one
+ * {@link UsageError} line, and the checks of ports, key sizes and fingerprints.
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { MAX_MODULUS_BITS, MIN_MODULUS_BYTES } from '../index.js'
+import { UsageError } from './cli-error.js'
+
+/** Options of one command, as `parseArgs` takes them. */
+export type OptionSpecs = Record<string, { type: 'string' | 'boolean', short?: string }>
+
+/** A parsed command line. */
+export interface ParsedArgs {
+  /** Arguments that are not options, in order. */
+  positionals: string[]
+  /** True when the boolean option was given. */
+  flag (name: string): boolean
+  /** The string option's value, or `undefined` when it was not given. */
+  string (name: string): string | undefined
+}
+
+/** True when `--help` or `-h` comes before any `--`: help wins over every other mistake. */
+export function wantsHelp (argv: readonly string[]): boolean {
+  for (const arg of argv) {
+    if (arg === '--') return false
+    if (arg === '--help' || arg === '-h') return true
+  }
+  return false
+}
+
+/**
+ * Parses `argv` strictly: unknown options, missing values and values given to flags are
+ * {@link UsageError}s.
+ */
+export function parseCommandLine (argv: readonly string[], options: OptionSpecs): ParsedArgs {
+  let parsed: { values: Record<string, string | boolean | undefined>, positionals: string[] }
+  try {
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true }) as typeof parsed
+  } catch (err) {
+    throw new UsageError(describeParseError(err))
+  }
+  const { values, positionals } = parsed
+  return {
+    positionals,
+    flag: (name) => values[name] === true,
+    string: (name) => {
+      const value = values[name]
+      return typeof value === 'string' ? value : undefined
+    }
+  }
+}
+
+function describeParseError (err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code
+  const message = err instanceof Error ? err.message : String(err)
+  const option = /'(-[^' ]+)/.exec(message)?.[1] ?? 'an option'
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    return /^-\d/.test(option) ? `bad argument '${option}': negative numbers are not allowed here` : `unknown option ${option}`
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if (message.includes('does not take an argument')) return `option ${option} takes no value`
+    if (message.includes('ambiguous')) return `option ${option} needs a value (write ${option}=VALUE for a value that starts with -)`
+    return `option ${option} needs a value`
+  }
+  return message.split('\n')[0] ?? message
+}
+
+/** Checks the number of positional arguments, naming what is missing or extra. */
+export function expectPositionals (args: ParsedArgs, names: readonly string[]): string[] {
+  const { positionals } = args
+  if (positionals.length < names.length) throw new UsageError(`missing ${names[positionals.length]}`)
+  if (positionals.length > names.length) throw new UsageError(`unexpected argument '${positionals[names.length]}'`)
+  return positionals
+}
+
+/**
+ * A TCP port: a decimal whole number from 1 (or 0 with `allowZero`: any free port) to 65535.
+ */
+export function parsePort (text: string, allowZero = false): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN
+  const min = allowZero ? 0 : 1
+  if (!(port >= min && port <= 65535)) {
+    throw new UsageError(`bad port '${text}'; a port is a whole number from ${min} to 65535${allowZero ? ' (0 picks a free one)' : ''}`)
+  }
+  return port
+}
+
+/** A key size for `keygen --bits`: a whole number from 1024 to 16384. */
+export function parseBits (text: string): number {
+  const min = MIN_MODULUS_BYTES * 8
+  const bits = /^\d{1,6}$/.test(text) ? Number(text) : NaN
+  if (!(bits >= min && bits <= MAX_MODULUS_BITS)) {
+    throw new UsageError(`bad --bits '${text}'; choose a whole number of bits from ${min} to ${MAX_MODULUS_BITS} (2048 is usual)`)
+  }
+  return bits
+}
+
+/** A fingerprint as `p2sn fingerprint` prints it, `SHA256:` and 43 Base64 characters; padding is dropped. */
+export function parseFingerprint (text: string): string {
+  const match = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(text.trim())
+  if (match === null) {
+    throw new UsageError(`bad --fingerprint '${text}'; expected SHA256: and 43 base64 characters, as p2sn fingerprint prints it`)
+  }
+  return `SHA256:${match[1]}`
+}

@@ -1,0 +1,176 @@
+/**
+ * `p2sn connect`: connects to a P2SN server (or speaks over `--stdio`), checks its key
+ * against the known peers, and talks: request and reply by default, `--stream` otherwise.
+ * @module
+ */
+import net from 'node:net'
+import type { Duplex } from 'node:stream'
+import { wrap, type PeerInfo } from '../index.js'
+import { expectPositionals, parseFingerprint, parsePort, type ParsedArgs } from './args.js'
+import { CliError, UsageError, describeError, describeSystemError, systemErrorCode } from './cli-error.js'
+import type { Command } from './command.js'
+import { processEndpoint, type Endpoint } from './endpoint.js'
+import { execEndpoint } from './exec.js'
+import { EXIT, type ExitCode } from './exit-codes.js'
+import { knownPeersPath, loadKeyPair } from './identity.js'
+import { KnownPeers, peerTarget } from './known-peers.js'
+import type { Framing } from './line-io.js'
+import { setQuiet } from './log.js'
+import { PeerCheck } from './peer-check.js'
+import { Progress } from './progress.js'
+import { relay } from './relay.js'
+import { requestReply } from './request-reply.js'
+import { StdioDuplex, checkStdioIsNotTerminal } from './stdio-duplex.js'
+import { frameTracer } from './trace.js'
+import { watchChannel } from './watched-channel.js'
+
+const usage = `p2sn connect HOST PORT [--key FILE] [--stream] [--raw] [--progress] [--exec CMD]
+       p2sn connect --stdio --exec CMD [--key FILE] [--stream] [--raw]`
+
+export const connect: Command = {
+  name: 'connect',
+  summary: 'connect to a P2SN server: stdin lines are messages, replies are stdout lines',
+  usage,
+  help: `Usage: ${usage}
+
+Connects to the P2SN server at HOST PORT. Each line of stdin is one message; each message
+received is printed as one line on stdout. By default it works the standard's way, request
+and reply: one message in flight, the next line sent when the reply is in (the Python
+reference server loses a request that comes early). With --stream it sends without waiting,
+for peers that do not answer one for one, such as p2sn listen relaying its stdin.
+
+Options:
+  --key FILE             private key to use (default: the identity ~/.p2sn/identity.pem,
+                         made on first use)
+  --stream               send without waiting for replies
+  --raw                  carry bytes, not lines (see "Lines and bytes")
+  --progress             show bytes sent and received on stderr, for long transfers
+  --exec CMD             talk for CMD instead of stdin and stdout: its stdout is sent, what
+                         is received goes to its stdin (P2SN_PEER and
+                         P2SN_PEER_FINGERPRINT are set for it)
+  --stdio                speak P2SN over stdin and stdout instead of TCP (for example with
+                         ssh at the other end); needs --exec
+  --fingerprint SHA256:… accept only a server with this key (as p2sn listen and
+                         p2sn fingerprint print it)
+  --accept-new           accept a server whose key has changed, and record the new key
+  --no-verify            accept any server key; read and write no known_peers
+  --trace                print every frame on stderr: direction, step, length
+  -q, --quiet            print nothing on stderr but errors
+  -h, --help             show this help
+
+Known peers (~/.p2sn/known_peers, like ssh's known_hosts): the first connection to
+HOST:PORT records "HOST:PORT SHA256:..."; later connections must present the same key. A
+changed key is refused (exit 3) with both fingerprints in the message; if the change is
+expected, run again with --fingerprint NEW or --accept-new, which replace the record, or
+delete the line. Over --stdio there is no HOST:PORT: only --fingerprint checks the peer.
+
+Lines and bytes:
+  Lines (default): each line of input is one message, without its newline (nor a CR
+  before it); a last line without a newline is sent too. A message received is printed as
+  exactly one line: one final newline in it is dropped, any other CR or LF becomes a
+  space. Use --raw for exact bytes. Lines over 512 KiB are refused.
+  --raw: input is cut into messages of up to 64 KiB; messages received are written as
+  they are, with nothing added.
+
+Examples:
+  echo hello | p2sn connect 127.0.0.1 7000
+  p2sn connect 127.0.0.1 7000 --raw --stream --progress < backup.tar
+  p2sn connect server.example 7000 --fingerprint SHA256:zQ3T…
+`,
+  options: {
+    key: { type: 'string' },
+    stream: { type: 'boolean' },
+    raw: { type: 'boolean' },
+    progress: { type: 'boolean' },
+    exec: { type: 'string' },
+    stdio: { type: 'boolean' },
+    fingerprint: { type: 'string' },
+    'accept-new': { type: 'boolean' },
+    'no-verify': { type: 'boolean' },
+    trace: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' }
+  },
+  async run (args) {
+    const target = readTarget(args)
+    const pinText = args.string('fingerprint')
+    const pin = pinText === undefined ? undefined : parseFingerprint(pinText)
+    const acceptNew = args.flag('accept-new')
+    const noVerify = args.flag('no-verify')
+    if (noVerify && (pin !== undefined || acceptNew)) throw new UsageError(`--no-verify does not go with ${pin === undefined ? '--accept-new' : '--fingerprint'}`)
+    if (pin !== undefined && acceptNew) throw new UsageError('--accept-new does not go with --fingerprint, which names the one key to accept')
+    const command = args.string('exec')
+    if (command !== undefined && command.trim() === '') throw new UsageError('--exec needs a command')
+    if (target === undefined) {
+      if (command === undefined) throw new UsageError('--stdio needs --exec CMD: stdin and stdout carry the protocol, so they cannot carry the data too')
+      checkStdioIsNotTerminal()
+    }
+    setQuiet(args.flag('quiet'))
+    const framing: Framing = args.flag('raw') ? 'raw' : 'lines'
+    const keyPair = await loadKeyPair(args.string('key'))
+    const name = target === undefined ? 'the server on stdio' : peerTarget(target.host, target.port)
+    const check = new PeerCheck({
+      target: target === undefined ? undefined : name,
+      knownPeers: new KnownPeers(knownPeersPath()),
+      pin,
+      acceptNew,
+      noVerify
+    })
+
+    let connected = target === undefined
+    let transport: Duplex
+    let stdio: StdioDuplex | undefined
+    if (target === undefined) {
+      stdio = new StdioDuplex()
+      transport = stdio
+    } else {
+      const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
+      socket.once('connect', () => { connected = true })
+      transport = socket
+    }
+    const watched = watchChannel(wrap(transport, {
+      role: 'client',
+      keyPair,
+      verifyPeer: check.verifyPeer,
+      trace: args.flag('trace') ? frameTracer() : undefined
+    }))
+
+    let peer: PeerInfo
+    try {
+      peer = await watched.handshake
+    } catch (err) {
+      if (check.refusal !== undefined) throw check.refusal
+      const code = systemErrorCode(err)
+      if (!connected) throw new CliError(`cannot connect to ${name}: ${code === undefined ? describeError(err).message : describeSystemError(code)}`, EXIT.failure, { cause: err })
+      throw new CliError(`handshake with ${name} failed: ${describeError(err).message}`, EXIT.failure, { cause: err })
+    }
+    await check.record()
+
+    const endpoint: Endpoint = command === undefined
+      ? processEndpoint()
+      : execEndpoint(command, { P2SN_PEER: target === undefined ? 'stdio' : name, P2SN_PEER_FINGERPRINT: peer.fingerprint })
+    const progress = args.flag('progress') ? new Progress() : undefined
+    let exitCode: ExitCode = EXIT.ok
+    try {
+      if (args.flag('stream')) await relay(watched, endpoint, { framing, progress })
+      else exitCode = await requestReply(watched, endpoint, { framing, progress })
+    } catch (err) {
+      endpoint.stop()
+      throw err instanceof CliError ? err : new CliError(`${name}: ${describeError(err).message}`, describeError(err).exitCode, { cause: err })
+    } finally {
+      progress?.stop()
+    }
+    await stdio?.flushed()
+    return exitCode
+  }
+}
+
+/** HOST and PORT, or `undefined` with `--stdio`. */
+function readTarget (args: ParsedArgs): { host: string, port: number } | undefined {
+  if (args.flag('stdio')) {
+    if (args.positionals.length > 0) throw new UsageError(`--stdio takes no HOST or PORT (got '${args.positionals[0]}'): the protocol runs over stdin and stdout`)
+    return undefined
+  }
+  const [host, portText] = expectPositionals(args, ['HOST', 'PORT'])
+  if (host!.trim() === '') throw new UsageError('HOST is empty')
+  return { host: host!, port: parsePort(portText!) }
+}

@@ -1,0 +1,238 @@
+/**
+ * `p2sn listen`: accepts P2SN connections (or one over `--stdio`) and serves them by relaying
+ * stdio, by echoing, or through a child process per connection.
+ * @module
+ */
+import net from 'node:net'
+import { wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
+import { expectPositionals, parsePort, type ParsedArgs } from './args.js'
+import { Broadcast } from './broadcast.js'
+import { CliError, UsageError, describeError, describeSystemError, systemErrorCode } from './cli-error.js'
+import type { Command } from './command.js'
+import { echo } from './echo.js'
+import { processEndpoint } from './endpoint.js'
+import { execEndpoint } from './exec.js'
+import { EXIT } from './exit-codes.js'
+import { loadKeyPair } from './identity.js'
+import { peerTarget } from './known-peers.js'
+import type { Framing } from './line-io.js'
+import { note, printError, setQuiet } from './log.js'
+import { relay } from './relay.js'
+import { StdioDuplex, checkStdioIsNotTerminal } from './stdio-duplex.js'
+import { frameTracer } from './trace.js'
+import { watchChannel, type WatchedChannel } from './watched-channel.js'
+
+const usage = `p2sn listen PORT [--host 127.0.0.1] [--key FILE] [--keep-open] [--echo | --exec CMD] [--raw]
+       p2sn listen --stdio (--echo | --exec CMD) [--key FILE] [--raw]`
+
+/** Everything a listener needs, from the command line and the key. */
+interface ListenSettings {
+  port: number
+  host: string
+  keyPair: KeyPair
+  keepOpen: boolean
+  echo: boolean
+  command: string | undefined
+  framing: Framing
+  serverKeyEncoding: 'base64' | 'pem'
+  trace: boolean
+}
+
+export const listen: Command = {
+  name: 'listen',
+  summary: 'accept P2SN connections and serve them: relay stdio, --echo, or --exec CMD',
+  usage,
+  help: `Usage: ${usage}
+
+Accepts P2SN connections on PORT. By default it relays its own stdin and stdout: each line
+of stdin is sent as one message, and each message received is printed as one line. It does
+not answer one for one, so talk to it with "p2sn connect --stream". It serves the first
+client whose handshake succeeds, then exits when that connection is over; with --keep-open
+it serves any number at once until interrupted, and stdin goes to every client.
+
+On start it prints "p2sn: listening on HOST:PORT with key SHA256:..." on stderr: give that
+fingerprint to clients (connect --fingerprint). PORT 0 picks a free port.
+
+Options:
+  --host ADDR        address to listen on (default 127.0.0.1; 0.0.0.0 or :: for every
+                     interface)
+  --key FILE         private key to use (default: the identity ~/.p2sn/identity.pem,
+                     made on first use)
+  --keep-open        serve many connections, at the same time, until interrupted
+  --echo             answer each message with itself
+  --exec CMD         run CMD with the shell for each connection: messages received go to
+                     its stdin, its stdout is sent back; its environment has P2SN_PEER
+                     (the client's address) and P2SN_PEER_FINGERPRINT (its key)
+  --raw              carry bytes, not lines (see "Lines and bytes" in p2sn connect --help)
+  --stdio            speak P2SN over stdin and stdout instead of TCP, for one connection
+                     (for example at the far end of ssh); needs --echo or --exec
+  --pem-server-key   send this side's key as raw PEM, which the Python reference client
+                     needs (the standard, and the default, is Base64)
+  --trace            print every frame on stderr: direction, step, length
+  -q, --quiet        print nothing on stderr but errors
+  -h, --help         show this help
+
+Examples:
+  p2sn listen 7000 --echo
+  p2sn listen 7000 --keep-open --exec 'tr a-z A-Z'
+  ssh server p2sn listen --stdio --exec 'sort'
+`,
+  options: {
+    host: { type: 'string' },
+    key: { type: 'string' },
+    'keep-open': { type: 'boolean' },
+    echo: { type: 'boolean' },
+    exec: { type: 'string' },
+    raw: { type: 'boolean' },
+    stdio: { type: 'boolean' },
+    'pem-server-key': { type: 'boolean' },
+    trace: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' }
+  },
+  async run (args) {
+    const settings = await readSettings(args)
+    return args.flag('stdio') ? await serveStdio(settings) : await serveTcp(settings)
+  }
+}
+
+async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
+  const stdio = args.flag('stdio')
+  const echoMode = args.flag('echo')
+  const command = args.string('exec')
+  const keepOpen = args.flag('keep-open')
+  const host = args.string('host')
+  if (echoMode && command !== undefined) throw new UsageError('choose one of --echo and --exec')
+  if (command !== undefined && command.trim() === '') throw new UsageError('--exec needs a command')
+  if (host !== undefined && host.trim() === '') throw new UsageError('--host needs an address')
+  let port = 0
+  if (stdio) {
+    if (args.positionals.length > 0) throw new UsageError(`--stdio takes no PORT (got '${args.positionals[0]}'): the protocol runs over stdin and stdout`)
+    if (keepOpen) throw new UsageError('--keep-open does not go with --stdio, which carries one connection')
+    if (host !== undefined) throw new UsageError('--host does not go with --stdio')
+    if (!echoMode && command === undefined) {
+      throw new UsageError('--stdio needs --echo or --exec CMD: stdin and stdout carry the protocol, so they cannot carry the data too')
+    }
+    checkStdioIsNotTerminal()
+  } else {
+    const [portText] = expectPositionals(args, ['PORT'])
+    port = parsePort(portText!, true)
+  }
+  setQuiet(args.flag('quiet'))
+  return {
+    port,
+    host: host ?? '127.0.0.1',
+    keyPair: await loadKeyPair(args.string('key')),
+    keepOpen,
+    echo: echoMode,
+    command,
+    framing: args.flag('raw') ? 'raw' : 'lines',
+    serverKeyEncoding: args.flag('pem-server-key') ? 'pem' : 'base64',
+    trace: args.flag('trace')
+  }
+}
+
+function channelOptions (settings: ListenSettings, label: string | undefined): WrapOptions {
+  return {
+    role: 'server',
+    keyPair: settings.keyPair,
+    serverKeyEncoding: settings.serverKeyEncoding,
+    trace: settings.trace ? frameTracer(label) : undefined
+  }
+}
+
+async function serveTcp (settings: ListenSettings): Promise<number> {
+  const server = net.createServer({ allowHalfOpen: true })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(settings.port, settings.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+  } catch (err) {
+    const code = systemErrorCode(err)
+    throw new CliError(`cannot listen on ${peerTarget(settings.host, settings.port)}: ${code === undefined ? describeError(err).message : describeSystemError(code)}`, EXIT.failure, { cause: err })
+  }
+  server.on('error', (err) => { printError(`the listening socket failed: ${describeError(err).message}`) })
+  const address = server.address() as net.AddressInfo
+  note(`listening on ${peerTarget(address.address, address.port)} with key ${settings.keyPair.publicKey.fingerprint}`)
+  const relayingStdio = settings.keepOpen && !settings.echo && settings.command === undefined
+  const broadcast = relayingStdio ? new Broadcast(processEndpoint(), settings.framing) : undefined
+
+  return await new Promise<number>((resolve) => {
+    const handshaking = new Set<Channel>()
+    let taken = false
+    server.on('connection', (socket: net.Socket) => {
+      if (taken) {
+        socket.destroy()
+        return
+      }
+      const label = peerTarget(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0)
+      const watched = watchChannel(wrap(socket, channelOptions(settings, label)))
+      handshaking.add(watched.channel)
+      watched.handshake.then((peer) => {
+        handshaking.delete(watched.channel)
+        if (taken) {
+          watched.channel.destroy()
+          return
+        }
+        note(`${label} connected with key ${peer.fingerprint}`)
+        if (!settings.keepOpen) {
+          // One client: stop accepting, and drop the others still shaking hands.
+          taken = true
+          server.close()
+          for (const other of handshaking) other.destroy()
+        }
+        serveChannel(watched, peer, label, settings, broadcast).then(
+          () => { if (!settings.keepOpen) resolve(EXIT.ok) },
+          (err: unknown) => {
+            const { message, exitCode } = describeError(err)
+            printError(`${label}: ${message}`)
+            if (!settings.keepOpen) resolve(exitCode)
+          })
+      }, (err: unknown) => {
+        handshaking.delete(watched.channel)
+        if (!taken) printError(`${label}: handshake failed: ${describeError(err).message}`)
+      })
+    })
+  })
+}
+
+async function serveStdio (settings: ListenSettings): Promise<number> {
+  const duplex = new StdioDuplex()
+  const watched = watchChannel(wrap(duplex, channelOptions(settings, undefined)))
+  let peer: PeerInfo
+  try {
+    peer = await watched.handshake
+  } catch (err) {
+    throw new CliError(`handshake failed: ${describeError(err).message}`, EXIT.failure, { cause: err })
+  }
+  note(`the client on stdio connected with key ${peer.fingerprint}`)
+  await serveChannel(watched, peer, 'stdio', settings, undefined)
+  await duplex.flushed()
+  return EXIT.ok
+}
+
+/** Serves one channel after its handshake, the way the settings say. */
+async function serveChannel (watched: WatchedChannel, peer: PeerInfo, label: string, settings: ListenSettings, broadcast: Broadcast | undefined): Promise<void> {
+  if (settings.echo) {
+    await echo(watched)
+    return
+  }
+  if (settings.command !== undefined) {
+    const endpoint = execEndpoint(settings.command, { P2SN_PEER: label, P2SN_PEER_FINGERPRINT: peer.fingerprint })
+    try {
+      await relay(watched, endpoint, { framing: settings.framing })
+    } catch (err) {
+      endpoint.stop()
+      throw err
+    }
+    return
+  }
+  if (broadcast !== undefined) {
+    await broadcast.add(watched)
+    return
+  }
+  await relay(watched, processEndpoint(), { framing: settings.framing })
+}

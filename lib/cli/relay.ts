@@ -1,0 +1,57 @@
+/**
+ * The streaming session: what the endpoint writes is sent as it comes, what arrives is
+ * written to the endpoint as it comes, with no waiting for replies (`connect --stream`,
+ * `listen` relaying its stdio or a child).
+ *
+ * The endpoint's end of input ends our side of the channel; the peer's end ends the endpoint's
+ * output (a child sees end of file). The session is over when both sides have ended, or, at a
+ * terminal, as soon as the peer ends.
+ * @module
+ */
+import type { Endpoint } from './endpoint.js'
+import { formatMessage, messageReader } from './line-io.js'
+import type { SessionOptions } from './session.js'
+import { Sink } from './sink.js'
+import type { WatchedChannel } from './watched-channel.js'
+
+/** Runs the session; resolves when the channel has closed cleanly. */
+export function relay (watched: WatchedChannel, endpoint: Endpoint, options: SessionOptions): Promise<void> {
+  const { channel, closed } = watched
+  const { framing, progress } = options
+  return new Promise((resolve, reject) => {
+    closed.then(resolve, reject)
+    const messages = messageReader(endpoint.input, framing)
+    const sink = new Sink(endpoint.output, endpoint.tolerateOutputErrors)
+    let sending = true
+
+    const onMessage = (message: Buffer): void => {
+      progress?.sent(message.length)
+      if (!channel.write(message)) {
+        messages.pause()
+        channel.once('drain', () => { if (sending) messages.resume() })
+      }
+    }
+    const stopSending = (): void => {
+      if (!sending) return
+      sending = false
+      messages.off('data', onMessage)
+      messages.pause()
+      if (!channel.writableEnded) channel.end()
+    }
+    messages.on('data', onMessage)
+    messages.once('end', stopSending)
+    messages.once('error', (err) => {
+      reject(err)
+      channel.destroy()
+    })
+
+    channel.on('data', (message: Buffer) => {
+      progress?.received(message.length)
+      sink.write(formatMessage(message, framing), channel)
+    })
+    channel.once('end', () => {
+      if (endpoint.endOutput) sink.end()
+      if (endpoint.interactive) stopSending()
+    })
+  })
+}
