@@ -1,0 +1,117 @@
+/**
+ * Benchmarks of issue 5, each a ratio against a baseline measured in the same run:
+ * private-key operations through the worker pool against inline; server throughput with many
+ * clients in another process, pool against inline, with the event loop's delay; and 1,000
+ * concurrent channels (handshake, 10 requests each, memory per idle channel).
+ */
+import { spawn } from 'node:child_process'
+import crypto from 'node:crypto'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { RsaPool, createServer, decryptMessage, encryptMessage, generateKeyPair, type KeyPair, type Server } from '../lib/index.js'
+import { alternate, formatRate } from './measure.js'
+
+const CLIENTS = 32
+const LOAD_SECONDS = 4
+const IDLE_CHANNELS = 1000
+
+function script (name: string): string {
+  return fileURLToPath(new URL(`./${name}`, import.meta.url))
+}
+
+async function listening (server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return (server.address() as AddressInfo).port
+}
+
+/** Private-key operations a second: a pool of 2 workers against inline on the event loop. */
+export async function poolVersusInline (keys: KeyPair): Promise<void> {
+  const pool = new RsaPool({ workers: 2 })
+  const ciphertexts = Array.from({ length: 64 }, (_, i) => encryptMessage(keys, crypto.randomBytes(i + 1)))
+  const inline = (count: number): void => {
+    for (let i = 0; i < count; i++) decryptMessage(keys, ciphertexts[i % 64]!)
+  }
+  const pooled = async (count: number): Promise<void> => {
+    await Promise.all(Array.from({ length: count }, async (_, i) => pool.decrypt(keys.privateKey, ciphertexts[i % 64]!)))
+  }
+  const rates = await alternate({ inline, pooled }, { slices: 6, count: 600 })
+  await pool.close()
+  console.log('private-key operations, 2048 bits (decryptMessage with implicit rejection)')
+  console.log(`  inline on the event loop:  ${formatRate(rates.inline)}`)
+  console.log(`  pool of 2 workers:         ${formatRate(rates.pooled)}  ratio ${(rates.pooled / rates.inline).toFixed(2)}× inline (target ≥ 1.7×)`)
+}
+
+/** Replies a second from a server under many clients in another process, and its event-loop delay. */
+async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined): Promise<{ rate: number, p99: number }> {
+  const server = createServer({ keyPair: keys, handler: (message) => message, pool })
+  const port = await listening(server)
+  const clients = spawn(process.execPath, [...process.execArgv, script('scale-clients.ts'), String(port), String(CLIENTS), String(LOAD_SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const delay = monitorEventLoopDelay({ resolution: 10 })
+  let output = ''
+  clients.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  // Measure the delay only while the load runs: from the first channel on.
+  server.once('channel', () => delay.enable())
+  await once(clients, 'exit')
+  delay.disable()
+  await new Promise((resolve) => server.close(resolve))
+  const { replies, seconds } = JSON.parse(output) as { replies: number, seconds: number }
+  return { rate: replies / seconds, p99: delay.percentile(99) / 1e6 }
+}
+
+async function throughput (keys: KeyPair): Promise<void> {
+  const pool = new RsaPool({ workers: 2 })
+  const inline = { rate: 0, p99: 0 }
+  const pooled = { rate: 0, p99: 0 }
+  const rounds = 2
+  for (let round = 0; round < rounds; round++) {
+    for (const [sum, which] of [[inline, undefined], [pooled, pool]] as const) {
+      const result = await serverUnderLoad(keys, which)
+      sum.rate += result.rate / rounds
+      sum.p99 = Math.max(sum.p99, result.p99)
+    }
+  }
+  await pool.close()
+  console.log(`server throughput, 2048-bit server key, ${CLIENTS} clients with 1024-bit keys in another process, request/reply`)
+  console.log(`  inline:             ${formatRate(inline.rate)}  event-loop delay p99 ${inline.p99.toFixed(1)} ms`)
+  console.log(`  pool of 2 workers:  ${formatRate(pooled.rate)}  ratio ${(pooled.rate / inline.rate).toFixed(2)}× inline (target ≥ 1.3×); event-loop delay p99 ${pooled.p99.toFixed(1)} ms`)
+}
+
+/** Heap and off-heap bytes in use after a full collection (run node with --expose-gc). */
+function memoryInUse (): number {
+  globalThis.gc?.()
+  const { heapUsed, external } = process.memoryUsage()
+  return heapUsed + external
+}
+
+async function manyChannels (keys: KeyPair): Promise<void> {
+  const server = createServer({ keyPair: keys, handler: (message) => message })
+  const port = await listening(server)
+  const before = memoryInUse()
+  const clients = spawn(process.execPath, [...process.execArgv, script('scale-idle.ts'), String(port), String(IDLE_CHANNELS), '10'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: clients.stdout })[Symbol.asyncIterator]()
+  await lines.next() // "ready": every handshake done, every channel idle
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const perChannel = (memoryInUse() - before) / server.connections
+  const channels = server.connections
+  clients.stdin.write('go\n')
+  const result = JSON.parse((await lines.next()).value as string) as { handshakesMs: number, requestsMs: number }
+  await once(clients, 'exit')
+  await new Promise((resolve) => server.close(resolve))
+  console.log(`${IDLE_CHANNELS} concurrent channels (client process ↔ this server), 2048-bit server key`)
+  console.log(`  handshakes, all channels:        ${(result.handshakesMs / 1000).toFixed(2)} s  (${formatRate(IDLE_CHANNELS / (result.handshakesMs / 1000))})`)
+  console.log(`  10 request/replies on each:      ${(result.requestsMs / 1000).toFixed(2)} s  (${formatRate(IDLE_CHANNELS * 10 / (result.requestsMs / 1000))})`)
+  console.log(`  server memory per idle channel:  ${(perChannel / 1024).toFixed(1)} KiB over ${channels} channels${globalThis.gc === undefined ? ' (run with --expose-gc for exact figures)' : ''} (target ≤ 64 KiB)`)
+}
+
+/** Runs the scale benchmarks and prints their lines. */
+export async function benchScale (): Promise<void> {
+  const keys = await generateKeyPair({ bits: 2048 })
+  await poolVersusInline(keys)
+  console.log()
+  await throughput(keys)
+  console.log()
+  await manyChannels(keys)
+}
