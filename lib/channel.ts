@@ -376,8 +376,10 @@ export interface ServerOptions extends ChannelOptions {
    */
   maxConnections?: number
   /**
-   * Handshakes under way at most. A connection beyond it waits, unread and costing no RSA
-   * work, until a handshake ends; its `handshakeTimeout` runs while it waits. Default 256.
+   * Handshakes under way at most. A new connection beyond it drops the oldest handshake still
+   * under way (`'clientError'` `ERR_P2SN_SERVER_BUSY`), which does no more RSA work: a flood of
+   * silent or stalled connections cannot keep real clients waiting for its timeouts, since a
+   * real handshake takes milliseconds. Default 256.
    */
   maxPendingHandshakes?: number
 }
@@ -398,13 +400,10 @@ export class Server extends EventEmitter {
   /** True while listen() waits for the key pair; close() cancels it. */
   #starting = false
 
-  // Limits: connections waiting for a handshake slot, handshakes under way, and our own pool
+  // Limits: handshakes under way (oldest first), and the pool made for `workers`
   readonly #maxConnections: number
   readonly #maxPendingHandshakes: number
-  readonly #handshakeTimeout: number
-  /** Connections waiting for a handshake slot, each with what starts it. */
-  readonly #waiting = new Map<net.Socket, () => void>()
-  #pendingHandshakes = 0
+  readonly #handshaking = new Set<Channel>()
   /** A pool the server made for `workers`, closed with it (a pool given as `pool` is not). */
   readonly #ownPool: RsaPool | undefined
 
@@ -414,7 +413,6 @@ export class Server extends EventEmitter {
     checkChannelOptions(options)
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
-    this.#handshakeTimeout = checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
     this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined }
@@ -488,14 +486,13 @@ export class Server extends EventEmitter {
       this.server.close(callback)
     }
     for (const channel of this.#channels) channel.destroy()
-    for (const socket of this.#waiting.keys()) socket.destroy()
     void this.#ownPool?.close()
     return this
   }
 
-  /** The number of open connections: channels, handshaking or not, and those waiting for a handshake slot. */
+  /** The number of open connections, handshaking or not. */
   get connections (): number {
-    return this.#channels.size + this.#waiting.size
+    return this.#channels.size
   }
 
   #accept (socket: net.Socket): void {
@@ -504,51 +501,21 @@ export class Server extends EventEmitter {
       this.#clientError(new P2snError('ERR_P2SN_SERVER_BUSY', `refused a connection: the server has ${this.connections} open (maxConnections); the client may retry later`))
       return
     }
-    if (this.#pendingHandshakes < this.#maxPendingHandshakes) {
-      this.#start(socket)
-      return
-    }
-    // Wait, unread, for a handshake to end; the handshake timeout runs meanwhile.
-    socket.pause()
-    const timeout = this.#handshakeTimeout
-    const timer = timeout > 0 && timeout !== Infinity
-      ? setTimeout(() => {
-        socket.destroy()
-        this.#clientError(new P2snError('ERR_P2SN_HANDSHAKE_TIMEOUT', `a connection waited ${timeout} ms for one of maxPendingHandshakes (${this.#maxPendingHandshakes}) handshake slots; the server is busy`))
-      }, timeout)
-      : undefined
-    const forget = (): void => {
-      clearTimeout(timer)
-      this.#waiting.delete(socket)
-    }
-    socket.once('close', forget)
-    this.#waiting.set(socket, () => {
-      forget()
-      socket.removeListener('close', forget)
-      this.#start(socket)
-    })
-  }
-
-  #start (socket: net.Socket): void {
-    this.#pendingHandshakes++
-    let settled = false
-    const settle = (): void => {
-      if (settled) return
-      settled = true
-      this.#pendingHandshakes--
-      // The longest-waiting connection gets the slot.
-      const next = this.#waiting.values().next()
-      if (next.done !== true) next.value()
+    if (this.#handshaking.size >= this.#maxPendingHandshakes) {
+      const oldest = this.#handshaking.values().next().value!
+      this.#handshaking.delete(oldest)
+      oldest.destroy(new P2snError('ERR_P2SN_SERVER_BUSY', `dropped the oldest of ${this.#maxPendingHandshakes} handshakes under way (maxPendingHandshakes) to make room for a new connection; the server is flooded`))
     }
     const channel = wrap(socket, { ...this.#options, keyPair: this.#keyPair, role: 'server' })
     this.#channels.add(channel)
+    this.#handshaking.add(channel)
     channel.on('close', () => {
       this.#channels.delete(channel)
-      settle()
+      this.#handshaking.delete(channel)
     })
     channel.on('error', (err: Error) => { this.#clientError(err, channel) })
     channel.once('handshake', (peer: PeerInfo) => {
-      settle()
+      this.#handshaking.delete(channel)
       if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#options.strict === true)
       this.emit('channel', channel, peer)
     })

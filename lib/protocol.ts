@@ -44,5 +44,5 @@ export const HANDSHAKE_FRAMES = 3
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 /** Default for a server's `maxConnections`: open connections beyond it are refused. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000
-/** Default for a server's `maxPendingHandshakes`: connections beyond it wait, unread, for a slot. */
+/** Default for a server's `maxPendingHandshakes`: a new connection beyond it drops the oldest handshake under way. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 256

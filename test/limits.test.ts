@@ -89,37 +89,36 @@ describe('server limits and worker pools', function () {
   })
 
   describe('maxPendingHandshakes', () => {
-    it('keeps connections beyond it waiting, unread and with no RSA work, until a handshake ends', async () => {
+    it('drops the oldest handshake under way for a new connection; the dropped one gets no more RSA work', async () => {
       const engine = countingEngine()
       const { server, port } = await listen({ maxPendingHandshakes: 2, engine })
-      // Two connections that start a handshake and stall: the server sent its key, no RSA yet.
-      const stallers = await Promise.all([rawSocket(port), rawSocket(port)])
-      for (const socket of stallers) socket.write(PUBKEY_FRAME)
-      await Promise.all(stallers.map(async (socket) => once(socket, 'data')))
-
-      const waiting = client(port, 0)
-      let handshook = false
-      waiting.on('handshake', () => { handshook = true })
-      await new Promise((resolve) => setTimeout(resolve, 300))
-      expect(handshook).to.equal(false)
-      expect(engine.privateOps).to.equal(0)
-      expect(server.connections).to.equal(3)
-
-      stallers[0]!.destroy()
-      await once(waiting, 'handshake')
-      expect(engine.privateOps).to.equal(1) // the waiting client's key check, and nothing else
-      expect((await waiting.request('through')).toString()).to.equal('through')
-    })
-
-    it('times out a connection that waited longer than handshakeTimeout', async () => {
-      const { server, port } = await listen({ maxPendingHandshakes: 1, handshakeTimeout: 300 })
       const codes: string[] = []
       server.on('clientError', (err: P2snError) => codes.push(err.code))
-      const staller = await rawSocket(port)
-      const waiter = await rawSocket(port)
-      await Promise.all([once(staller, 'close'), once(waiter, 'close')])
-      expect(codes.sort()).to.deep.equal(['ERR_P2SN_HANDSHAKE_TIMEOUT', 'ERR_P2SN_HANDSHAKE_TIMEOUT'])
-      expect(server.connections).to.equal(0)
+      // Two connections that start a handshake and stall: the server sent its key, no RSA yet.
+      const stallers = await Promise.all([rawSocket(port), rawSocket(port)])
+      for (const socket of stallers) {
+        socket.write(PUBKEY_FRAME)
+        await once(socket, 'data')
+      }
+      const firstClosed = once(stallers[0]!, 'close')
+      const newcomer = client(port, 0)
+      await once(newcomer, 'handshake')
+      await firstClosed
+      expect(codes).to.deep.equal(['ERR_P2SN_SERVER_BUSY'])
+      expect(stallers[1]!.destroyed).to.equal(false)
+      expect(engine.privateOps).to.equal(1) // the newcomer's key check, and nothing else
+      expect((await newcomer.request('through')).toString()).to.equal('through')
+      expect(server.connections).to.equal(2)
+    })
+
+    it('lets a real client through a flood of silent connections at once, not after their timeouts', async () => {
+      const { server, port } = await listen({ maxPendingHandshakes: 8, handshakeTimeout: 20_000 })
+      server.on('clientError', () => {})
+      await Promise.all(Array.from({ length: 40 }, async () => rawSocket(port)))
+      const started = Date.now()
+      expect((await client(port, 1).request('served')).toString()).to.equal('served')
+      expect(Date.now() - started).to.be.below(2000)
+      expect(server.connections).to.be.at.most(9)
     })
   })
 
