@@ -1,0 +1,255 @@
+// Hostile peers over real loopback TCP (issue 6): disconnects, resets and half-closes at every
+// handshake step and mid-message, slowloris, a 100 MB frame, 500 silent connections, and no
+// padding oracle. Each time the server frees the connection and a well-behaved client
+// connecting alongside is served normally.
+import { expect } from 'chai'
+import { once } from 'node:events'
+import net, { type AddressInfo } from 'node:net'
+import Pumpify from 'pumpify'
+import {
+  FrameJoiner, FrameSplitter, HandshakeDuplex, P2snError, connect, createServer, decodeBase64, decryptMessage,
+  encodeBase64, encryptMessage, generateKeyPair, parsePublicKey,
+  type FrameTransport, type KeyPair, type PublicKey, type Server, type ServerOptions
+} from '../lib/index.js'
+import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
+import { ScriptedPeer } from './helpers/frame-pair.js'
+
+const SHORT = { handshakeTimeout: 600, idleTimeout: 600 }
+
+/** How a hostile client leaves. */
+const LEAVES = ['half-closes', 'closes', 'resets'] as const
+
+describe('hostile peers over loopback TCP', function () {
+  this.timeout(60_000)
+  let serverKeys: KeyPair
+  let clientKeys: KeyPair
+  let server: Server
+  let port: number
+  const errors: P2snError[] = []
+  const sockets: net.Socket[] = []
+
+  before(async () => {
+    serverKeys = await generateKeyPair({ bits: 1024 })
+    clientKeys = await generateKeyPair({ bits: 1024 })
+  })
+
+  async function start (options: ServerOptions = {}): Promise<void> {
+    errors.length = 0
+    server = createServer({ keyPair: serverKeys, handler: (m) => m, ...SHORT, ...options })
+    server.on('clientError', (err: Error) => {
+      expect(err, String(err)).to.be.instanceOf(P2snError)
+      errors.push(err as P2snError)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as AddressInfo).port
+  }
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  async function rawSocket (): Promise<net.Socket> {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    sockets.push(socket)
+    await once(socket, 'connect')
+    return socket
+  }
+
+  /** A well-behaved client: connects, asks, and must get its answer within `ms`. */
+  async function served (ms = 3000): Promise<void> {
+    const channel = connect({ port, keyPair: clientKeys })
+    const started = Date.now()
+    try {
+      const reply = await channel.request('are you still serving?')
+      expect(reply.toString()).to.equal('are you still serving?')
+      expect(Date.now() - started).to.be.below(ms)
+    } finally {
+      channel.destroy()
+    }
+  }
+
+  /** Waits until the server has no connection left (or fails after `ms`). */
+  async function freed (ms = 3000): Promise<void> {
+    const deadline = Date.now() + ms
+    while (server.connections > 0) {
+      if (Date.now() > deadline) throw new Error(`the server still holds ${server.connections} connections after ${ms} ms`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+
+  function leave (socket: net.Socket, how: (typeof LEAVES)[number]): void {
+    if (how === 'half-closes') socket.end()
+    else if (how === 'closes') socket.destroy()
+    else socket.resetAndDestroy()
+  }
+
+  /** Plays our side of the handshake by hand, up to `stage` frames exchanged (0 to 6). */
+  async function handshakeUpTo (stage: number): Promise<{ socket: net.Socket, peer: ScriptedPeer, serverKey?: PublicKey }> {
+    const socket = await rawSocket()
+    const peer = new ScriptedPeer(socket)
+    let serverKey: PublicKey | undefined
+    if (stage >= 1) peer.send('P2SN:PUBKEY')
+    if (stage >= 2) serverKey = parsePublicKey(decodeBase64((await peer.read())!))
+    if (stage >= 3) {
+      peer.send(encodeBase64(encryptMessage(serverKey!, 'P2SN:KEYCHECK')))
+      expect((await peer.read())!.toString()).to.equal('P2SN:PUBKEY') // step 4
+    }
+    if (stage >= 5) peer.send(encodeBase64(Buffer.from(clientKeys.publicKey.toPem())))
+    if (stage >= 6) expect(decryptMessage(clientKeys, decodeBase64((await peer.read())!)).toString()).to.equal('P2SN:KEYCHECK')
+    return { socket, peer, serverKey }
+  }
+
+  describe('the peer leaves at every handshake step and mid-message', () => {
+    beforeEach(async () => { await start() })
+
+    const STAGES: Record<number, string> = {
+      0: 'before step 1',
+      1: 'after step 1 (PUBKEY)',
+      2: 'after step 2 (server key)',
+      3: 'after steps 3-4 (KEYCHECK, PUBKEY)',
+      5: 'after step 5 (client key)',
+      6: 'after step 6 (KEYCHECK), the handshake done'
+    }
+    for (const [stage, when] of Object.entries(STAGES).map(([k, v]) => [Number(k), v] as const)) {
+      for (const how of LEAVES) {
+        it(`${how} ${when}: freed with a coded error or a clean end, others served`, async () => {
+          const before = errors.length
+          const { socket } = await handshakeUpTo(stage)
+          leave(socket, how)
+          await freed()
+          for (const err of errors.slice(before)) {
+            expect(['ERR_P2SN_CLOSED', 'ERR_P2SN_CONNECTION', 'ERR_P2SN_TRUNCATED']).to.include(err.code)
+          }
+          await served()
+        })
+      }
+    }
+
+    for (const how of LEAVES) {
+      it(`${how} in the middle of a message frame: freed, and others are served`, async () => {
+        const before = errors.length
+        const { socket, peer, serverKey } = await handshakeUpTo(6)
+        const frame = encodeBase64(encryptMessage(serverKey!, 'half of me'))
+        peer.sendBytes(frame.subarray(0, 100))
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        leave(socket, how)
+        await freed()
+        expect(errors.slice(before).map((e) => e.code)).to.have.length(1)
+        expect(['ERR_P2SN_CLOSED', 'ERR_P2SN_CONNECTION', 'ERR_P2SN_TRUNCATED']).to.include(errors.at(-1)!.code)
+        await served()
+      })
+    }
+  })
+
+  describe('slow and flooding peers', () => {
+    beforeEach(async () => { await start() })
+
+    it('slowloris in the handshake (a byte every 50 ms): dropped at handshakeTimeout, others served meanwhile', async () => {
+      const socket = await rawSocket()
+      const bytes = Buffer.from('P2SN:PUBKEY\x04')
+      let i = 0
+      const drip = setInterval(() => { if (!socket.destroyed) socket.write(bytes.subarray(i % bytes.length, (i++ % bytes.length) + 1)) }, 50)
+      try {
+        await served()
+        await once(socket, 'close')
+      } finally {
+        clearInterval(drip)
+      }
+      expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_HANDSHAKE_TIMEOUT'])
+    })
+
+    it('slowloris after the handshake (a frame a byte at a time): dropped at idleTimeout', async () => {
+      const { socket, peer, serverKey } = await handshakeUpTo(6)
+      const frame = encodeBase64(encryptMessage(serverKey!, 'slow'))
+      let i = 0
+      const drip = setInterval(() => { if (i < frame.length) peer.sendBytes(frame.subarray(i, ++i)) }, 50)
+      try {
+        await served()
+        await once(socket, 'close')
+      } finally {
+        clearInterval(drip)
+      }
+      expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_IDLE_TIMEOUT'])
+    })
+
+    for (const stage of [0, 6]) {
+      it(`a 100 MB frame with no terminator ${stage === 0 ? 'instead of the handshake' : 'after the handshake'}: refused as it arrives, never buffered`, async () => {
+        const { socket } = await handshakeUpTo(stage)
+        const heapBefore = process.memoryUsage().heapUsed + process.memoryUsage().external
+        const chunk = Buffer.alloc(64 * 1024, 0x41)
+        let sent = 0
+        while (sent < 100 * 1024 * 1024 && !socket.destroyed && socket.writable) {
+          if (!socket.write(chunk)) {
+            // The server hangs up mid-write: 'error' (a reset) and 'close' both mean stop.
+            const drained = await Promise.race([once(socket, 'drain').then(() => true, () => false), once(socket, 'close').then(() => false)])
+            if (!drained) break
+          }
+          sent += chunk.length
+        }
+        if (!socket.destroyed) await once(socket, 'close').catch(() => {})
+        expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_FRAME_TOO_LONG'])
+        // Refused after 8 KiB (handshake) or 1 MiB (data), plus what the kernel had buffered.
+        expect(socket.bytesWritten).to.be.below(32 * 1024 * 1024)
+        const grown = process.memoryUsage().heapUsed + process.memoryUsage().external - heapBefore
+        expect(grown).to.be.below(48 * 1024 * 1024)
+        await served()
+      })
+    }
+
+    it('500 connections that say nothing: a real client is served at once, and all 500 are freed by the timeout', async () => {
+      const silent = await Promise.all(Array.from({ length: 500 }, async () => rawSocket()))
+      await served(2000)
+      await Promise.all(silent.map(async (socket) => socket.destroyed ? undefined : once(socket, 'close')))
+      await freed()
+      expect(new Set(errors.map((e) => e.code))).to.deep.equal(new Set(['ERR_P2SN_HANDSHAKE_TIMEOUT', 'ERR_P2SN_SERVER_BUSY']))
+    })
+  })
+
+  describe('no padding oracle', () => {
+    /** Completes a handshake with our own HandshakeDuplex over TCP, to send crafted frames after it. */
+    async function rawChannel (): Promise<HandshakeDuplex> {
+      const socket = await rawSocket()
+      const framed = new Pumpify.obj(new FrameJoiner(), socket, new FrameSplitter())
+      const raw = new HandshakeDuplex(framed as unknown as FrameTransport, { role: 'client', keyPair: clientKeys })
+      raw.on('error', () => {})
+      await once(raw, 'handshake')
+      return raw
+    }
+
+    /** What a class of ciphertext makes the server do: the frames it sends back in 300 ms, and whether it hangs up. */
+    async function observe (cls: (typeof CIPHERTEXT_CLASSES)[number], replies: boolean): Promise<{ lengths: number[], plaintexts: string[], closed: boolean }> {
+      const raw = await rawChannel()
+      const frames: Buffer[] = []
+      raw.on('data', (frame: Buffer) => frames.push(frame))
+      let closed = false
+      raw.on('close', () => { closed = true })
+      raw.write(encodeBase64(ciphertextOf(cls, serverKeys, Buffer.from('probe'))))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      raw.destroy()
+      return {
+        lengths: frames.map((f) => f.length),
+        plaintexts: replies ? frames.map((f) => decryptMessage(clientKeys, decodeBase64(f)).toString('hex')) : frames.map((f) => f.toString('hex')),
+        closed
+      }
+    }
+
+    it('a server that does not answer: the same bytes (none) and the connection kept, for every class', async () => {
+      await start({ handler: undefined, idleTimeout: 0 })
+      for (const cls of CIPHERTEXT_CLASSES) {
+        expect(await observe(cls, false), cls).to.deep.equal({ lengths: [], plaintexts: [], closed: false })
+      }
+      expect(errors).to.deep.equal([])
+    })
+
+    it('a server whose handler answers a constant: the same reply and the connection kept, for every class', async () => {
+      await start({ handler: () => 'received', idleTimeout: 0 })
+      const seen = []
+      for (const cls of CIPHERTEXT_CLASSES) seen.push(await observe(cls, true))
+      const expected = { lengths: [seen[0]!.lengths[0]], plaintexts: [Buffer.from('received').toString('hex')], closed: false }
+      for (const [i, cls] of CIPHERTEXT_CLASSES.entries()) expect(seen[i], cls).to.deep.equal(expected)
+      expect(errors).to.deep.equal([])
+    })
+  })
+})
