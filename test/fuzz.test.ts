@@ -4,11 +4,12 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import {
-  FrameSplitter, P2snError, decodeBase64, decryptMessage, encryptMessage, generateKeyPair, parsePrivateKey,
-  parsePublicKey, type KeyPair
+  FrameSplitter, HandshakeDuplex, P2snError, decodeBase64, decryptMessage, encryptMessage, generateKeyPair,
+  parsePrivateKey, parsePublicKey, type FrameTransport, type KeyPair, type Role
 } from '../lib/index.js'
 import { rechunk } from './helpers/chunking.js'
-import { loadSessions } from './helpers/fixtures.js'
+import { loadSessions, type RecordedSession } from './helpers/fixtures.js'
+import { framePair } from './helpers/frame-pair.js'
 
 const SCALE = Number(process.env.P2SN_FUZZ_RUNS ?? (process.env.npm_lifecycle_event === 'fuzz' ? 50 : 1))
 const runs = (n: number): number => Math.max(1, Math.round(n * SCALE))
@@ -87,6 +88,65 @@ describe('fuzzing', function () {
       outcome(() => parsePrivateKey(input), codes)
     }), { numRuns: runs(300) })
   })
+
+  /**
+   * Plays one side of a recorded session against our HandshakeDuplex in `role`, with some
+   * frames mutated, dropped or repeated; resolves with how it ended.
+   */
+  async function playMutated (session: RecordedSession, role: Role, frames: Buffer[]): Promise<string> {
+    const [ours, theirs] = framePair()
+    const keyPair = role === 'server' ? session.server.privateKeyPem : session.client.privateKeyPem
+    const handshake = new HandshakeDuplex(ours as unknown as FrameTransport, { role, keyPair, handshakeTimeout: 300 })
+    const ended = new Promise<string>((resolve) => {
+      handshake.on('error', (err: Error) => {
+        expect(err, String(err)).to.be.instanceOf(P2snError)
+        resolve((err as P2snError).code)
+      })
+      handshake.on('handshake', () => {
+        setTimeout(() => {
+          handshake.destroy()
+          resolve('handshake')
+        }, 20)
+      })
+    })
+    handshake.resume()
+    for (const frame of frames) theirs.write(frame)
+    const hang = new Promise<string>((resolve) => setTimeout(() => resolve('hang'), 3000))
+    const outcome = await Promise.race([ended, hang])
+    handshake.destroy()
+    theirs.destroy()
+    return outcome
+  }
+
+  for (const role of ['server', 'client'] as const) {
+    it(`HandshakeDuplex as ${role}: the other side's recorded frames, mutated, end in a handshake or a coded error, never a hang`, async () => {
+      const codes = [
+        'handshake', 'ERR_P2SN_PROTOCOL', 'ERR_P2SN_BAD_KEY', 'ERR_P2SN_KEY_TOO_SMALL', 'ERR_P2SN_KEY_TOO_LARGE', 'ERR_P2SN_BAD_EXPONENT',
+        'ERR_P2SN_BAD_KEYCHECK', 'ERR_P2SN_ERRORKEY', 'ERR_P2SN_HANDSHAKE_TIMEOUT', 'ERR_P2SN_FRAME_TOO_LONG', 'ERR_P2SN_CLOSED'
+      ]
+      const seen = new Set<string>()
+      const from = role === 'server' ? 'client' : 'server'
+      await fc.assert(fc.asyncProperty(
+        fc.constantFrom(...sessions),
+        fc.array(fc.tuple(fc.nat(), fc.constantFrom('mutate', 'drop', 'repeat')), { maxLength: 3 }),
+        fc.integer({ min: 0, max: 0xffff }),
+        async (session, edits, seed) => {
+          let frames = session.wire.filter((w) => w.from === from).map((w) => w.bytes.subarray(0, -1))
+          for (const [at, kind] of edits) {
+            const i = at % frames.length
+            if (kind === 'drop') frames = frames.filter((_, j) => j !== i)
+            else if (kind === 'repeat') frames = [...frames.slice(0, i + 1), frames[i]!, ...frames.slice(i + 1)]
+            else fc.sample(mutated(frames[i]!), { numRuns: 1, seed }).forEach((m) => { frames[i] = m })
+          }
+          const outcome = await playMutated(session, role, frames)
+          expect(codes, outcome).to.include(outcome)
+          seen.add(outcome)
+        }
+      ), { numRuns: runs(60) })
+      expect(seen.has('handshake')).to.equal(true)
+      expect(seen.size).to.be.above(2)
+    })
+  }
 
   it('decryption: random and mutated ciphertexts decrypt (implicitly) or fail with ERR_P2SN_BAD_CIPHERTEXT', async () => {
     const keys: KeyPair = await generateKeyPair({ bits: 1024 })
