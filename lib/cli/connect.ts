@@ -76,6 +76,9 @@ Examples:
   echo hello | p2sn connect 127.0.0.1 7000
   p2sn connect 127.0.0.1 7000 --raw --stream --progress < backup.tar
   p2sn connect server.example 7000 --fingerprint SHA256:zQ3T…
+
+Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
+4 key file error (details in p2sn --help).
 `,
   options: {
     key: { type: 'string' },

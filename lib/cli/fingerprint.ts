@@ -27,6 +27,9 @@ Options:
 
 Example:
   p2sn fingerprint ~/.p2sn/identity.pem
+
+Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
+4 key file error (details in p2sn --help).
 `,
   options: {},
   async run (args) {

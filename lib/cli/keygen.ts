@@ -32,6 +32,9 @@ Options:
 
 Example:
   p2sn keygen --out server.pem
+
+Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
+4 key file error (details in p2sn --help).
 `,
   options: {
     bits: { type: 'string' },

@@ -76,6 +76,9 @@ Examples:
   p2sn listen 7000 --echo
   p2sn listen 7000 --keep-open --exec 'tr a-z A-Z'
   ssh server p2sn listen --stdio --exec 'sort'
+
+Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
+4 key file error (details in p2sn --help).
 `,
   options: {
     host: { type: 'string' },
