@@ -49,7 +49,7 @@ export async function benchStreamChain (): Promise<void> {
   const bound = makeBound(keys)
   const openssl = makeChain(keys, 'openssl')
   const forge = makeChain(keys, 'forge')
-  const fast = await alternate({ bound, openssl }, { slices: 12, count: 200 })
+  const fast = await alternate({ bound, openssl }, { slices: 8, count: 600 })
   const slow = await alternate({ bound, forge }, { slices: 3, count: 10 })
   console.log('stream chain, 2048-bit keys, 245-byte messages (encryptor → base64 → joiner → splitter → base64 → decryptor)')
   console.log(`  openssl bound (1 public + 1 private op): ${formatRate(fast.bound)}`)
