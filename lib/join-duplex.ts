@@ -13,7 +13,11 @@ type Callback = (error?: Error | null) => void
  * A byte Duplex that writes to `writable` and reads from `readable`, with backpressure both
  * ways (the readable is paused while our reader is behind; a write's callback waits for the
  * writable's `'drain'`). `end()` ends the writable; the readable's end ends ours. `destroy()`
- * is quiet and destroys both, except the current process's stdio, which Node keeps open.
+ * is quiet and destroys both; after `end()` it first lets the writable flush what it holds.
+ *
+ * For this process's own stdout on a pipe, pass `fs.createWriteStream('', { fd: 1 })` rather
+ * than `process.stdout`: Node never closes fd 1, so the peer would see no end of file until
+ * the process exits.
  *
  * @example
  * const child = spawn('p2sn-server')
@@ -78,7 +82,21 @@ class JoinedDuplex extends Duplex {
     this.#readable.removeListener('end', this.#onEnd)
     this.#writable.removeListener('drain', this.#onDrain)
     this.#readable.destroy()
-    this.#writable.destroy()
+    const writable = this.#writable
+    // A clean close after end(): let the last bytes go out rather than cut them off.
+    if (err === null && writable.writableEnded && !writable.destroyed && !writable.writableFinished) {
+      let called = false
+      const done = (): void => {
+        if (called) return
+        called = true
+        callback(null)
+      }
+      writable.once('finish', done)
+      writable.once('close', done)
+      writable.once('error', done)
+      return
+    }
+    writable.destroy()
     callback(err)
   }
 }
