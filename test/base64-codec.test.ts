@@ -1,7 +1,8 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { Base64Codec, FrameSplitter, decodeBase64, encodeBase64 } from '../lib/index.js'
-import { collect, expectP2snError, expectQuietDestroy, rechunk, seededRandom } from './helpers/chunking.js'
+import { collect, expectQuietDestroy, rechunk, seededRandom } from './helpers/chunking.js'
+import { expectP2snError } from './helpers/errors.js'
 
 /** RFC 4648 §10 test vectors. */
 const RFC4648: ReadonlyArray<readonly [string, string]> = [

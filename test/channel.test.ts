@@ -11,8 +11,9 @@ import {
   joinDuplex, P2snError, RsaPool, wrap,
   type ConnectOptions, type FrameTransport, type KeyPair, type Server, type ServerOptions, type TraceEvent, type WrapOptions
 } from '../lib/index.js'
-import { expectP2snError } from './helpers/chunking.js'
-import { duplexPair, type PairChunking, type PairEnd } from './helpers/duplex-pair.js'
+import { expectP2snError } from './helpers/errors.js'
+import { duplexPair, type ChunkingPairEnd, type PairChunking } from './helpers/duplex-pair.js'
+import { delay, expectNoLeakedResources, resourceBaseline, settle, within } from './helpers/timing.js'
 
 const TLS_KEY = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url))
 const TLS_CERT = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url))
@@ -23,38 +24,6 @@ const ECHO = Buffer.from('echo:')
 /** `echo:` and the message: what every echo server of this file answers. */
 function echoOf (message: Uint8Array | string): Buffer {
   return Buffer.concat([ECHO, Buffer.from(message)])
-}
-
-function delay (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Rejects if `promise` has not settled within `ms`: for things that must happen at once, not at a timeout. */
-async function within<T> (ms: number, promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`${what} did not happen within ${ms} ms`)) }, ms)
-  })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** The handles keeping the process alive (sockets, servers, pipes, child processes: `…Wrap`) and its timers, by kind. */
-function activeResources (): Record<string, number> {
-  const counts: Record<string, number> = {}
-  for (const kind of process.getActiveResourcesInfo()) {
-    if (!kind.endsWith('Wrap') && kind !== 'Timeout') continue
-    counts[kind] = (counts[kind] ?? 0) + 1
-  }
-  return counts
-}
-
-/** A few turns of the event loop, for anything emitted late to come out. */
-async function settle (turns = 5): Promise<void> {
-  for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve))
 }
 
 /** Resolves on `'close'`; call it before the stream can close. */
@@ -127,7 +96,7 @@ describe('Channel end to end', function () {
   }
 
   /** Both ends of the in-memory pair wrapped, the server end answering each message with echoOf. */
-  function overPair (chunking: PairChunking, client: Omit<WrapOptions, 'role'>, server: Omit<WrapOptions, 'role'>, seed = 7): { client: Channel, server: Channel, a: PairEnd, b: PairEnd } {
+  function overPair (chunking: PairChunking, client: Omit<WrapOptions, 'role'>, server: Omit<WrapOptions, 'role'>, seed = 7): { client: Channel, server: Channel, a: ChunkingPairEnd, b: ChunkingPairEnd } {
     const [a, b] = duplexPair({ chunking, seed })
     const channels = {
       client: track(wrap(track(a), { ...client, role: 'client' })),
@@ -179,8 +148,7 @@ describe('Channel end to end', function () {
 
   describe('beforehand', function () {
     it('counts the handles open before any channel (mocha\'s own: its stdio, this test\'s timeout)', async () => {
-      await delay(20)
-      baseline = activeResources()
+      baseline = await resourceBaseline()
     })
   })
 
@@ -208,7 +176,7 @@ describe('Channel end to end', function () {
       const rejected = expectP2snError(client.request('hello'), 'ERR_P2SN_CONNECTION')
       const err = await rejected
       expect((err.cause as { code?: string }).code).to.equal('DEPTH_ZERO_SELF_SIGNED_CERT')
-      await settle()
+      await settle(5)
       expect(errors).to.have.length(1)
     })
 
@@ -406,7 +374,7 @@ describe('Channel end to end', function () {
    * the server: after the handshake, frames written to `raw` go out as they are (no Base64, no
    * RSA), so a test can send the client anything.
    */
-  async function rawServerPair (clientOptions: Omit<WrapOptions, 'role' | 'keyPair'> = {}): Promise<{ client: Channel, raw: HandshakeDuplex, a: PairEnd, b: PairEnd }> {
+  async function rawServerPair (clientOptions: Omit<WrapOptions, 'role' | 'keyPair'> = {}): Promise<{ client: Channel, raw: HandshakeDuplex, a: ChunkingPairEnd, b: ChunkingPairEnd }> {
     const [a, b] = duplexPair({ chunking: 'random', seed: 3 })
     const client = track(wrap(track(a), { ...clientOptions, role: 'client', keyPair: keys.c1024 }))
     const framed = new Pumpify.obj(new FrameJoiner(), track(b), new FrameSplitter())
@@ -507,7 +475,7 @@ describe('Channel end to end', function () {
       const clientClosed = closed(client)
       client.destroy()
       await clientClosed
-      await settle()
+      await settle(5)
       expect(errors).to.deep.equal([])
       expect(client.destroyed).to.equal(true)
       expect(client.handshake.destroyed).to.equal(true)
@@ -529,7 +497,7 @@ describe('Channel end to end', function () {
         client.destroy()
         // At once, not when the handshake times out (10 s).
         await within(1000, socketClosed, 'closing the socket')
-        await settle()
+        await settle(5)
         expect(errors).to.deep.equal([])
         expect(socket.destroyed).to.equal(true)
         expect(client.handshake.destroyed).to.equal(true)
@@ -547,7 +515,7 @@ describe('Channel end to end', function () {
       client.destroy()
       await closed(a)
       await serverEnded
-      await settle()
+      await settle(5)
       expect(a.destroyed).to.equal(true)
       expect(serverErrors).to.deep.equal([])
       if (!server.destroyed) await closed(server)
@@ -555,7 +523,7 @@ describe('Channel end to end', function () {
     })
 
     describe('a peer that breaks the protocol after the handshake: one error, with a code, then closed', function () {
-      const cases: Array<{ name: string, code: P2snError['code'], send: (raw: HandshakeDuplex, b: PairEnd) => void, options?: Omit<WrapOptions, 'role' | 'keyPair'> }> = [
+      const cases: Array<{ name: string, code: P2snError['code'], send: (raw: HandshakeDuplex, b: ChunkingPairEnd) => void, options?: Omit<WrapOptions, 'role' | 'keyPair'> }> = [
         { name: 'a frame that is not Base64', code: 'ERR_P2SN_BAD_BASE64', send: (raw) => raw.write(Buffer.from('garbage!')) },
         { name: 'P2SN:ERRORKEY', code: 'ERR_P2SN_ERRORKEY', send: (raw) => raw.write(Buffer.from('P2SN:ERRORKEY')) },
         { name: 'a ciphertext that is not whole RSA blocks', code: 'ERR_P2SN_BAD_CIPHERTEXT', send: (raw) => raw.write(encodeBase64(Buffer.from('short'))) },
@@ -570,7 +538,7 @@ describe('Channel end to end', function () {
           client.resume()
           send(raw, b)
           await done
-          await settle()
+          await settle(5)
           expect(errors).to.have.length(1)
           expect(errors[0]).to.be.an.instanceof(P2snError)
           expect((errors[0] as P2snError).code).to.equal(code)
@@ -626,12 +594,7 @@ describe('Channel end to end', function () {
 
   describe('afterwards', function () {
     it('leaves no sockets, servers, pipes, child processes or timers open', async () => {
-      await delay(20)
-      expect(baseline).to.not.equal(undefined)
-      const { Timeout: timers = 0, ...handles } = activeResources()
-      const { Timeout: timersBefore = 0, ...handlesBefore } = baseline!
-      expect(handles).to.deep.equal(handlesBefore)
-      expect(timers).to.be.at.most(timersBefore)
+      await expectNoLeakedResources(baseline)
     })
   })
 })

@@ -1,7 +1,8 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { FrameJoiner, FrameSplitter } from '../lib/index.js'
-import { collect, expectP2snError, expectQuietDestroy, rechunk } from './helpers/chunking.js'
+import { collect, expectQuietDestroy, rechunk } from './helpers/chunking.js'
+import { expectP2snError } from './helpers/errors.js'
 
 const EOT = 0x04
 

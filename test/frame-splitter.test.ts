@@ -1,7 +1,8 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { DEFAULT_MAX_FRAME_LENGTH, FrameSplitter } from '../lib/index.js'
-import { collect, expectP2snError, expectQuietDestroy, rechunk, seededRandom } from './helpers/chunking.js'
+import { collect, expectQuietDestroy, rechunk, seededRandom } from './helpers/chunking.js'
+import { expectP2snError } from './helpers/errors.js'
 
 const EOT = 0x04
 

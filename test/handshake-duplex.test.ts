@@ -7,8 +7,9 @@ import {
   type FrameStep, type HandshakeOptions, type KeyPair, type P2snErrorCode, type PeerInfo, type PublicKey, type Role,
   type ServerKeyEncoding, type TraceEvent
 } from '../lib/index.js'
-import { expectP2snError } from './helpers/chunking.js'
-import { framePair, PairEnd, ScriptedPeer, TimerWatch } from './helpers/frame-pair.js'
+import { expectP2snError } from './helpers/errors.js'
+import { framePair, RecordingPairEnd, ScriptedPeer, TimerWatch } from './helpers/frame-pair.js'
+import { settle } from './helpers/timing.js'
 
 const PUBKEY = 'P2SN:PUBKEY'
 const KEYCHECK = 'P2SN:KEYCHECK'
@@ -17,18 +18,13 @@ const ERRORKEY = 'P2SN:ERRORKEY'
 /** A HandshakeDuplex under test, with everything it emitted and traced. */
 interface Side {
   duplex: HandshakeDuplex
-  transport: PairEnd
+  transport: RecordingPairEnd
   errors: unknown[]
   trace: TraceEvent[]
   /** Resolves on 'close'. */
   closed: Promise<void>
   /** Resolves with the 'handshake' event's PeerInfo; rejects if the side closes first. */
   handshake: Promise<PeerInfo>
-}
-
-/** A tick for late, asynchronously emitted errors to surface. */
-async function settle (): Promise<void> {
-  await new Promise((resolve) => setImmediate(resolve))
 }
 
 /** The frames' text, for readable comparisons. */
@@ -84,7 +80,7 @@ describe('HandshakeDuplex', function () {
   })
 
   /** Starts a HandshakeDuplex on `transport`, recording its errors and trace from the first moment. */
-  function start (transport: PairEnd, options: HandshakeOptions): Side {
+  function start (transport: RecordingPairEnd, options: HandshakeOptions): Side {
     const trace: TraceEvent[] = []
     const errors: unknown[] = []
     const duplex = new HandshakeDuplex(transport, { ...options, trace: (event) => { trace.push(event); options.trace?.(event) } })
@@ -462,7 +458,7 @@ describe('HandshakeDuplex', function () {
      * wrap() (its 'finish' waits for the whole chain): a refusal's P2SN:ERRORKEY goes out but
      * never flushes.
      */
-    class StuckEnd extends PairEnd {
+    class StuckEnd extends RecordingPairEnd {
       override end (chunk?: unknown): this {
         if (Buffer.isBuffer(chunk)) this.write(chunk)
         return this
@@ -472,8 +468,8 @@ describe('HandshakeDuplex', function () {
     /** Our server on a stuck transport, after refusing a bad key check. */
     async function refusedOnStuckTransport (): Promise<{ side: Side, peer: ScriptedPeer, near: StuckEnd }> {
       const near = new StuckEnd(true)
-      const far = new PairEnd(true)
-      PairEnd.connect(near, far)
+      const far = new RecordingPairEnd(true)
+      RecordingPairEnd.connect(near, far)
       const peer = new ScriptedPeer(far)
       const side = start(near, { role: 'server', keyPair: ours })
       await playClient(peer, 2)
@@ -524,8 +520,8 @@ describe('HandshakeDuplex', function () {
 
     it('refuse() after the handshake: the peer hanging up while it flushes does not end the stream without the error', async function () {
       const near = new StuckEnd(true)
-      const far = new PairEnd(true)
-      PairEnd.connect(near, far)
+      const far = new RecordingPairEnd(true)
+      RecordingPairEnd.connect(near, far)
       const peer = new ScriptedPeer(far)
       const side = start(near, { role: 'client', keyPair: ours })
       await playServer(peer, 6)

@@ -146,17 +146,22 @@ describe('hostile peers over loopback TCP', function () {
   describe('slow and flooding peers', () => {
     beforeEach(async () => { await start() })
 
-    it('slowloris in the handshake (a byte every 50 ms): dropped at handshakeTimeout, others served meanwhile', async () => {
-      const socket = await rawSocket()
-      const bytes = Buffer.from('P2SN:PUBKEY\x04')
-      let i = 0
-      const drip = setInterval(() => { if (!socket.destroyed) socket.write(bytes.subarray(i % bytes.length, (i++ % bytes.length) + 1)) }, 50)
+    /** Calls `drip` every 50 ms until the server closes `socket`, a well-behaved client being served meanwhile. */
+    async function dripUntilDropped (socket: net.Socket, drip: () => void): Promise<void> {
+      const timer = setInterval(drip, 50)
       try {
         await served()
         await once(socket, 'close')
       } finally {
-        clearInterval(drip)
+        clearInterval(timer)
       }
+    }
+
+    it('slowloris in the handshake (a byte every 50 ms): dropped at handshakeTimeout, others served meanwhile', async () => {
+      const socket = await rawSocket()
+      const bytes = Buffer.from('P2SN:PUBKEY\x04')
+      let i = 0
+      await dripUntilDropped(socket, () => { if (!socket.destroyed) socket.write(bytes.subarray(i % bytes.length, (i++ % bytes.length) + 1)) })
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_HANDSHAKE_TIMEOUT'])
     })
 
@@ -164,13 +169,7 @@ describe('hostile peers over loopback TCP', function () {
       const { socket, peer, serverKey } = await handshakeUpTo(6)
       const frame = encodeBase64(encryptMessage(serverKey!, 'slow'))
       let i = 0
-      const drip = setInterval(() => { if (i < frame.length) peer.sendBytes(frame.subarray(i, ++i)) }, 50)
-      try {
-        await served()
-        await once(socket, 'close')
-      } finally {
-        clearInterval(drip)
-      }
+      await dripUntilDropped(socket, () => { if (i < frame.length) peer.sendBytes(frame.subarray(i, ++i)) })
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_IDLE_TIMEOUT'])
     })
 

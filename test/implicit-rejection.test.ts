@@ -1,29 +1,13 @@
 import crypto from 'node:crypto'
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { decryptMessage, generateKeyPair, P2snError, parsePrivateKey, type KeyPair, type PrivateKey } from '../lib/index.js'
+import { decryptMessage, generateKeyPair, parsePrivateKey, type KeyPair, type PrivateKey } from '../lib/index.js'
 import { unpadImplicit } from '../lib/implicit-rejection.js'
+import { expectP2snErrorSync } from './helpers/errors.js'
 import { loadRejectionFamilies, loadWycheproof, type WycheproofGroup, type WycheproofTest } from './helpers/fixtures.js'
 
 const ENGINES = ['openssl', 'forge'] as const
 type Engine = (typeof ENGINES)[number]
-
-/** Runs `fn` and returns what it threw; fails when it returns. */
-function thrown (fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  expect.fail('expected an error, but nothing was thrown')
-}
-
-function expectP2snError (fn: () => unknown, code: string): P2snError {
-  const err = thrown(fn)
-  expect(err).to.be.instanceOf(P2snError)
-  expect((err as P2snError).code).to.equal(code)
-  return err as P2snError
-}
 
 function hmac (key: Uint8Array, data: Uint8Array): Buffer {
   return crypto.createHmac('sha256', key).update(data).digest()
@@ -87,6 +71,20 @@ describe('implicit rejection', function () {
       return result
     }
 
+    /** Asserts that `em` is rejected: valid 0 and the synthetic message. */
+    function expectRejected (em: Buffer, what?: string): void {
+      const result = unpad(em)
+      expect(result.valid, what).to.equal(0)
+      expect(result.message.equals(synthetic), what).to.equal(true)
+    }
+
+    /** A well-formed block (8 bytes of padding, a k − 11 byte message) with byte `index` set to `value`. */
+    function wellFormedBut (index: number, value: number): Buffer {
+      const em = encodedMessage(k, 8, Buffer.alloc(k - 11, 0x61))
+      em[index] = value
+      return em
+    }
+
     it('accepts 00 02, 8 bytes of padding, 00, message: valid 1 and the message', function () {
       const message = Buffer.alloc(k - 11, 0x61)
       const result = unpad(encodedMessage(k, 8, message))
@@ -111,38 +109,22 @@ describe('implicit rejection', function () {
     })
 
     it('rejects 7 bytes of padding: valid 0 and the synthetic message', function () {
-      const result = unpad(encodedMessage(k, 7, Buffer.alloc(k - 10, 0x61)))
-      expect(result.valid).to.equal(0)
-      expect(result.message.equals(synthetic)).to.equal(true)
+      expectRejected(encodedMessage(k, 7, Buffer.alloc(k - 10, 0x61)))
     })
 
     it('rejects a wrong first byte', function () {
-      for (const first of [0x01, 0x02, 0x80, 0xff]) {
-        const em = encodedMessage(k, 8, Buffer.alloc(k - 11, 0x61))
-        em[0] = first
-        const result = unpad(em)
-        expect(result.valid, `first byte ${first}`).to.equal(0)
-        expect(result.message.equals(synthetic)).to.equal(true)
-      }
+      for (const first of [0x01, 0x02, 0x80, 0xff]) expectRejected(wellFormedBut(0, first), `first byte ${first}`)
     })
 
     it('rejects a wrong second byte (block types 0, 1, 3 and 0xff)', function () {
-      for (const second of [0x00, 0x01, 0x03, 0xff]) {
-        const em = encodedMessage(k, 8, Buffer.alloc(k - 11, 0x61))
-        em[1] = second
-        const result = unpad(em)
-        expect(result.valid, `second byte ${second}`).to.equal(0)
-        expect(result.message.equals(synthetic)).to.equal(true)
-      }
+      for (const second of [0x00, 0x01, 0x03, 0xff]) expectRejected(wellFormedBut(1, second), `second byte ${second}`)
     })
 
     it('rejects a block with no zero separator', function () {
       const em = Buffer.alloc(k, 0x55)
       em[0] = 0
       em[1] = 2
-      const result = unpad(em)
-      expect(result.valid).to.equal(0)
-      expect(result.message.equals(synthetic)).to.equal(true)
+      expectRejected(em)
     })
 
     it('rejects a zero in any of the first 8 padding bytes, and accepts it as the 9th', function () {
@@ -238,7 +220,7 @@ describe('implicit rejection', function () {
         expect(implicit.equals(Buffer.alloc(k - 10, 0x62))).to.equal(false)
         expect(implicit.length).to.be.at.most(k - 11)
         expect(decryptMessage(pair, bad, { engine }).equals(implicit), 'the same bytes again').to.equal(true)
-        expectP2snError(() => decryptMessage(pair, bad, { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
+        expectP2snErrorSync(() => decryptMessage(pair, bad, { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
       })
     }
   })
@@ -290,7 +272,7 @@ describe('implicit rejection', function () {
             if (c.title.startsWith('Valid')) {
               expect(decryptMessage(key, ciphertext, { rejection: 'error' }).toString('hex'), c.title).to.equal(c.expectedHex)
             } else {
-              expectP2snError(() => decryptMessage(key, ciphertext, { rejection: 'error' }), 'ERR_P2SN_DECRYPT')
+              expectP2snErrorSync(() => decryptMessage(key, ciphertext, { rejection: 'error' }), 'ERR_P2SN_DECRYPT')
             }
           }
         })
@@ -315,7 +297,7 @@ describe('implicit rejection', function () {
 
     /** The error `rejection: 'error'` gives for a bad padding, as class, code and message. */
     function errorSignature (key: PrivateKey, t: WycheproofTest, engine: Engine): string {
-      const err = expectP2snError(() => decryptMessage(key, Buffer.from(t.ct, 'hex'), { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
+      const err = expectP2snErrorSync(() => decryptMessage(key, Buffer.from(t.ct, 'hex'), { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
       return JSON.stringify([err.constructor.name, err.name, err.code, err.message])
     }
 
@@ -364,8 +346,8 @@ describe('implicit rejection', function () {
                 } else {
                   // Wrong length, empty, or c = n: all public facts, refused before any private operation.
                   expect(ciphertext.length !== key.size || Buffer.compare(ciphertext, key.publicKey.numbers.n) >= 0, 'test setup: a public format fault').to.equal(true)
-                  expectP2snError(() => decryptMessage(key, ciphertext, { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
-                  expectP2snError(() => decryptMessage(key, ciphertext, { engine, rejection: 'error' }), 'ERR_P2SN_BAD_CIPHERTEXT')
+                  expectP2snErrorSync(() => decryptMessage(key, ciphertext, { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
+                  expectP2snErrorSync(() => decryptMessage(key, ciphertext, { engine, rejection: 'error' }), 'ERR_P2SN_BAD_CIPHERTEXT')
                 }
               })
             }

@@ -5,35 +5,8 @@ import {
   decryptMessage, encryptMessage, fingerprint, generateKeyPair, P2snError, parsePrivateKey, parsePublicKey, PrivateKey,
   PublicKey, RsaCipher, toPem, type KeyPair
 } from '../lib/index.js'
+import { expectP2snError, expectP2snErrorSync, thrown } from './helpers/errors.js'
 import { loadSessions, toPemBlock } from './helpers/fixtures.js'
-
-/** Runs `fn` and returns what it threw; fails when it returns. */
-function thrown (fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  expect.fail('expected an error, but nothing was thrown')
-}
-
-function expectP2snError (fn: () => unknown, code: string): P2snError {
-  const err = thrown(fn)
-  expect(err).to.be.instanceOf(P2snError)
-  expect((err as P2snError).code).to.equal(code)
-  return err as P2snError
-}
-
-async function expectRejection (promise: Promise<unknown>, code: string): Promise<void> {
-  let err: unknown
-  try {
-    await promise
-  } catch (caught) {
-    err = caught
-  }
-  expect(err, 'expected a rejection').to.be.instanceOf(P2snError)
-  expect((err as P2snError).code).to.equal(code)
-}
 
 // ---- DER by hand, for keys no generator makes ------------------------------------------------
 
@@ -120,12 +93,12 @@ describe('keys (keys.ts)', function () {
 
     for (const bits of [1000, 1023, 16385, 1.5, 0, -2048, Number.NaN, Infinity]) {
       it(`rejects { bits: ${bits} } with ERR_P2SN_INVALID_ARGUMENT`, async function () {
-        await expectRejection(generateKeyPair({ bits }), 'ERR_P2SN_INVALID_ARGUMENT')
+        await expectP2snError(generateKeyPair({ bits }), 'ERR_P2SN_INVALID_ARGUMENT')
       })
     }
 
     it('rejects bits given as a string with ERR_P2SN_INVALID_ARGUMENT', async function () {
-      await expectRejection(generateKeyPair({ bits: '2048' as never }), 'ERR_P2SN_INVALID_ARGUMENT')
+      await expectP2snError(generateKeyPair({ bits: '2048' as never }), 'ERR_P2SN_INVALID_ARGUMENT')
     })
   })
 
@@ -235,7 +208,7 @@ describe('keys (keys.ts)', function () {
       const small = crypto.generateKeyPairSync('rsa', { modulusLength: 1017 })
       expect(parsePrivateKey(small.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string).privateKey.size).to.equal(128)
       const tooSmall = crypto.generateKeyPairSync('rsa', { modulusLength: 1016 })
-      expectP2snError(() => parsePrivateKey(tooSmall.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string), 'ERR_P2SN_KEY_TOO_SMALL')
+      expectP2snErrorSync(() => parsePrivateKey(tooSmall.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string), 'ERR_P2SN_KEY_TOO_SMALL')
     })
 
     for (const bits of [1016, 512]) {
@@ -243,15 +216,15 @@ describe('keys (keys.ts)', function () {
         const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: bits })
         expect(publicKey.asymmetricKeyDetails?.modulusLength).to.equal(bits)
         const code = 'ERR_P2SN_KEY_TOO_SMALL'
-        expectP2snError(() => parsePrivateKey(privateKey.export({ type: 'pkcs1', format: 'pem' }) as string), code)
-        expectP2snError(() => parsePrivateKey(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), code)
-        expectP2snError(() => parsePublicKey(publicKey.export({ type: 'pkcs1', format: 'pem' }) as string), code)
-        expectP2snError(() => parsePublicKey(publicKey.export({ type: 'spki', format: 'pem' }) as string), code)
-        expectP2snError(() => new PublicKey(publicKey), code)
-        expectP2snError(() => new PrivateKey(privateKey), code)
-        expectP2snError(() => encryptMessage(publicKey, 'x'), code)
-        expectP2snError(() => decryptMessage(privateKey, Buffer.alloc(Math.ceil(bits / 8))), code)
-        expectP2snError(() => fingerprint(publicKey), code)
+        expectP2snErrorSync(() => parsePrivateKey(privateKey.export({ type: 'pkcs1', format: 'pem' }) as string), code)
+        expectP2snErrorSync(() => parsePrivateKey(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), code)
+        expectP2snErrorSync(() => parsePublicKey(publicKey.export({ type: 'pkcs1', format: 'pem' }) as string), code)
+        expectP2snErrorSync(() => parsePublicKey(publicKey.export({ type: 'spki', format: 'pem' }) as string), code)
+        expectP2snErrorSync(() => new PublicKey(publicKey), code)
+        expectP2snErrorSync(() => new PrivateKey(privateKey), code)
+        expectP2snErrorSync(() => encryptMessage(publicKey, 'x'), code)
+        expectP2snErrorSync(() => decryptMessage(privateKey, Buffer.alloc(Math.ceil(bits / 8))), code)
+        expectP2snErrorSync(() => fingerprint(publicKey), code)
       })
     }
 
@@ -266,13 +239,13 @@ describe('keys (keys.ts)', function () {
       it(`refuses a ${bits}-bit modulus with ERR_P2SN_KEY_TOO_LARGE (hand-built public key)`, function () {
         const { keyObject, pem } = handBuilt(fakeModulus(bits), 65537n)
         expect(keyObject.asymmetricKeyDetails?.modulusLength, 'node:crypto read the hand-built key').to.equal(bits)
-        expectP2snError(() => new PublicKey(keyObject), 'ERR_P2SN_KEY_TOO_LARGE')
-        expectP2snError(() => parsePublicKey(pem), 'ERR_P2SN_KEY_TOO_LARGE')
-        expectP2snError(() => parsePublicKey(Buffer.from(pem)), 'ERR_P2SN_KEY_TOO_LARGE')
-        expectP2snError(() => encryptMessage(pem, 'x'), 'ERR_P2SN_KEY_TOO_LARGE')
-        expectP2snError(() => encryptMessage(keyObject, 'x'), 'ERR_P2SN_KEY_TOO_LARGE')
-        expectP2snError(() => RsaCipher.encryptor(pem), 'ERR_P2SN_KEY_TOO_LARGE')
-        expectP2snError(() => fingerprint(pem), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => new PublicKey(keyObject), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => parsePublicKey(pem), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => parsePublicKey(Buffer.from(pem)), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => encryptMessage(pem, 'x'), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => encryptMessage(keyObject, 'x'), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => RsaCipher.encryptor(pem), 'ERR_P2SN_KEY_TOO_LARGE')
+        expectP2snErrorSync(() => fingerprint(pem), 'ERR_P2SN_KEY_TOO_LARGE')
       })
     }
   })
@@ -284,10 +257,10 @@ describe('keys (keys.ts)', function () {
       it(`refuses exponent ${name} with ERR_P2SN_BAD_EXPONENT (hand-built PKCS#1 RSAPublicKey)`, function () {
         const { keyObject, pem } = handBuilt(n, e)
         expect(keyObject.asymmetricKeyDetails?.publicExponent, 'node:crypto read the hand-built key').to.equal(e)
-        expectP2snError(() => new PublicKey(keyObject), 'ERR_P2SN_BAD_EXPONENT')
-        expectP2snError(() => parsePublicKey(pem), 'ERR_P2SN_BAD_EXPONENT')
-        expectP2snError(() => encryptMessage(pem, 'x'), 'ERR_P2SN_BAD_EXPONENT')
-        expectP2snError(() => fingerprint(keyObject), 'ERR_P2SN_BAD_EXPONENT')
+        expectP2snErrorSync(() => new PublicKey(keyObject), 'ERR_P2SN_BAD_EXPONENT')
+        expectP2snErrorSync(() => parsePublicKey(pem), 'ERR_P2SN_BAD_EXPONENT')
+        expectP2snErrorSync(() => encryptMessage(pem, 'x'), 'ERR_P2SN_BAD_EXPONENT')
+        expectP2snErrorSync(() => fingerprint(keyObject), 'ERR_P2SN_BAD_EXPONENT')
       })
     }
 
@@ -317,15 +290,15 @@ describe('keys (keys.ts)', function () {
       ]
       for (const [name, pem] of cases) {
         expect(thrown(() => parsePrivateKey(pem)), name).to.be.instanceOf(P2snError)
-        expectP2snError(() => parsePrivateKey(pem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => parsePublicKey(pem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => decryptMessage(pem, Buffer.alloc(128)), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => encryptMessage(pem, 'x'), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePrivateKey(pem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePublicKey(pem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => decryptMessage(pem, Buffer.alloc(128)), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => encryptMessage(pem, 'x'), 'ERR_P2SN_BAD_KEY')
       }
     })
 
     it('keeps the underlying error as cause', function () {
-      const err = expectP2snError(() => parsePrivateKey('garbage'), 'ERR_P2SN_BAD_KEY')
+      const err = expectP2snErrorSync(() => parsePrivateKey('garbage'), 'ERR_P2SN_BAD_KEY')
       expect(err.cause).to.be.instanceOf(Error)
     })
 
@@ -336,12 +309,12 @@ describe('keys (keys.ts)', function () {
           : crypto.generateKeyPairSync('ec', options!)
         const privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
         const publicPem = publicKey.export({ type: 'spki', format: 'pem' }) as string
-        expectP2snError(() => parsePrivateKey(privatePem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => parsePublicKey(publicPem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => parsePublicKey(privatePem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => new PrivateKey(privateKey), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => new PublicKey(publicKey), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => encryptMessage(publicKey, 'x'), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePrivateKey(privatePem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePublicKey(publicPem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePublicKey(privatePem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => new PrivateKey(privateKey), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => new PublicKey(publicKey), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => encryptMessage(publicKey, 'x'), 'ERR_P2SN_BAD_KEY')
       })
     }
 
@@ -354,24 +327,24 @@ describe('keys (keys.ts)', function () {
       expect(encrypted[0]).to.match(/^-----BEGIN ENCRYPTED PRIVATE KEY-----/)
       expect(encrypted[1]).to.include('Proc-Type: 4,ENCRYPTED')
       for (const pem of encrypted) {
-        expectP2snError(() => parsePrivateKey(pem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => parsePublicKey(pem), 'ERR_P2SN_BAD_KEY')
-        expectP2snError(() => decryptMessage(pem, Buffer.alloc(128)), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePrivateKey(pem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => parsePublicKey(pem), 'ERR_P2SN_BAD_KEY')
+        expectP2snErrorSync(() => decryptMessage(pem, Buffer.alloc(128)), 'ERR_P2SN_BAD_KEY')
       }
     })
 
     it('refuses what is neither PEM text nor a key with ERR_P2SN_INVALID_ARGUMENT', function () {
       for (const value of [42, null, undefined, {}, ['pem']]) {
-        expectP2snError(() => encryptMessage(value as never, 'x'), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => decryptMessage(value as never, Buffer.alloc(128)), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => fingerprint(value as never), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => encryptMessage(value as never, 'x'), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => decryptMessage(value as never, Buffer.alloc(128)), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => fingerprint(value as never), 'ERR_P2SN_INVALID_ARGUMENT')
       }
     })
 
     it('refuses a non-string, non-buffer PEM given to parsePrivateKey / parsePublicKey with ERR_P2SN_INVALID_ARGUMENT', function () {
       // pemText() throws ERR_P2SN_INVALID_ARGUMENT for these; the parse functions must not turn it into ERR_P2SN_BAD_KEY.
-      expectP2snError(() => parsePrivateKey(42 as never), 'ERR_P2SN_INVALID_ARGUMENT')
-      expectP2snError(() => parsePublicKey(42 as never), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => parsePrivateKey(42 as never), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => parsePublicKey(42 as never), 'ERR_P2SN_INVALID_ARGUMENT')
     })
   })
 
@@ -384,20 +357,20 @@ describe('keys (keys.ts)', function () {
 
     it('refuses a PublicKey and a public KeyObject with ERR_P2SN_INVALID_ARGUMENT', function () {
       const ciphertext = encryptMessage(pair, 'x')
-      expectP2snError(() => decryptMessage(pair.publicKey as never, ciphertext), 'ERR_P2SN_INVALID_ARGUMENT')
-      expectP2snError(() => decryptMessage(pair.publicKey.keyObject, ciphertext), 'ERR_P2SN_INVALID_ARGUMENT')
-      expectP2snError(() => new PrivateKey(pair.publicKey.keyObject), 'ERR_P2SN_INVALID_ARGUMENT')
-      expectP2snError(() => RsaCipher.decryptor(pair.publicKey.keyObject), 'ERR_P2SN_INVALID_ARGUMENT')
-      expectP2snError(() => RsaCipher.decryptor({ publicKey: pair.publicKey } as never), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => decryptMessage(pair.publicKey as never, ciphertext), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => decryptMessage(pair.publicKey.keyObject, ciphertext), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => new PrivateKey(pair.publicKey.keyObject), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => RsaCipher.decryptor(pair.publicKey.keyObject), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => RsaCipher.decryptor({ publicKey: pair.publicKey } as never), 'ERR_P2SN_INVALID_ARGUMENT')
     })
 
     it('refuses public PEM (PKCS#1 and SPKI, text and bytes) with ERR_P2SN_INVALID_ARGUMENT', function () {
       const ciphertext = encryptMessage(pair, 'x')
       const spki = pair.publicKey.keyObject.export({ type: 'spki', format: 'pem' }) as string
       for (const pem of [pair.publicKey.toPem(), spki, Buffer.from(spki)]) {
-        expectP2snError(() => parsePrivateKey(pem), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => decryptMessage(pem, ciphertext), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => RsaCipher.decryptor(pem), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => parsePrivateKey(pem), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => decryptMessage(pem, ciphertext), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => RsaCipher.decryptor(pem), 'ERR_P2SN_INVALID_ARGUMENT')
       }
     })
   })

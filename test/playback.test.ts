@@ -5,9 +5,11 @@ import {
   createServer, decodeBase64, decryptMessage, encodeBase64, P2snError, parsePrivateKey, wrap,
   type Channel, type Handler, type KeyPair, type P2snErrorCode, type PeerInfo
 } from '../lib/index.js'
-import { expectP2snError, seededRandom, type ChunkPlan } from './helpers/chunking.js'
-import { fixtureJson, loadSessions, type RecordedSession } from './helpers/fixtures.js'
+import { seededRandom, type ChunkPlan } from './helpers/chunking.js'
+import { expectP2snError } from './helpers/errors.js'
+import { fixtureJson, loadSessions, RECORDED_SESSION_NAMES, type RecordedSession } from './helpers/fixtures.js'
 import { bytePair, ScriptedPeer } from './helpers/frame-pair.js'
+import { settle } from './helpers/timing.js'
 
 const EOT = Buffer.from([0x04])
 const PUBKEY = 'P2SN:PUBKEY'
@@ -51,10 +53,6 @@ function watch (channel: Channel, { collect = false } = {}): Watched {
   return { channel, errors, messages, closed, handshake }
 }
 
-async function settle (): Promise<void> {
-  await new Promise((resolve) => setImmediate(resolve))
-}
-
 /** Waits for the channel to close and asserts its one error: a P2snError with `code`. */
 async function expectChannelFailure (watched: Watched, code: P2snErrorCode): Promise<P2snError> {
   await watched.closed
@@ -91,9 +89,7 @@ describe('playback of recorded Python sessions', function () {
   const sessions = loadSessions()
 
   it('plays all six recordings', function () {
-    expect(sessions.map((s) => s.name)).to.deep.equal([
-      'echo-2048', 'errorkey-1024', 'hi-1024', 'hi-overflow-1024', 'mixed-2048-1024', 'raise-1024'
-    ])
+    expect(sessions.map((s) => s.name)).to.deep.equal(RECORDED_SESSION_NAMES)
   })
 
   for (const session of sessions) {

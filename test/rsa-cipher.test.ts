@@ -4,6 +4,7 @@ import {
   decryptMessage, encryptMessage, forgeEngine, generateKeyPair, opensslEngine, P2snError, parsePrivateKey, RsaCipher,
   type KeyPair, type RsaEngine
 } from '../lib/index.js'
+import { expectP2snErrorSync, thrown } from './helpers/errors.js'
 
 const ENGINES = ['openssl', 'forge'] as const
 /** Modulus length in bytes of the 1024-bit test keys, and the plaintext one block holds. */
@@ -11,23 +12,6 @@ const K = 128
 const ROOM = K - 11
 /** The message lengths around the block size, by name. */
 const LENGTHS: ReadonlyArray<[string, number]> = [['0', 0], ['1', 1], ['k − 11', ROOM], ['k − 10', ROOM + 1], ['3·(k − 11) + 5', 3 * ROOM + 5]]
-
-/** Runs `fn` and returns what it threw; fails when it returns. */
-function thrown (fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  expect.fail('expected an error, but nothing was thrown')
-}
-
-function expectP2snError (fn: () => unknown, code: string): P2snError {
-  const err = thrown(fn)
-  expect(err).to.be.instanceOf(P2snError)
-  expect((err as P2snError).code).to.equal(code)
-  return err as P2snError
-}
 
 /** Writes each input as one message, ends, and collects what comes out. */
 async function run (stream: RsaCipher, inputs: readonly unknown[]): Promise<Buffer[]> {
@@ -190,21 +174,21 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
       it(`encrypts k − 11 bytes and refuses k − 10 with ERR_P2SN_MESSAGE_TOO_LONG (engine ${engine})`, function () {
         const ciphertext = encryptMessage(pair, message(room), { engine, strict: true })
         expect(ciphertext.length).to.equal(k)
-        expectP2snError(() => encryptMessage(pair, message(room + 1), { engine, strict: true }), 'ERR_P2SN_MESSAGE_TOO_LONG')
-        expectP2snError(() => encryptMessage(pair, message(3 * room + 5), { engine, strict: true }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+        expectP2snErrorSync(() => encryptMessage(pair, message(room + 1), { engine, strict: true }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+        expectP2snErrorSync(() => encryptMessage(pair, message(3 * room + 5), { engine, strict: true }), 'ERR_P2SN_MESSAGE_TOO_LONG')
       })
 
       it(`decrypts k bytes and refuses a multi-block ciphertext with ERR_P2SN_MESSAGE_TOO_LONG (engine ${engine})`, function () {
         expect(decryptMessage(pair, encryptMessage(pair, message(room)), { engine, strict: true }).equals(message(room))).to.equal(true)
         const twoBlocks = encryptMessage(pair, message(room + 1))
         expect(twoBlocks.length).to.equal(2 * k)
-        expectP2snError(() => decryptMessage(pair, twoBlocks, { engine, strict: true }), 'ERR_P2SN_MESSAGE_TOO_LONG')
-        expectP2snError(() => decryptMessage(pair, twoBlocks, { engine, strict: true, rejection: 'error' }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+        expectP2snErrorSync(() => decryptMessage(pair, twoBlocks, { engine, strict: true }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+        expectP2snErrorSync(() => decryptMessage(pair, twoBlocks, { engine, strict: true, rejection: 'error' }), 'ERR_P2SN_MESSAGE_TOO_LONG')
       })
     }
 
     it('still refuses a ciphertext of the wrong length with ERR_P2SN_BAD_CIPHERTEXT', function () {
-      expectP2snError(() => decryptMessage(pair, Buffer.alloc(k + 1, 1), { strict: true }), 'ERR_P2SN_BAD_CIPHERTEXT')
+      expectP2snErrorSync(() => decryptMessage(pair, Buffer.alloc(k + 1, 1), { strict: true }), 'ERR_P2SN_BAD_CIPHERTEXT')
     })
   })
 
@@ -215,10 +199,10 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
         expect(good.length).to.equal(2 * k)
         for (const length of [0, 1, k - 1, k + 1, 2 * k - 1]) {
           for (const rejection of ['implicit', 'error'] as const) {
-            expectP2snError(() => decryptMessage(pair, good.subarray(0, length), { engine, rejection }), 'ERR_P2SN_BAD_CIPHERTEXT')
+            expectP2snErrorSync(() => decryptMessage(pair, good.subarray(0, length), { engine, rejection }), 'ERR_P2SN_BAD_CIPHERTEXT')
           }
         }
-        expectP2snError(() => decryptMessage(pair, Buffer.concat([good, Buffer.alloc(1)]), { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
+        expectP2snErrorSync(() => decryptMessage(pair, Buffer.concat([good, Buffer.alloc(1)]), { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
       })
 
       it(`refuses a block equal to the modulus, above it, or all 0xff with ERR_P2SN_BAD_CIPHERTEXT (engine ${engine})`, function () {
@@ -227,8 +211,8 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
         const above = Buffer.from(n)
         above[k - 1]! += 1 // n is odd, so this does not carry
         for (const block of [Buffer.from(n), above, Buffer.alloc(k, 0xff)]) {
-          expectP2snError(() => decryptMessage(pair, block, { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
-          expectP2snError(() => decryptMessage(pair, block, { engine, rejection: 'error' }), 'ERR_P2SN_BAD_CIPHERTEXT')
+          expectP2snErrorSync(() => decryptMessage(pair, block, { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
+          expectP2snErrorSync(() => decryptMessage(pair, block, { engine, rejection: 'error' }), 'ERR_P2SN_BAD_CIPHERTEXT')
         }
         const nMinusOne = Buffer.from(n)
         nMinusOne[k - 1]! -= 1
@@ -237,7 +221,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
 
       it(`refuses a multi-block ciphertext whose second block is not below the modulus (engine ${engine})`, function () {
         const good = encryptMessage(pair, message(room))
-        expectP2snError(() => decryptMessage(pair, Buffer.concat([good, pair.publicKey.numbers.n]), { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
+        expectP2snErrorSync(() => decryptMessage(pair, Buffer.concat([good, pair.publicKey.numbers.n]), { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
       })
     }
   })
@@ -254,7 +238,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
         ].map((em) => rawEncrypt(pair, em))
         const messages = new Set<string>()
         for (const ciphertext of bad) {
-          const err = expectP2snError(() => decryptMessage(pair, ciphertext, { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
+          const err = expectP2snErrorSync(() => decryptMessage(pair, ciphertext, { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
           messages.add(err.message)
           const out = decryptMessage(pair, ciphertext, { engine })
           expect(out.equals(plaintext)).to.equal(false)
@@ -268,7 +252,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
         const good = encryptMessage(pair, message(room))
         const bad = rawEncrypt(pair, encodedMessage(k, 7, Buffer.alloc(k - 10, 0x41)))
         for (const ciphertext of [Buffer.concat([good, bad]), Buffer.concat([bad, good]), Buffer.concat([good, bad, good])]) {
-          expectP2snError(() => decryptMessage(pair, ciphertext, { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
+          expectP2snErrorSync(() => decryptMessage(pair, ciphertext, { engine, rejection: 'error' }), 'ERR_P2SN_DECRYPT')
         }
         const implicit = decryptMessage(pair, Buffer.concat([good, bad]), { engine })
         expect(implicit.subarray(0, room).equals(message(room)), 'the good block still decrypts').to.equal(true)
@@ -338,10 +322,10 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
       const ciphertext = encryptMessage(pair, 'x')
       for (const engine of ['bogus', 'OpenSSL', '', {}, { encryptBlock: () => Buffer.alloc(0) }, null, 42]) {
         const options = { engine: engine as never }
-        expectP2snError(() => encryptMessage(pair, 'x', options), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => decryptMessage(pair, ciphertext, options), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => RsaCipher.encryptor(pair, options), 'ERR_P2SN_INVALID_ARGUMENT')
-        expectP2snError(() => RsaCipher.decryptor(pair, options), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => encryptMessage(pair, 'x', options), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => decryptMessage(pair, ciphertext, options), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => RsaCipher.encryptor(pair, options), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => RsaCipher.decryptor(pair, options), 'ERR_P2SN_INVALID_ARGUMENT')
       }
     })
 
@@ -458,8 +442,8 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
     })
 
     it('refuse a public key where the decryptor needs a private one with ERR_P2SN_INVALID_ARGUMENT', function () {
-      expectP2snError(() => RsaCipher.decryptor(pair.publicKey as never), 'ERR_P2SN_INVALID_ARGUMENT')
-      expectP2snError(() => RsaCipher.decryptor(pair.publicKey.keyObject), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => RsaCipher.decryptor(pair.publicKey as never), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => RsaCipher.decryptor(pair.publicKey.keyObject), 'ERR_P2SN_INVALID_ARGUMENT')
     })
 
     for (const side of ['encryptor', 'decryptor'] as const) {

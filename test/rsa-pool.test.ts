@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, parsePrivateKey, type KeyPair } from '../lib/index.js'
 import { RsaPool } from '../lib/rsa-pool.js'
-import { expectP2snError } from './helpers/chunking.js'
+import { expectP2snError } from './helpers/errors.js'
 import { loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
 
 /** What the inline path gives: the message, or the error code. */

@@ -9,44 +9,11 @@ import {
   generateKeyPair, HandshakeDuplex, P2snError, parsePublicKey, Server,
   type FrameTransport, type KeyPair, type PeerInfo, type ServerOptions
 } from '../lib/index.js'
-import { expectP2snError } from './helpers/chunking.js'
+import { expectP2snError } from './helpers/errors.js'
+import { delay, expectNoLeakedResources, resourceBaseline, settle, within } from './helpers/timing.js'
 
 const TLS_KEY = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url))
 const TLS_CERT = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url))
-
-function delay (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-async function settle (turns = 5): Promise<void> {
-  for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve))
-}
-
-/** Rejects if `promise` has not settled within `ms`: for things that must happen at once, not at a timeout. */
-async function within<T> (ms: number, promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`${what} did not happen within ${ms} ms`)) }, ms)
-  })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/**
- * The handles keeping the process alive (sockets, servers, pipes: `…Wrap`) and its timers,
- * counted by kind. Short-lived requests (file reads, closing) are left out.
- */
-function activeResources (): Record<string, number> {
-  const counts: Record<string, number> = {}
-  for (const kind of process.getActiveResourcesInfo()) {
-    if (!kind.endsWith('Wrap') && kind !== 'Timeout') continue
-    counts[kind] = (counts[kind] ?? 0) + 1
-  }
-  return counts
-}
 
 /**
  * A client that speaks the wire by hand: frames sent as they are, frames received one by one.
@@ -129,10 +96,16 @@ describe('Server', function () {
     return track(connect({ port, keyPair, ...options }))
   }
 
+  /** A {@link RawClient} on `port`, destroyed after the test. */
+  function rawClient (port: number): RawClient {
+    const raw = new RawClient(port)
+    track(raw.socket)
+    return raw
+  }
+
   describe('beforehand', function () {
     it('counts the handles open before any server (mocha\'s own: its stdio, this test\'s timeout)', async () => {
-      await delay(20)
-      baseline = activeResources()
+      baseline = await resourceBaseline()
     })
   })
 
@@ -183,7 +156,7 @@ describe('Server', function () {
       const err = await new Promise<Error | undefined>((resolve) => created.close(resolve))
       expect(err).to.equal(undefined)
       await created.keyPair()
-      await settle()
+      await settle(5)
       expect(created.server.listening).to.equal(false)
       expect(created.address()).to.equal(null)
     })
@@ -224,7 +197,7 @@ describe('Server', function () {
       channel.end()
       await once(channel, 'close')
       expect(got).to.deep.equal(['a', 'b', 'c'])
-      await settle()
+      await settle(5)
       expect(created.connections).to.equal(0)
     })
 
@@ -234,8 +207,7 @@ describe('Server', function () {
       const pending = done.request('never answered')
       await once(created, 'channel')
       // One that connected and said nothing: its handshake would only time out in 10 s.
-      const silent = new RawClient(port)
-      track(silent.socket)
+      const silent = rawClient(port)
       await once(silent.socket, 'connect')
       await delay(20)
       expect(created.connections).to.equal(2)
@@ -310,8 +282,7 @@ describe('Server', function () {
 
     it('a client whose key check was encrypted to another key gets P2SN:ERRORKEY and is closed: ERR_P2SN_BAD_KEYCHECK', async () => {
       const { port, clientErrors, nextError } = await watched()
-      const raw = new RawClient(port)
-      track(raw.socket)
+      const raw = rawClient(port)
       const failed = nextError()
       raw.send('P2SN:PUBKEY')
       const serverKey = parsePublicKey(decodeBase64((await raw.next())!))
@@ -329,8 +300,7 @@ describe('Server', function () {
 
     it('sends its key as raw PEM with serverKeyEncoding \'pem\', as the reference does', async () => {
       const { port } = await watched({ serverKeyEncoding: 'pem' })
-      const raw = new RawClient(port)
-      track(raw.socket)
+      const raw = rawClient(port)
       raw.send('P2SN:PUBKEY')
       expect(String(await raw.next())).to.equal(serverKeys.publicKey.toPem())
       await stillServes(port)
@@ -358,8 +328,7 @@ describe('Server', function () {
 
     it('a client that does not speak P2SN: ERR_P2SN_PROTOCOL, and the connection is closed', async () => {
       const { port, nextError } = await watched()
-      const raw = new RawClient(port)
-      track(raw.socket)
+      const raw = rawClient(port)
       const failed = nextError()
       raw.send('GET / HTTP/1.1')
       expect(await raw.next()).to.equal(null)
@@ -369,8 +338,7 @@ describe('Server', function () {
 
     it('a client that sends a huge first frame: ERR_P2SN_FRAME_TOO_LONG before it is all read', async () => {
       const { port, nextError } = await watched()
-      const raw = new RawClient(port)
-      track(raw.socket)
+      const raw = rawClient(port)
       const failed = nextError()
       raw.socket.write(Buffer.alloc(64 * 1024, 'A'))
       expect((await failed).code).to.equal('ERR_P2SN_FRAME_TOO_LONG')
@@ -403,8 +371,7 @@ describe('Server', function () {
     it('a TLS server: a client that does not speak TLS gets ERR_P2SN_CONNECTION and is closed', async () => {
       const tls = { key: TLS_KEY, cert: TLS_CERT }
       const { port, nextError } = await watched({ tls })
-      const raw = new RawClient(port)
-      track(raw.socket)
+      const raw = rawClient(port)
       const failed = nextError()
       raw.send('P2SN:PUBKEY')
       expect((await failed).code).to.equal('ERR_P2SN_CONNECTION')
@@ -422,8 +389,7 @@ describe('Server', function () {
 
     it('does not crash without a \'clientError\' listener', async () => {
       const { port } = await listening({ keyPair: serverKeys, handler: (m) => m })
-      const raw = new RawClient(port)
-      track(raw.socket)
+      const raw = rawClient(port)
       raw.send('nonsense')
       expect(await raw.next()).to.equal(null)
       expect(String(await client(port).request(randomBytes(8).toString('hex'))).length).to.equal(16)
@@ -432,13 +398,7 @@ describe('Server', function () {
 
   describe('afterwards', function () {
     it('leaves no sockets, servers or other handles open', async () => {
-      await delay(20)
-      expect(baseline).to.not.equal(undefined)
-      const { Timeout: timers = 0, ...handles } = activeResources()
-      const { Timeout: timersBefore = 0, ...handlesBefore } = baseline!
-      expect(handles).to.deep.equal(handlesBefore)
-      // A timer of another test file may have been running then; none of ours may run now.
-      expect(timers).to.be.at.most(timersBefore)
+      await expectNoLeakedResources(baseline)
     })
   })
 })

@@ -25,6 +25,17 @@ function digestOf (hmac: Hmac256, message: Uint8Array): Buffer {
   return out
 }
 
+/** Checks, as a fast-check property, that Hmac256 equals the reference for random keys of 0..64 bytes and messages of 0..`maxMessageLength` bytes. */
+function agreesOnRandomInputs (maxMessageLength: number, numRuns: number): void {
+  fc.assert(fc.property(
+    fc.uint8Array({ minLength: 0, maxLength: 64 }),
+    fc.uint8Array({ minLength: 0, maxLength: maxMessageLength }),
+    (key, message) => {
+      expect(digestOf(new Hmac256(key), message).equals(reference(key, message))).to.equal(true)
+    }
+  ), { numRuns })
+}
+
 describe('Hmac256 (sha256.ts)', function () {
   describe('equals node:crypto createHmac("sha256")', function () {
     it('for every key length 0..64 and every message length 0..55', function () {
@@ -43,13 +54,7 @@ describe('Hmac256 (sha256.ts)', function () {
     })
 
     it('for random keys of 0..64 bytes and messages of 0..55 bytes (property)', function () {
-      fc.assert(fc.property(
-        fc.uint8Array({ minLength: 0, maxLength: 64 }),
-        fc.uint8Array({ minLength: 0, maxLength: 55 }),
-        (key, message) => {
-          expect(digestOf(new Hmac256(key), message).equals(reference(key, message))).to.equal(true)
-        }
-      ), { numRuns: 2000 })
+      agreesOnRandomInputs(55, 2000)
     })
 
     it('for keys and messages of extreme bytes (all 0x00, all 0xff, the ipad and opad bytes)', function () {
@@ -216,13 +221,7 @@ describe('Hmac256 (sha256.ts)', function () {
     })
 
     it('takes long messages such as a 4096-bit ciphertext (property, 0..2048 bytes)', function () {
-      fc.assert(fc.property(
-        fc.uint8Array({ minLength: 0, maxLength: 64 }),
-        fc.uint8Array({ minLength: 0, maxLength: 2048 }),
-        (key, message) => {
-          expect(digestOf(new Hmac256(key), message).equals(reference(key, message))).to.equal(true)
-        }
-      ), { numRuns: 200 })
+      agreesOnRandomInputs(2048, 200)
     })
   })
 })

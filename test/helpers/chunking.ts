@@ -1,10 +1,10 @@
 /**
  * Small helpers shared by the stream tests: cut a buffer into chunks, push chunks through a
- * stream and collect what comes out, and assert a {@link P2snError} with its code.
+ * stream and collect what comes out, and destroy a stream quietly. The assertions on a
+ * `P2snError` are in `errors.ts`.
  * @module
  */
 import { expect } from 'chai'
-import { P2snError, type P2snErrorCode } from '../../lib/index.js'
 
 /**
  * How {@link rechunk} cuts a buffer:
@@ -81,25 +81,6 @@ export async function collect<T = Buffer> (stream: CollectableStream, chunks: It
       reject(err)
     }
   })
-}
-
-/**
- * Asserts that `action` fails with a {@link P2snError} carrying `code`: a promise must reject,
- * a function must throw or return a promise that rejects. Resolves with the error.
- */
-export async function expectP2snError (action: Promise<unknown> | (() => unknown), code: P2snErrorCode): Promise<P2snError> {
-  let failure: unknown
-  let failed = false
-  try {
-    await (typeof action === 'function' ? action() : action)
-  } catch (err) {
-    failure = err
-    failed = true
-  }
-  expect(failed, `expected a P2snError ${code}, but nothing failed`).to.equal(true)
-  expect(failure).to.be.an.instanceof(P2snError)
-  expect((failure as P2snError).code).to.equal(code)
-  return failure as P2snError
 }
 
 /**

@@ -9,7 +9,7 @@ import { rechunk, seededRandom } from './chunking.js'
 type Callback = (error?: Error | null) => void
 
 /**
- * How a {@link PairEnd} cuts each chunk written to it before its peer reads it:
+ * How a {@link ChunkingPairEnd} cuts each chunk written to it before its peer reads it:
  * - `'whole'`: as written;
  * - `'byte'`: one byte per chunk;
  * - `'random'`: at random places (a cut after each byte with probability 1/3), from
@@ -37,7 +37,8 @@ function brokenPipe (): Error {
 
 /**
  * One end of a {@link duplexPair}: bytes written to it come out of its peer, cut as the pair's
- * chunking says, and in order. The peer's readable side buffers at most `highWaterMark` bytes:
+ * chunking says, and in order (for frames delivered whole, at once and recorded, see
+ * `RecordingPairEnd` in `frame-pair.ts`). The peer's readable side buffers at most `highWaterMark` bytes:
  * past that, this end holds the write's callback until the peer is read (backpressure, as
  * between two sockets). Delivery is asynchronous: a write never reaches the peer in the same
  * tick.
@@ -47,13 +48,13 @@ function brokenPipe (): Error {
  * closes), after which the peer's writes fail with an `EPIPE` error. Each end closes once both
  * directions are done.
  */
-export class PairEnd extends Duplex {
+export class ChunkingPairEnd extends Duplex {
   /** Bytes this end has handed to its peer's readable side. */
   bytesWritten = 0
-  /** Chunks those bytes were cut into: with `'byte'` chunking it equals {@link PairEnd.bytesWritten}. */
+  /** Chunks those bytes were cut into: with `'byte'` chunking it equals {@link ChunkingPairEnd.bytesWritten}. */
   chunksWritten = 0
 
-  #peer: PairEnd | undefined
+  #peer: ChunkingPairEnd | undefined
   readonly #cut: (chunk: Buffer) => Buffer[]
   // The chunk being handed over, and its write's callback, while the peer is full.
   #pieces: Buffer[] = []
@@ -74,7 +75,7 @@ export class PairEnd extends Duplex {
   }
 
   /** Connects this end to `peer`; {@link duplexPair} does it for both. */
-  connect (peer: PairEnd): void {
+  connect (peer: ChunkingPairEnd): void {
     this.#peer = peer
   }
 
@@ -161,12 +162,12 @@ export class PairEnd extends Duplex {
  * const client = wrap(a, { role: 'client', keyPair })
  * const server = wrap(b, { role: 'server', keyPair: serverKeys })
  */
-export function duplexPair (options: DuplexPairOptions = {}): [PairEnd, PairEnd] {
+export function duplexPair (options: DuplexPairOptions = {}): [ChunkingPairEnd, ChunkingPairEnd] {
   const chunking = options.chunking ?? 'whole'
   const seed = options.seed ?? 1
   const highWaterMark = options.highWaterMark ?? 16 * 1024
-  const a = new PairEnd(chunking, seed, highWaterMark)
-  const b = new PairEnd(chunking, seed + 0x9e3779b9, highWaterMark)
+  const a = new ChunkingPairEnd(chunking, seed, highWaterMark)
+  const b = new ChunkingPairEnd(chunking, seed + 0x9e3779b9, highWaterMark)
   a.connect(b)
   b.connect(a)
   return [a, b]

@@ -136,6 +136,14 @@ export function loadSession (file: string): RecordedSession {
   }
 }
 
+/**
+ * The names of the six recorded sessions under vectors/, in file-name order: what
+ * {@link loadSessions} must find (a test checks it), so that none is skipped unnoticed.
+ */
+export const RECORDED_SESSION_NAMES: readonly string[] = [
+  'echo-2048', 'errorkey-1024', 'hi-1024', 'hi-overflow-1024', 'mixed-2048-1024', 'raise-1024'
+]
+
 /** Every recorded session, in file-name order. */
 export function loadSessions (): RecordedSession[] {
   return fixtureFiles('vectors', '.json').map(loadSession)

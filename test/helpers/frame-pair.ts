@@ -11,16 +11,18 @@ import { rechunk, type ChunkPlan } from './chunking.js'
 const EOT = 0x04
 
 /**
- * One end of {@link framePair} or {@link bytePair}: each chunk written to it comes out of its
- * peer as one chunk, in the same tick, copied. `end()` ends the peer's readable side and leaves
- * the other direction open (half-open, like a socket with `allowHalfOpen`); `destroy()` gives
- * the peer end-of-stream too, as a peer that hangs up. Writes after the peer is gone are
- * dropped, as bytes sent to a closed socket are.
+ * One end of {@link framePair} or {@link bytePair}: each chunk written to it is recorded in
+ * {@link RecordingPairEnd.written} and comes out of its peer as one chunk, in the same tick,
+ * copied (for chunking, backpressure and asynchronous delivery, see `ChunkingPairEnd` in
+ * `duplex-pair.ts`). `end()` ends the peer's readable side and leaves the other direction
+ * open (half-open, like a socket with `allowHalfOpen`); `destroy()` gives the peer
+ * end-of-stream too, as a peer that hangs up. Writes after the peer is gone are dropped, as
+ * bytes sent to a closed socket are.
  */
-export class PairEnd extends Duplex {
+export class RecordingPairEnd extends Duplex {
   /** Every chunk written to this end, in order (the frames this side sent). */
   readonly written: Buffer[] = []
-  #peer: PairEnd | undefined
+  #peer: RecordingPairEnd | undefined
   #peerEnded = false
 
   constructor (objectMode: boolean) {
@@ -28,7 +30,7 @@ export class PairEnd extends Duplex {
   }
 
   /** Connects two ends; used by the pair functions. */
-  static connect (a: PairEnd, b: PairEnd): void {
+  static connect (a: RecordingPairEnd, b: RecordingPairEnd): void {
     a.#peer = b
     b.#peer = a
   }
@@ -62,18 +64,18 @@ export class PairEnd extends Duplex {
 }
 
 /** Two connected object-mode ends: a frame (a Buffer, terminator excluded) written to one is read from the other. */
-export function framePair (): [PairEnd, PairEnd] {
-  const a = new PairEnd(true)
-  const b = new PairEnd(true)
-  PairEnd.connect(a, b)
+export function framePair (): [RecordingPairEnd, RecordingPairEnd] {
+  const a = new RecordingPairEnd(true)
+  const b = new RecordingPairEnd(true)
+  RecordingPairEnd.connect(a, b)
   return [a, b]
 }
 
 /** Two connected byte-stream ends, as a socket pair: each chunk written to one is read from the other as it was cut. */
-export function bytePair (): [PairEnd, PairEnd] {
-  const a = new PairEnd(false)
-  const b = new PairEnd(false)
-  PairEnd.connect(a, b)
+export function bytePair (): [RecordingPairEnd, RecordingPairEnd] {
+  const a = new RecordingPairEnd(false)
+  const b = new RecordingPairEnd(false)
+  RecordingPairEnd.connect(a, b)
   return [a, b]
 }
 
