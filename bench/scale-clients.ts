@@ -20,6 +20,7 @@ for (let i = 0; i < connections; i++) {
 await Promise.all(channels.map(async (channel) => channel.request('warm up')))
 
 let replies = 0
+const cpuBefore = process.cpuUsage()
 const deadline = Date.now() + seconds * 1000
 await Promise.all(channels.map(async (channel) => {
   while (Date.now() < deadline) {
@@ -28,4 +29,5 @@ await Promise.all(channels.map(async (channel) => {
   }
 }))
 for (const channel of channels) channel.destroy()
-process.stdout.write(JSON.stringify({ replies, seconds }) + '\n')
+const cpu = process.cpuUsage(cpuBefore)
+process.stdout.write(JSON.stringify({ replies, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { RsaPool, createServer, decryptMessage, encryptMessage, generateKeyPair, type KeyPair, type Server } from '../lib/index.js'
 import { alternate, formatRate } from './measure.js'
 
-const CLIENTS = 32
+const CLIENTS = Number(process.env.P2SN_BENCH_CLIENTS ?? 32)
 const LOAD_SECONDS = 4
 const IDLE_CHANNELS = 1000
 
@@ -28,7 +28,7 @@ async function listening (server: Server): Promise<number> {
 }
 
 /** Private-key operations a second: a pool of 2 workers against inline on the event loop. */
-export async function poolVersusInline (keys: KeyPair): Promise<void> {
+async function poolVersusInline (keys: KeyPair): Promise<void> {
   const pool = new RsaPool({ workers: 2 })
   const ciphertexts = Array.from({ length: 64 }, (_, i) => encryptMessage(keys, crypto.randomBytes(i + 1)))
   const inline = (count: number): void => {
@@ -45,7 +45,9 @@ export async function poolVersusInline (keys: KeyPair): Promise<void> {
 }
 
 /** Replies a second from a server under many clients in another process, and its event-loop delay. */
-async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined): Promise<{ rate: number, p99: number }> {
+interface LoadResult { rate: number, p99: number, serverCores: number, clientCores: number }
+
+async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined): Promise<LoadResult> {
   const server = createServer({ keyPair: keys, handler: (message) => message, pool })
   const port = await listening(server)
   const clients = spawn(process.execPath, [...process.execArgv, script('scale-clients.ts'), String(port), String(CLIENTS), String(LOAD_SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -53,30 +55,38 @@ async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined): Promi
   let output = ''
   clients.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
   // Measure the delay only while the load runs: from the first channel on.
-  server.once('channel', () => delay.enable())
+  let cpuAtStart = process.cpuUsage()
+  server.once('channel', () => {
+    delay.enable()
+    cpuAtStart = process.cpuUsage()
+  })
   await once(clients, 'exit')
   delay.disable()
+  const serverCpu = process.cpuUsage(cpuAtStart)
   await new Promise((resolve) => server.close(resolve))
-  const { replies, seconds } = JSON.parse(output) as { replies: number, seconds: number }
-  return { rate: replies / seconds, p99: delay.percentile(99) / 1e6 }
+  const { replies, seconds, cpuSeconds } = JSON.parse(output) as { replies: number, seconds: number, cpuSeconds: number }
+  return { rate: replies / seconds, p99: delay.percentile(99) / 1e6, serverCores: (serverCpu.user + serverCpu.system) / 1e6 / seconds, clientCores: cpuSeconds / seconds }
 }
 
 async function throughput (keys: KeyPair): Promise<void> {
   const pool = new RsaPool({ workers: 2 })
-  const inline = { rate: 0, p99: 0 }
-  const pooled = { rate: 0, p99: 0 }
+  const inline: LoadResult = { rate: 0, p99: 0, serverCores: 0, clientCores: 0 }
+  const pooled: LoadResult = { rate: 0, p99: 0, serverCores: 0, clientCores: 0 }
   const rounds = 2
   for (let round = 0; round < rounds; round++) {
     for (const [sum, which] of [[inline, undefined], [pooled, pool]] as const) {
       const result = await serverUnderLoad(keys, which)
       sum.rate += result.rate / rounds
+      sum.serverCores += result.serverCores / rounds
+      sum.clientCores += result.clientCores / rounds
       sum.p99 = Math.max(sum.p99, result.p99)
     }
   }
   await pool.close()
   console.log(`server throughput, 2048-bit server key, ${CLIENTS} clients with 1024-bit keys in another process, request/reply`)
-  console.log(`  inline:             ${formatRate(inline.rate)}  event-loop delay p99 ${inline.p99.toFixed(1)} ms`)
-  console.log(`  pool of 2 workers:  ${formatRate(pooled.rate)}  ratio ${(pooled.rate / inline.rate).toFixed(2)}× inline (target ≥ 1.3×); event-loop delay p99 ${pooled.p99.toFixed(1)} ms`)
+  const cores = (r: LoadResult): string => `CPU: server ${r.serverCores.toFixed(2)} cores, clients ${r.clientCores.toFixed(2)}`
+  console.log(`  inline:             ${formatRate(inline.rate)}  event-loop delay p99 ${inline.p99.toFixed(1)} ms  (${cores(inline)})`)
+  console.log(`  pool of 2 workers:  ${formatRate(pooled.rate)}  ratio ${(pooled.rate / inline.rate).toFixed(2)}× inline (target ≥ 1.3×); event-loop delay p99 ${pooled.p99.toFixed(1)} ms  (${cores(pooled)})`)
 }
 
 /** Heap and off-heap bytes in use after a full collection (run node with --expose-gc). */
