@@ -44,7 +44,10 @@ export class RsaPool {
   readonly #keyDer = new WeakMap<PrivateKey, { id: string, der: Uint8Array }>()
   #pending: Pending[] = []
   #queued = 0
-  /** Batches out at the workers: at most one per worker, so the rest wait and batch up. */
+  /**
+   * Batches out at the workers: at most two per worker, one running and one waiting to, so a
+   * worker never idles while its results travel back; the rest wait here and batch up.
+   */
   #batchesOut = 0
   #flushScheduled = false
   #closed = false
@@ -101,14 +104,16 @@ export class RsaPool {
   }
 
   /**
-   * Shares what waits among the idle workers, one batch each. A worker that finishes takes all
-   * that queued meanwhile, so batches stay large under load: the cost of a message between
-   * threads (some 50 µs of the event loop's time here) is paid per batch, not per message.
+   * Shares what waits among the free batch places, two a worker. A batch that returns frees a
+   * place for all that queued meanwhile, so batches stay large under load: the cost of a
+   * message between threads (some 50 µs of the event loop's time here) is paid per batch, not
+   * per message.
    */
   readonly #flush = (): void => {
     this.#flushScheduled = false
-    while (this.#pending.length > 0 && this.#batchesOut < this.workers && !this.#closed) {
-      const size = Math.ceil(this.#pending.length / (this.workers - this.#batchesOut))
+    const most = 2 * this.workers
+    while (this.#pending.length > 0 && this.#batchesOut < most && !this.#closed) {
+      const size = Math.ceil(this.#pending.length / (most - this.#batchesOut))
       this.#run(this.#pending.splice(0, size))
     }
   }
