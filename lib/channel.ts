@@ -18,12 +18,15 @@ import { HandshakeDuplex, type HandshakeOptions, type PeerInfo, type FrameTransp
 import { generateKeyPair, toKeyPair, type KeyPair, type PublicKey } from './keys.js'
 import {
   DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
-  KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH
+  KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
 import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
 import { RsaPool } from './rsa-pool.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
+
+/** pumpify's object-mode chain, buffering one message a side instead of 16 (see MESSAGE_HIGH_WATER_MARK). */
+const MessageChain = Pumpify.ctor({ autoDestroy: false, destroy: false, objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
 
 /** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
 export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<RsaCipherOptions, 'strict' | 'rejection' | 'pool'> {
@@ -61,7 +64,7 @@ export interface WrapOptions extends ChannelOptions {
  * `handler` does). `destroy()` closes quietly and tears down the whole chain, underlying stream
  * included, even before the handshake is done.
  */
-export class Channel extends Pumpify.obj {
+export class Channel extends MessageChain {
   /** The handshake layer, which also carries the message frames. */
   readonly handshake: HandshakeDuplex
   #requests: Array<{ message: Buffer, resolve: (reply: Buffer) => void, reject: (err: Error) => void }> = []
@@ -251,7 +254,7 @@ class HalfCloseGate extends Duplex {
    * @param onChunk - called for each chunk that passes
    */
   constructor (middle: ChainMiddle, onChunk?: () => void) {
-    super({ objectMode: true })
+    super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
     this.#middle = middle
     this.#onChunk = onChunk
   }
@@ -308,7 +311,7 @@ function writeSideDone (stream: ChainMiddle): boolean {
 export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
   const { maxFrameLength } = checkChannelOptions(options)
   const splitter = new FrameSplitter({ maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
-  const framed = new Pumpify.obj(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
+  const framed = new MessageChain(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
   const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options })
   return new Channel(handshake, options)
 }

@@ -5,7 +5,7 @@
 import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
 import { P2snError } from './errors.js'
-import { FRAME_TERMINATOR } from './protocol.js'
+import { FRAME_TERMINATOR, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 import { toBuffer } from './arguments.js'
 
 const TERMINATOR = Buffer.from([FRAME_TERMINATOR])
@@ -17,7 +17,7 @@ const TERMINATOR = Buffer.from([FRAME_TERMINATOR])
  */
 export class FrameJoiner extends Transform {
   constructor () {
-    super({ writableObjectMode: true, readableObjectMode: false })
+    super({ writableObjectMode: true, readableObjectMode: false, writableHighWaterMark: MESSAGE_HIGH_WATER_MARK })
   }
 
   override _transform (chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {

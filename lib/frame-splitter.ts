@@ -6,7 +6,7 @@ import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
 import { checkLimit } from './arguments.js'
 import { P2snError } from './errors.js'
-import { DEFAULT_MAX_FRAME_LENGTH, FRAME_TERMINATOR } from './protocol.js'
+import { DEFAULT_MAX_FRAME_LENGTH, FRAME_TERMINATOR, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
 /** Options of {@link FrameSplitter}. */
 export interface FrameSplitterOptions {
@@ -41,7 +41,7 @@ export class FrameSplitter extends Transform {
   #frames = 0
 
   constructor (options: FrameSplitterOptions = {}) {
-    super({ writableObjectMode: false, readableObjectMode: true })
+    super({ writableObjectMode: false, readableObjectMode: true, readableHighWaterMark: MESSAGE_HIGH_WATER_MARK })
     this.maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH)
     this.#leadingFrames = checkLimit('leadingFrames', options.leadingFrames, 0)
     this.#maxLeadingFrameLength = checkLimit('maxLeadingFrameLength', options.maxLeadingFrameLength, this.maxFrameLength)

@@ -19,7 +19,7 @@ import { decodeBase64, encodeBase64 } from './base64-codec.js'
 import { P2snError, toP2snError } from './errors.js'
 import { generateKeyPair, parsePublicKey, toKeyPair, type KeyPair, type PrivateKeyInput, type PublicKey } from './keys.js'
 import {
-  DEFAULT_HANDSHAKE_TIMEOUT, KEYWORD_ERRORKEY, KEYWORD_KEYCHECK, KEYWORD_PUBKEY, MAX_HANDSHAKE_FRAME_LENGTH
+  DEFAULT_HANDSHAKE_TIMEOUT, KEYWORD_ERRORKEY, KEYWORD_KEYCHECK, KEYWORD_PUBKEY, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
 import { decryptMessage, encryptMessage } from './rsa-cipher.js'
 import type { EngineName, RsaEngine } from './rsa-engine.js'
@@ -147,7 +147,7 @@ export class HandshakeDuplex extends Duplex {
    * @param options - role, key pair, and the rest of {@link HandshakeOptions}
    */
   constructor (transport: FrameTransport, options: HandshakeOptions) {
-    super({ objectMode: true })
+    super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
     if (options.role !== 'client' && options.role !== 'server') {
       throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(options.role)}`)
     }

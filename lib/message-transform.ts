@@ -6,6 +6,7 @@ import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
 import { toBuffer } from './arguments.js'
 import { P2snError, type P2snErrorCode } from './errors.js'
+import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
 /** Options of the message layers that read what a peer sent. */
 export interface InvalidInputOptions {
@@ -36,7 +37,7 @@ export class MessageTransform extends Transform {
    * @param options - `onInvalid`: see {@link InvalidInputOptions}
    */
   constructor (apply: (message: Buffer) => Buffer | Promise<Buffer>, options: InvalidInputOptions = {}) {
-    super({ objectMode: true })
+    super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
     this.#apply = apply
     this.#onInvalid = options.onInvalid
   }

@@ -13,6 +13,7 @@ import {
 } from '../lib/index.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
+import { delay } from './helpers/timing.js'
 
 const SHORT = { handshakeTimeout: 600, idleTimeout: 600 }
 
@@ -196,6 +197,19 @@ describe('hostile peers over loopback TCP', function () {
         await served()
       })
     }
+
+    it('messages nobody reads: the server takes a few frames off the socket, then pushes back', async () => {
+      await new Promise((resolve) => server.close(resolve))
+      let delivered = 0
+      await start({ handler: undefined, idleTimeout: 0, trace: (event) => { if (event.direction === 'in' && event.step === 'message') delivered++ } })
+      const { peer, serverKey } = await handshakeUpTo(6)
+      const frame = encodeBase64(encryptMessage(serverKey!, 'unread'))
+      for (let i = 0; i < 300; i++) peer.send(frame)
+      await delay(500)
+      // Each stage holds one message: with Node's default of 16 a stage, this was about 100.
+      expect(delivered).to.be.within(1, 16)
+      expect(errors).to.deep.equal([])
+    })
 
     it('500 connections that say nothing: a real client is served at once, and all 500 are freed by the timeout', async () => {
       const silent = await Promise.all(Array.from({ length: 500 }, async () => rawSocket()))
