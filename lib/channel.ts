@@ -88,10 +88,11 @@ export class Channel extends MessageChain {
     const onEarlyError = (err: Error): void => { this.destroy(err) }
     handshake.on('error', onEarlyError)
     handshake.once('handshake', (peer: PeerInfo) => {
-      handshake.removeListener('error', onEarlyError)
       // Listeners run before the writes held during the handshake go out, and may add to them.
       this.emit('handshake', peer)
       if (this.destroyed) return
+      // From here pump reports the handshake's errors.
+      handshake.removeListener('error', onEarlyError)
       const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine }
       // A frame that is not Base64 or not whole blocks is answered P2SN:ERRORKEY, then fails us.
       const onInvalid = (error: P2snError): void => { handshake.refuse(error) }
@@ -167,10 +168,12 @@ export class Channel extends MessageChain {
   request (message: Uint8Array | string): Promise<Buffer> {
     const bytes = toBuffer(message)
     return new Promise((resolve, reject) => {
-      if (this.destroyed || this.readableEnded) {
+      if (this.destroyed || this.readableEnded || this.writableEnded) {
         reject(new P2snError('ERR_P2SN_CLOSED', this.destroyed
           ? 'the channel is closed; open a new one to send requests'
-          : 'the peer has ended its side of the channel and will send no reply; open a new one to send requests'))
+          : this.readableEnded
+            ? 'the peer has ended its side of the channel and will send no reply; open a new one to send requests'
+            : 'this side has ended the channel (end()), so no request can go out; open a new one'))
         return
       }
       this.#requests.push({ message: bytes, resolve, reject })
@@ -309,10 +312,20 @@ function writeSideDone (stream: ChainMiddle): boolean {
  * channel.on('data', (message) => console.log(message.toString()))
  */
 export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
-  const { maxFrameLength } = checkChannelOptions(options)
-  const splitter = new FrameSplitter({ maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
+  let checked: ReturnType<typeof checkChannelOptions>
+  try {
+    checked = checkChannelOptions(options)
+    if (options.role !== 'client' && options.role !== 'server') {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(options.role)}`)
+    }
+  } catch (err) {
+    // Nothing was built on it yet: do not leave the stream open behind a thrown error.
+    duplex.destroy()
+    throw err
+  }
+  const splitter = new FrameSplitter({ maxFrameLength: checked.maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
   const framed = new MessageChain(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
-  const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options })
+  const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: checked.keyPair })
   return new Channel(handshake, options)
 }
 
@@ -320,11 +333,20 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
  * Checks the options every channel takes, before anything is opened, so that a bad option
  * throws at once instead of leaving a socket behind.
  */
-function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number } {
+function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number, keyPair: ChannelOptions['keyPair'] } {
   checkLimit('idleTimeout', options.idleTimeout, 0)
   checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
   if (options.workers !== undefined) checkLimit('workers', options.workers, 1, 1)
-  return { maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH) }
+  const encoding = options.serverKeyEncoding
+  if (encoding !== undefined && encoding !== 'base64' && encoding !== 'pem') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `serverKeyEncoding must be 'base64' or 'pem', not ${String(encoding)}`)
+  }
+  // A key given as PEM is read now, once, so that a bad one throws before anything opens.
+  const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
+  return {
+    maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
+    keyPair
+  }
 }
 
 /** Options of {@link connect}. */
@@ -347,7 +369,7 @@ export interface ConnectOptions extends ChannelOptions {
  */
 export function connect (options: ConnectOptions): Channel {
   const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
-  checkChannelOptions(rest)
+  rest.keyPair = checkChannelOptions(rest).keyPair
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
   // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
   const socket = tlsOptions === undefined

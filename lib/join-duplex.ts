@@ -38,6 +38,7 @@ class JoinedDuplex extends Duplex {
     this.#writable = writable
     readable.on('data', this.#onData)
     readable.on('end', this.#onEnd)
+    readable.on('close', this.#onReadableClose)
     readable.on('error', this.#onError)
     writable.on('error', this.#onError)
     writable.on('drain', this.#onDrain)
@@ -47,8 +48,18 @@ class JoinedDuplex extends Duplex {
     if (!this.push(chunk)) this.#readable.pause()
   }
 
+  #ended = false
+
   readonly #onEnd = (): void => {
+    this.#ended = true
     this.push(null)
+  }
+
+  // Closed without an end (a killed child, say): what it would have sent is lost, so say so.
+  readonly #onReadableClose = (): void => {
+    if (!this.#ended && !this.destroyed) {
+      this.destroy(new P2snError('ERR_P2SN_CLOSED', 'the stream closed without ending; data may be missing'))
+    }
   }
 
   readonly #onError = (err: Error): void => {
@@ -80,6 +91,7 @@ class JoinedDuplex extends Duplex {
     pending?.(err ?? new P2snError('ERR_P2SN_CLOSED', 'the stream was destroyed before this write went out'))
     this.#readable.removeListener('data', this.#onData)
     this.#readable.removeListener('end', this.#onEnd)
+    this.#readable.removeListener('close', this.#onReadableClose)
     this.#writable.removeListener('drain', this.#onDrain)
     this.#readable.destroy()
     const writable = this.#writable

@@ -123,7 +123,8 @@ export class PrivateKey {
    */
   get rejectionKey (): Buffer {
     if (this.#rejectionKey === undefined) {
-      const d = this.numbers.d
+      // Only d is needed, once: the OpenSSL engine never needs the numbers kept on the heap.
+      const d = this.#numbers?.d ?? jwkNumbers(this.keyObject).d
       if (d === undefined) throw new P2snError('ERR_P2SN_BAD_KEY', 'the private key has no private exponent; load a complete rsa private key')
       this.#rejectionKey = crypto.createHash('sha256').update(leftPad(d, this.size)).digest()
     }

@@ -84,6 +84,10 @@ export class RsaPool {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    const waiting = this.#pending.splice(0)
+    this.#queued -= waiting.length
+    const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool was closed before this decryption started')
+    for (const { reject } of waiting) reject(error)
     await this.#piscina.destroy()
   }
 

@@ -55,7 +55,14 @@ function keyFor (entry: { id: string, der: Uint8Array }): PrivateKey {
 
 /** Decrypts a batch; Piscina calls this in a worker thread. */
 export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
-  const keys = batch.keys.map(keyFor)
+  // A key that cannot be read fails its own messages, not the whole batch.
+  const keys = batch.keys.map((entry) => {
+    try {
+      return keyFor(entry)
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err))
+    }
+  })
   const count = batch.lengths.length
   const lengths = new Int32Array(count)
   const parts: Buffer[] = []
@@ -68,15 +75,18 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
     const flags = batch.flags[i]!
     const engine: EngineName = (flags & FLAG_FORGE) !== 0 ? 'forge' : 'openssl'
     try {
-      const message = decryptMessage(keys[batch.keyIndex[i]!]!, ciphertext, {
+      const key = keys[batch.keyIndex[i]!]!
+      if (key instanceof Error) throw key
+      const message = decryptMessage(key, ciphertext, {
         strict: (flags & FLAG_STRICT) !== 0, rejection: (flags & FLAG_REJECT_WITH_ERROR) !== 0 ? 'error' : 'implicit', engine
       })
       lengths[i] = message.length
       parts.push(message)
     } catch (err) {
-      if (!(err instanceof P2snError)) throw err
       lengths[i] = -1
-      errors.push({ index: i, code: err.code, message: err.message })
+      errors.push(err instanceof P2snError
+        ? { index: i, code: err.code, message: err.message }
+        : { index: i, code: 'ERR_P2SN_DECRYPT', message: `could not decrypt the message in a worker: ${err instanceof Error ? err.message : String(err)}` })
     }
   }
   return { messages: Buffer.concat(parts), lengths, errors }

@@ -81,4 +81,13 @@ describe('joinDuplex (join-duplex.ts)', () => {
     expect(err.code).to.equal('ERR_P2SN_CONNECTION')
     expect(err.cause.message).to.equal('disk on fire')
   })
+
+  it('fails with ERR_P2SN_CLOSED when the readable closes without ending (a killed child)', async () => {
+    const input = new PassThrough()
+    const joined = joinDuplex(input, new PassThrough())
+    const failed = once(joined, 'error')
+    input.destroy()
+    const [err] = await failed as [Error & { code: string }]
+    expect(err.code).to.equal('ERR_P2SN_CLOSED')
+  })
 })

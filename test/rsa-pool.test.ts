@@ -98,6 +98,17 @@ describe('RsaPool (rsa-pool.ts)', function () {
     await expectP2snError(small.decrypt(keys.privateKey, ct), 'ERR_P2SN_CLOSED')
   })
 
+  it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {
+    const small = new RsaPool({ workers: 1 })
+    const keys = await generateKeyPair({ bits: 1024 })
+    const ct = encryptMessage(keys, 'x')
+    const waiting = Array.from({ length: 6 }, async () => small.decrypt(keys.privateKey, ct).then(String, (err: P2snError) => err.code))
+    await small.close()
+    const outcomes = await Promise.all(waiting)
+    expect(outcomes.every((o) => o === 'x' || o === 'ERR_P2SN_CLOSED')).to.equal(true)
+    expect(outcomes).to.include('ERR_P2SN_CLOSED')
+  })
+
   it('refuses a worker count that is not a whole number of at least 1', () => {
     for (const workers of [0, -1, 1.5, Number.NaN]) {
       expect(() => new RsaPool({ workers })).to.throw(P2snError).with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')

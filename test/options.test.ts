@@ -1,0 +1,62 @@
+// Bad options and late calls fail at once, with a code, and leave nothing open behind them.
+import { expect } from 'chai'
+import { once } from 'node:events'
+import net, { type AddressInfo } from 'node:net'
+import { PassThrough } from 'node:stream'
+import { P2snError, connect, createServer, generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
+import { expectP2snError, expectP2snErrorSync } from './helpers/errors.js'
+import { delay } from './helpers/timing.js'
+
+describe('options and late calls', function () {
+  this.timeout(20_000)
+  let keys: KeyPair
+
+  before(async () => { keys = await generateKeyPair({ bits: 1024 }) })
+
+  it('connect() with a bad key, encoding or limit throws before it dials: no socket, no late error', async () => {
+    const server = net.createServer()
+    let connections = 0
+    server.on('connection', (socket) => { connections++; socket.destroy() })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    const late: unknown[] = []
+    const onUncaught = (err: unknown): void => { late.push(err) }
+    process.on('uncaughtException', onUncaught)
+    try {
+      expectP2snErrorSync(() => connect({ port, keyPair: 'not a key' }), 'ERR_P2SN_BAD_KEY')
+      // @ts-expect-error: a wrong value on purpose
+      expectP2snErrorSync(() => connect({ port, keyPair: keys, serverKeyEncoding: 'hex' }), 'ERR_P2SN_INVALID_ARGUMENT')
+      expectP2snErrorSync(() => connect({ port: 1, keyPair: keys, maxFrameLength: 10 }), 'ERR_P2SN_INVALID_ARGUMENT')
+      await delay(200)
+    } finally {
+      process.removeListener('uncaughtException', onUncaught)
+      server.close()
+    }
+    expect(connections).to.equal(0)
+    expect(late).to.deep.equal([])
+  })
+
+  it('wrap() with a bad role or key throws and destroys the stream it was given', () => {
+    for (const options of [{ role: 'peer', keyPair: keys }, { role: 'client', keyPair: 'not a key' }]) {
+      const duplex = new PassThrough()
+      // @ts-expect-error: wrong values on purpose
+      expect(() => wrap(duplex, options)).to.throw(P2snError)
+      expect(duplex.destroyed).to.equal(true)
+    }
+  })
+
+  it('request() after end() rejects with ERR_P2SN_CLOSED and emits no error', async () => {
+    const server = createServer({ keyPair: keys, handler: (m) => m })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const channel = connect({ port: (server.address() as AddressInfo).port, keyPair: keys })
+    const errors: unknown[] = []
+    channel.on('error', (err) => errors.push(err))
+    expect((await channel.request('first')).toString()).to.equal('first')
+    channel.end()
+    await expectP2snError(channel.request('after end'), 'ERR_P2SN_CLOSED')
+    channel.resume()
+    if (!channel.destroyed) await once(channel, 'close')
+    expect(errors).to.deep.equal([])
+    await new Promise((resolve) => server.close(resolve))
+  })
+})
