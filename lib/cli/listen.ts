@@ -4,7 +4,7 @@
  * @module
  */
 import net from 'node:net'
-import { wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
 import { expectPositionals, parsePort, type ParsedArgs } from './args.js'
 import { Broadcast } from './broadcast.js'
 import { CliError, UsageError, describeError, describeSystemError, systemErrorCode } from './cli-error.js'
@@ -145,6 +145,7 @@ function channelOptions (settings: ListenSettings, label: string | undefined): W
 
 async function serveTcp (settings: ListenSettings): Promise<number> {
   const server = net.createServer({ allowHalfOpen: true })
+  server.maxConnections = DEFAULT_MAX_CONNECTIONS
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -170,6 +171,13 @@ async function serveTcp (settings: ListenSettings): Promise<number> {
       if (taken) {
         socket.destroy()
         return
+      }
+      // The library server's flood rule: a new connection beyond the limit drops the oldest
+      // handshake still under way, so silent connections cannot hold the port.
+      if (handshaking.size >= DEFAULT_MAX_PENDING_HANDSHAKES) {
+        const oldest = handshaking.values().next().value!
+        handshaking.delete(oldest)
+        oldest.destroy()
       }
       const label = peerTarget(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0)
       const watched = watchChannel(wrap(socket, channelOptions(settings, label)))
