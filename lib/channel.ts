@@ -186,11 +186,11 @@ export class Channel extends MessageChain {
     if (this.#listening) return
     this.#listening = true
     this.on('data', (reply: Buffer) => {
-      const request = this.#requests.shift()
-      if (!this.#inFlight || request === undefined) {
+      if (!this.#inFlight) {
         this.emit('unsolicited', reply)
         return
       }
+      const request = this.#requests.shift()!
       this.#inFlight = false
       if (reply.equals(UNEXPECTEDERROR)) {
         request.reject(new P2snError('ERR_P2SN_UNEXPECTED_ERROR', 'the server\'s handler failed on this request (it answered P2SN:UNEXPECTEDERROR)'))

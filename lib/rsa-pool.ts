@@ -8,6 +8,7 @@ import { Piscina } from 'piscina'
 import { checkLimit } from './arguments.js'
 import { P2snError } from './errors.js'
 import type { PrivateKey } from './keys.js'
+import { forgeEngine, opensslEngine, type EngineName } from './rsa-engine.js'
 import type { DecryptOptions } from './rsa-cipher.js'
 import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, FLAG_STRICT, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
 
@@ -26,6 +27,14 @@ interface Pending {
   flags: number
   resolve: (message: Buffer) => void
   reject: (err: Error) => void
+}
+
+/** The built-in engine a worker should use; an engine object of one's own cannot cross threads. */
+function engineName (engine: DecryptOptions['engine']): EngineName {
+  if (engine === undefined) return 'openssl'
+  if (engine === 'openssl' || engine === 'forge') return engine
+  if (engine === opensslEngine || engine === forgeEngine) return engine.name
+  throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'an rsa pool runs the built-in engines only (\'openssl\' or \'forge\'); decrypt inline to use an engine object of your own')
 }
 
 // Beside this file: rsa-worker.js once built, rsa-worker.ts when run from source (tests, tsx).
@@ -70,7 +79,12 @@ export class RsaPool {
     if (this.#queued >= this.#maxQueue) {
       return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} decryptions waiting (maxQueue); the server is overloaded`))
     }
-    const engine = options.engine === undefined || typeof options.engine === 'string' ? options.engine ?? 'openssl' : options.engine.name
+    let engine: EngineName
+    try {
+      engine = engineName(options.engine)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const flags = (options.strict === true ? FLAG_STRICT : 0) | (options.rejection === 'error' ? FLAG_REJECT_WITH_ERROR : 0) |
       (engine === 'forge' ? FLAG_FORGE : 0)
     return new Promise((resolve, reject) => {

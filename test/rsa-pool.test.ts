@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, parsePrivateKey, type KeyPair } from '../lib/index.js'
+import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, opensslEngine, parsePrivateKey, type KeyPair } from '../lib/index.js'
 import { RsaPool } from '../lib/rsa-pool.js'
 import { expectP2snError } from './helpers/errors.js'
 import { loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
@@ -107,6 +107,14 @@ describe('RsaPool (rsa-pool.ts)', function () {
     const outcomes = await Promise.all(waiting)
     expect(outcomes.every((o) => o === 'x' || o === 'ERR_P2SN_CLOSED')).to.equal(true)
     expect(outcomes).to.include('ERR_P2SN_CLOSED')
+  })
+
+  it('runs the built-in engines by name or object, and refuses an engine object of one\'s own', async () => {
+    const keys = await generateKeyPair({ bits: 1024 })
+    const ct = encryptMessage(keys, 'engines')
+    expect((await pool.decrypt(keys.privateKey, ct, { engine: 'forge' })).toString()).to.equal('engines')
+    expect((await pool.decrypt(keys.privateKey, ct, { engine: opensslEngine })).toString()).to.equal('engines')
+    await expectP2snError(pool.decrypt(keys.privateKey, ct, { engine: { ...opensslEngine } }), 'ERR_P2SN_INVALID_ARGUMENT')
   })
 
   it('refuses a worker count that is not a whole number of at least 1', () => {
