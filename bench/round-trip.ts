@@ -46,7 +46,7 @@ export async function benchRoundTrip (): Promise<void> {
   const handshakes = async (count: number): Promise<void> => {
     for (let i = 0; i < count; i++) (await handshake(port, clientKeys)).destroy()
   }
-  const trips = await alternate({ bound: makeBound(serverKeys, 2), requests }, { slices: 6, count: 300 })
+  const trips = await alternate({ bound: makeBound(serverKeys, 2), requests }, { slices: 10, count: 300 })
   const shakes = await alternate({ bound: makeBound(serverKeys, 2), handshakes }, { slices: 5, count: 40 })
   channel.destroy()
   await new Promise((resolve) => server.close(resolve))

@@ -373,7 +373,7 @@ export function connect (options: ConnectOptions): Channel {
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
   // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
   const socket = tlsOptions === undefined
-    ? net.connect({ host, port, allowHalfOpen: true })
+    ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
     : tls.connect(halfOpen({ host, port, ...tlsOptions }))
   return wrap(socket, { ...rest, role: 'client' })
 }
@@ -452,6 +452,7 @@ export class Server extends EventEmitter {
       // so here rather than with the server's allowHalfOpen option: a TLS socket half-open
       // during its TLS handshake never closes when its client hangs up then.
       socket.allowHalfOpen = true
+      socket.setNoDelay(true)
       this.#accept(socket)
     }
     this.server = options.tls === undefined

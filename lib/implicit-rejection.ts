@@ -37,18 +37,10 @@ const kdk = Buffer.alloc(HASH_LENGTH)
 const kdkMacs = new WeakMap<Buffer, Hmac256>()
 let syntheticScratch = Buffer.alloc(0)
 const candidatesScratch = Buffer.alloc(LENGTH_CANDIDATES_BYTES)
-const prfInput = Buffer.alloc(16)
 
 /** Writes PRF(label, length) of the draft (HMAC-SHA256 in counter mode under `hmac`'s key) into `out`. */
 function prf (label: Buffer, length: number, out: Buffer): void {
-  const blocks = Math.ceil(length / HASH_LENGTH)
-  const input = prfInput.subarray(0, 2 + label.length + 2)
-  label.copy(input, 2)
-  input.writeUInt16BE((length * 8) & 0xffff, 2 + label.length)
-  for (let i = 0; i < blocks; i++) {
-    input.writeUInt16BE(i, 0)
-    hmac.digest(input, out, i * HASH_LENGTH)
-  }
+  hmac.counterMode(label, (length * 8) & 0xffff, Math.ceil(length / HASH_LENGTH), out)
 }
 
 /**

@@ -51,4 +51,4 @@ export const DEFAULT_MAX_PENDING_HANDSHAKES = 256
  * back. Node's default, 16, let one connection hold about 16 frames in each of a channel's
  * dozen stages, some 180 MiB with 1 MiB frames; at 1, a stage holds one.
  */
-export const MESSAGE_HIGH_WATER_MARK = 1
+export const MESSAGE_HIGH_WATER_MARK = 2

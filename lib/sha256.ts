@@ -94,6 +94,7 @@ export class Hmac256 {
   readonly #outer = new Int32Array(8)
   readonly #state = new Int32Array(8)
   readonly #w = new Int32Array(64)
+  readonly #wOuter = new Int32Array(64)
 
   /** @param key - the HMAC key, 64 bytes at most (longer keys are hashed first by HMAC, which this does not do) */
   constructor (key: Uint8Array) {
@@ -150,6 +151,49 @@ export class Hmac256 {
       out[offset++] = (word >>> 16) & 0xff
       out[offset++] = (word >>> 8) & 0xff
       out[offset++] = word & 0xff
+    }
+  }
+
+  /**
+   * The counter-mode PRF of implicit rejection: writes HMAC(key, uint16be(i) ‖ label ‖
+   * uint16be(bits)) for i = 0 … blocks − 1 into `out`, 32 bytes each. The message block is
+   * built once and only its counter changes, and the outer block's padding stays in place:
+   * each output block is then just its two compressions.
+   *
+   * @param label - at most 51 bytes
+   */
+  counterMode (label: Uint8Array, bits: number, blocks: number, out: Uint8Array): void {
+    const length = 2 + label.length + 2
+    if (length > BLOCK - 9) throw new RangeError('Hmac256.counterMode takes labels of at most 51 bytes')
+    const w = this.#w
+    const outer = this.#wOuter
+    const state = this.#state
+    w.fill(0, 0, 16)
+    const put = (at: number, byte: number): void => { w[at >> 2]! |= byte << (24 - 8 * (at & 3)) }
+    for (let i = 0; i < label.length; i++) put(2 + i, label[i]!)
+    put(2 + label.length, (bits >>> 8) & 0xff)
+    put(3 + label.length, bits & 0xff)
+    put(length, 0x80)
+    w[15] = (BLOCK + length) * 8
+    const low = w[0]! & 0xffff
+    outer.fill(0, 8, 15)
+    outer[8] = 0x80000000
+    outer[15] = (BLOCK + 32) * 8
+    let offset = 0
+    for (let block = 0; block < blocks; block++) {
+      w[0] = (block << 16) | low
+      state.set(this.#inner)
+      compress(state, w)
+      for (let i = 0; i < 8; i++) outer[i] = state[i]!
+      state.set(this.#outer)
+      compress(state, outer)
+      for (let i = 0; i < 8; i++) {
+        const word = state[i]!
+        out[offset++] = word >>> 24
+        out[offset++] = (word >>> 16) & 0xff
+        out[offset++] = (word >>> 8) & 0xff
+        out[offset++] = word & 0xff
+      }
     }
   }
 

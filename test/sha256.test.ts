@@ -224,4 +224,25 @@ describe('Hmac256 (sha256.ts)', function () {
       agreesOnRandomInputs(2048, 200)
     })
   })
+
+  describe('counterMode(label, bits, blocks, out)', function () {
+    it('equals HMAC(key, uint16be(i) ‖ label ‖ uint16be(bits)) by node:crypto for each block', function () {
+      fc.assert(fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 64 }), fc.uint8Array({ minLength: 0, maxLength: 51 }),
+        fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 12 }),
+        (key, label, bits, blocks) => {
+          const out = Buffer.alloc(blocks * 32)
+          new Hmac256(key).counterMode(label, bits, blocks, out)
+          for (let i = 0; i < blocks; i++) {
+            const message = Buffer.concat([Buffer.from([i >> 8, i & 0xff]), label, Buffer.from([bits >> 8, bits & 0xff])])
+            expect(out.subarray(i * 32, (i + 1) * 32).equals(reference(key, message)), `block ${i}`).to.equal(true)
+          }
+        }
+      ), { numRuns: 100 })
+    })
+
+    it('refuses a label longer than 51 bytes with a RangeError', function () {
+      expect(() => new Hmac256(Buffer.alloc(32)).counterMode(Buffer.alloc(52), 8, 1, Buffer.alloc(32))).to.throw(RangeError)
+    })
+  })
 })
