@@ -25,6 +25,11 @@ const INITIAL_STATE = new Int32Array([
 
 const BLOCK = 64
 
+/** Sets byte `at` of the big-endian words `w`, which must be zero there. */
+function putByte (w: Int32Array, at: number, byte: number): void {
+  w[at >> 2]! |= byte << (24 - 8 * (at & 3))
+}
+
 function bigSigma0 (x: number): number {
   return ((x >>> 2) | (x << 30)) ^ ((x >>> 13) | (x << 19)) ^ ((x >>> 22) | (x << 10))
 }
@@ -169,11 +174,10 @@ export class Hmac256 {
     const outer = this.#wOuter
     const state = this.#state
     w.fill(0, 0, 16)
-    const put = (at: number, byte: number): void => { w[at >> 2]! |= byte << (24 - 8 * (at & 3)) }
-    for (let i = 0; i < label.length; i++) put(2 + i, label[i]!)
-    put(2 + label.length, (bits >>> 8) & 0xff)
-    put(3 + label.length, bits & 0xff)
-    put(length, 0x80)
+    for (let i = 0; i < label.length; i++) putByte(w, 2 + i, label[i]!)
+    putByte(w, 2 + label.length, (bits >>> 8) & 0xff)
+    putByte(w, 3 + label.length, bits & 0xff)
+    putByte(w, length, 0x80)
     w[15] = (BLOCK + length) * 8
     const low = w[0]! & 0xffff
     outer.fill(0, 8, 15)
