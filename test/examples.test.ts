@@ -1,5 +1,6 @@
 // Runs every example as a user would (node with the TypeScript loader) and checks its output.
 import { execFile } from 'node:child_process'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import net, { type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -49,6 +50,22 @@ describe('examples', function () {
   it('cluster.ts: one server key served by every worker process', async () => {
     const out = await example('cluster', { PORT: String(await freePort()), WORKERS: '2' })
     expect(out).to.equal('4 connections, answered by 2 worker processes, 1 server key\n')
+  })
+
+  it('the README\'s ten-line example runs as printed (on a free port)', async () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('## In ten lines'))
+    const code = section.slice(section.indexOf('```ts') + 5, section.indexOf('```', section.indexOf('```ts') + 5))
+    expect(code.split('\n').filter((line) => line.trim() !== '').length).to.be.at.most(10)
+    // Inside the project, so that 'p2sn' resolves to this package.
+    const file = new URL('../examples/_readme-example.ts', import.meta.url)
+    writeFileSync(file, code.replaceAll('7000', String(await freePort())))
+    try {
+      const out = await example('_readme-example')
+      expect(out).to.match(/^server is SHA256:[A-Za-z0-9+/]{43}\nyou said hello\n$/)
+    } finally {
+      rmSync(file)
+    }
   })
 
   it('demo.ts (npm start): shows the six handshake steps and two round trips', async () => {
