@@ -99,10 +99,13 @@ export class Hmac256 {
   readonly #outer = new Int32Array(8)
   readonly #state = new Int32Array(8)
   readonly #w = new Int32Array(64)
+  /** The outer hash's one block: the inner digest in words 0-7, then padding for 96 bytes in all, set once. */
   readonly #wOuter = new Int32Array(64)
 
   /** @param key - the HMAC key, 64 bytes at most (longer keys are hashed first by HMAC, which this does not do) */
   constructor (key: Uint8Array) {
+    this.#wOuter[8] = 0x80000000
+    this.#wOuter[15] = (BLOCK + 32) * 8
     this.setKey(key)
   }
 
@@ -134,36 +137,22 @@ export class Hmac256 {
     // The tail, 0x80, and the length in bits (after the key's 64-byte block): one or two blocks.
     const tail = length - at
     w.fill(0, 0, 16)
-    for (let i = 0; i < tail; i++) w[i >> 2]! |= message[at + i]! << (24 - 8 * (i & 3))
-    w[tail >> 2]! |= 0x80 << (24 - 8 * (tail & 3))
+    for (let i = 0; i < tail; i++) putByte(w, i, message[at + i]!)
+    putByte(w, tail, 0x80)
     if (tail >= BLOCK - 8) {
       compress(state, w)
       w.fill(0, 0, 16)
     }
     w[15] = (BLOCK + length) * 8
     compress(state, w)
-
-    // The outer hash's single block: the 32-byte inner digest, then padding for 96 bytes in all.
-    for (let i = 0; i < 8; i++) w[i] = state[i]!
-    w[8] = 0x80000000
-    w.fill(0, 9, 15)
-    w[15] = (BLOCK + 32) * 8
-    state.set(this.#outer)
-    compress(state, w)
-    for (let i = 0; i < 8; i++) {
-      const word = state[i]!
-      out[offset++] = word >>> 24
-      out[offset++] = (word >>> 16) & 0xff
-      out[offset++] = (word >>> 8) & 0xff
-      out[offset++] = word & 0xff
-    }
+    this.#finish(out, offset)
   }
 
   /**
    * The counter-mode PRF of implicit rejection: writes HMAC(key, uint16be(i) ‖ label ‖
    * uint16be(bits)) for i = 0 … blocks − 1 into `out`, 32 bytes each. The message block is
-   * built once and only its counter changes, and the outer block's padding stays in place:
-   * each output block is then just its two compressions.
+   * built once and only its counter changes: each output block is then just its two
+   * compressions.
    *
    * @param label - at most 51 bytes
    */
@@ -171,7 +160,6 @@ export class Hmac256 {
     const length = 2 + label.length + 2
     if (length > BLOCK - 9) throw new RangeError('Hmac256.counterMode takes labels of at most 51 bytes')
     const w = this.#w
-    const outer = this.#wOuter
     const state = this.#state
     w.fill(0, 0, 16)
     for (let i = 0; i < label.length; i++) putByte(w, 2 + i, label[i]!)
@@ -180,24 +168,27 @@ export class Hmac256 {
     putByte(w, length, 0x80)
     w[15] = (BLOCK + length) * 8
     const low = w[0]! & 0xffff
-    outer.fill(0, 8, 15)
-    outer[8] = 0x80000000
-    outer[15] = (BLOCK + 32) * 8
-    let offset = 0
     for (let block = 0; block < blocks; block++) {
       w[0] = (block << 16) | low
       state.set(this.#inner)
       compress(state, w)
-      for (let i = 0; i < 8; i++) outer[i] = state[i]!
-      state.set(this.#outer)
-      compress(state, outer)
-      for (let i = 0; i < 8; i++) {
-        const word = state[i]!
-        out[offset++] = word >>> 24
-        out[offset++] = (word >>> 16) & 0xff
-        out[offset++] = (word >>> 8) & 0xff
-        out[offset++] = word & 0xff
-      }
+      this.#finish(out, block * 32)
+    }
+  }
+
+  /** The outer hash over the inner digest in #state; writes the 32-byte HMAC at `offset`. */
+  #finish (out: Uint8Array, offset: number): void {
+    const state = this.#state
+    const outer = this.#wOuter
+    for (let i = 0; i < 8; i++) outer[i] = state[i]!
+    state.set(this.#outer)
+    compress(state, outer)
+    for (let i = 0; i < 8; i++) {
+      const word = state[i]!
+      out[offset++] = word >>> 24
+      out[offset++] = (word >>> 16) & 0xff
+      out[offset++] = (word >>> 8) & 0xff
+      out[offset++] = word & 0xff
     }
   }
 
