@@ -124,7 +124,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     let stdio: StdioDuplex | undefined
     if (target === undefined) {
       stdio = new StdioDuplex()
-      transport = stdio
+      transport = stdio.duplex
     } else {
       const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
       socket.once('connect', () => { connected = true })

@@ -211,8 +211,8 @@ async function serveTcp (settings: ListenSettings): Promise<number> {
 }
 
 async function serveStdio (settings: ListenSettings): Promise<number> {
-  const duplex = new StdioDuplex()
-  const watched = watchChannel(wrap(duplex, channelOptions(settings, undefined)))
+  const stdio = new StdioDuplex()
+  const watched = watchChannel(wrap(stdio.duplex, channelOptions(settings, undefined)))
   let peer: PeerInfo
   try {
     peer = await watched.handshake
@@ -221,7 +221,7 @@ async function serveStdio (settings: ListenSettings): Promise<number> {
   }
   note(`the client on stdio connected with key ${peer.fingerprint}`)
   await serveChannel(watched, peer, 'stdio', settings, undefined)
-  await duplex.flushed()
+  await stdio.flushed()
   return EXIT.ok
 }
 

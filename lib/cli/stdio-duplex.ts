@@ -10,11 +10,11 @@
  */
 import fs from 'node:fs'
 import net from 'node:net'
-import { Duplex, type Readable, type Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
+import type { Duplex } from 'readable-stream'
 import tty from 'node:tty'
+import { joinDuplex } from '../index.js'
 import { UsageError } from './cli-error.js'
-
-type Callback = (error?: Error | null) => void
 
 /** Throws a usage error when stdin or stdout is a terminal, where P2SN frames make no sense. */
 export function checkStdioIsNotTerminal (): void {
@@ -23,61 +23,34 @@ export function checkStdioIsNotTerminal (): void {
   }
 }
 
-/** stdin and stdout as a duplex. Do not touch `process.stdout` while it is in use. */
-export class StdioDuplex extends Duplex {
-  readonly #input: Readable
-  readonly #output: Writable
+/**
+ * stdin and stdout as one duplex, with `flushed()` to wait until what was written has gone
+ * out. Do not touch `process.stdout` while it is in use.
+ */
+export class StdioDuplex {
+  /** The duplex to wrap: a socket when stdin and stdout are one, else {@link joinDuplex}. */
+  readonly duplex: Duplex | net.Socket
   readonly #flushed: Promise<void>
 
   constructor () {
-    super()
+    let output: Writable
     if (sameFile(0, 1)) {
       const socket = new net.Socket({ fd: 0, readable: true, writable: true, allowHalfOpen: true })
-      this.#input = socket
-      this.#output = socket
+      this.duplex = socket
+      output = socket
     } else {
-      this.#input = process.stdin
-      this.#output = fs.createWriteStream('', { fd: 1, autoClose: true })
+      output = fs.createWriteStream('', { fd: 1, autoClose: true })
+      this.duplex = joinDuplex(process.stdin, output)
     }
     this.#flushed = new Promise((resolve) => {
-      this.#output.once('close', resolve)
-      this.#output.once('error', () => { resolve() })
+      output.once('close', resolve)
+      output.once('error', () => { resolve() })
     })
-    this.#input.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) this.#input.pause()
-    })
-    this.#input.once('end', () => this.push(null))
-    this.#input.once('error', (err) => this.destroy(err))
-    this.#output.once('error', (err) => this.destroy(err))
   }
 
   /** Resolves once everything written has gone out and stdout is closed (or failed). */
   flushed (): Promise<void> {
     return this.#flushed
-  }
-
-  override _read (): void {
-    this.#input.resume()
-  }
-
-  override _write (chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void {
-    this.#output.write(chunk, (err) => { callback(err) })
-  }
-
-  override _final (callback: Callback): void {
-    this.#output.end()
-    callback()
-  }
-
-  override _destroy (err: Error | null, callback: Callback): void {
-    this.#input.pause()
-    // A clean close after end(): let the last bytes go out rather than cut them off.
-    if (err === null && this.#output.writableEnded) {
-      this.#flushed.then(() => { callback(null) }, () => { callback(null) })
-      return
-    }
-    this.#output.destroy()
-    callback(err)
   }
 }
 
