@@ -69,7 +69,12 @@ export class RsaPool {
       minThreads: this.workers,
       maxThreads: this.workers,
       idleTimeout: Infinity,
-      concurrentTasksPerWorker: 1
+      // Two batches a worker: the second waits at the worker, which takes it up the moment the
+      // first is done instead of idling until its result has reached this thread and Piscina
+      // has sent another (with one, a loaded server answered about 4% fewer requests).
+      concurrentTasksPerWorker: 2,
+      // Piscina's timing histograms go unread.
+      recordTiming: false
     })
   }
 
