@@ -16,6 +16,8 @@ import { alternate, formatRate } from './measure.js'
 
 const CLIENTS = Number(process.env.P2SN_BENCH_CLIENTS ?? 32)
 const LOAD_SECONDS = 4
+/** The load generator decrypts and compares one reply in this many. */
+const CHECK_EVERY = 8
 const IDLE_CHANNELS = 1000
 
 function script (name: string): string {
@@ -47,10 +49,17 @@ async function poolVersusInline (keys: KeyPair): Promise<void> {
 /** Replies a second from a server under many clients in another process, and its event-loop delay. */
 interface LoadResult { rate: number, p99: number, serverCores: number, clientCores: number }
 
-async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined): Promise<LoadResult> {
+/** The client processes: the load generator (the server is the bottleneck) and full channels. */
+const LOADS = {
+  generator: { script: 'scale-load.ts', args: [String(CHECK_EVERY)] },
+  channels: { script: 'scale-clients.ts', args: [] }
+} as const
+
+async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined, load: keyof typeof LOADS): Promise<LoadResult> {
   const server = createServer({ keyPair: keys, handler: (message) => message, pool })
   const port = await listening(server)
-  const clients = spawn(process.execPath, [...process.execArgv, script('scale-clients.ts'), String(port), String(CLIENTS), String(LOAD_SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const { script: name, args } = LOADS[load]
+  const clients = spawn(process.execPath, [...process.execArgv, script(name), String(port), String(CLIENTS), String(LOAD_SECONDS), ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
   const delay = monitorEventLoopDelay({ resolution: 10 })
   let output = ''
   clients.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
@@ -60,33 +69,50 @@ async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined): Promi
     delay.enable()
     cpuAtStart = process.cpuUsage()
   })
-  await once(clients, 'exit')
+  const [code] = await once(clients, 'exit') as [number | null]
   delay.disable()
   const serverCpu = process.cpuUsage(cpuAtStart)
   await new Promise((resolve) => server.close(resolve))
+  if (code !== 0) throw new Error(`the ${load} client process failed (exit code ${code})`)
   const { replies, seconds, cpuSeconds } = JSON.parse(output) as { replies: number, seconds: number, cpuSeconds: number }
   return { rate: replies / seconds, p99: delay.percentile(99) / 1e6, serverCores: (serverCpu.user + serverCpu.system) / 1e6 / seconds, clientCores: cpuSeconds / seconds }
 }
 
-async function throughput (keys: KeyPair): Promise<void> {
-  const pool = new RsaPool({ workers: 2 })
+/** Inline and pooled in turn, `rounds` times each, averaged. */
+async function inlineAndPooled (keys: KeyPair, pool: RsaPool, load: keyof typeof LOADS): Promise<{ inline: LoadResult, pooled: LoadResult }> {
   const inline: LoadResult = { rate: 0, p99: 0, serverCores: 0, clientCores: 0 }
   const pooled: LoadResult = { rate: 0, p99: 0, serverCores: 0, clientCores: 0 }
   const rounds = 2
   for (let round = 0; round < rounds; round++) {
     for (const [sum, which] of [[inline, undefined], [pooled, pool]] as const) {
-      const result = await serverUnderLoad(keys, which)
+      const result = await serverUnderLoad(keys, which, load)
       sum.rate += result.rate / rounds
       sum.serverCores += result.serverCores / rounds
       sum.clientCores += result.clientCores / rounds
       sum.p99 = Math.max(sum.p99, result.p99)
     }
   }
-  await pool.close()
-  console.log(`server throughput, 2048-bit server key, ${CLIENTS} clients with 1024-bit keys in another process, request/reply`)
+  return { inline, pooled }
+}
+
+async function throughput (keys: KeyPair): Promise<void> {
+  const pool = new RsaPool({ workers: 2 })
   const cores = (r: LoadResult): string => `CPU: server ${r.serverCores.toFixed(2)} cores, clients ${r.clientCores.toFixed(2)}`
-  console.log(`  inline:             ${formatRate(inline.rate)}  event-loop delay p99 ${inline.p99.toFixed(1)} ms  (${cores(inline)})`)
-  console.log(`  pool of 2 workers:  ${formatRate(pooled.rate)}  ratio ${(pooled.rate / inline.rate).toFixed(2)}× inline (target ≥ 1.3×); event-loop delay p99 ${pooled.p99.toFixed(1)} ms  (${cores(pooled)})`)
+  const generator = await inlineAndPooled(keys, pool, 'generator')
+  console.log(`server throughput, 2048-bit server key, ${CLIENTS} connections with 1024-bit keys from a load generator in another process`)
+  console.log(`  (real handshakes, every request encrypted, every reply's framing checked, 1 in ${CHECK_EVERY} decrypted and compared)`)
+  console.log(`  inline:             ${formatRate(generator.inline.rate)}  event-loop delay p99 ${generator.inline.p99.toFixed(1)} ms  (${cores(generator.inline)})`)
+  console.log(`  pool of 2 workers:  ${formatRate(generator.pooled.rate)}  ratio ${(generator.pooled.rate / generator.inline.rate).toFixed(2)}× inline (target ≥ 1.3×); event-loop delay p99 ${generator.pooled.p99.toFixed(1)} ms  (${cores(generator.pooled)})`)
+  const channels = await inlineAndPooled(keys, pool, 'channels')
+  await pool.close()
+  // Two cores shared by both processes: even a pool with no cost of its own serves at most
+  // 2 cores ÷ (the inline server's CPU + the clients' CPU, per request), which as a ratio to
+  // inline is 2 ÷ the cores both used inline.
+  const ceiling = 2 / (channels.inline.serverCores + channels.inline.clientCores)
+  console.log(`same, with ${CLIENTS} full channels (connect() and request()) as the clients`)
+  console.log(`  inline:             ${formatRate(channels.inline.rate)}  event-loop delay p99 ${channels.inline.p99.toFixed(1)} ms  (${cores(channels.inline)})`)
+  console.log(`  pool of 2 workers:  ${formatRate(channels.pooled.rate)}  ratio ${(channels.pooled.rate / channels.inline.rate).toFixed(2)}× inline; event-loop delay p99 ${channels.pooled.p99.toFixed(1)} ms  (${cores(channels.pooled)})`)
+  console.log(`  ceiling on 2 cores with these clients, for a pool of no cost at all: ${ceiling.toFixed(2)}× inline`)
 }
 
 /** Heap and off-heap bytes in use after a full collection (run node with --expose-gc). */
