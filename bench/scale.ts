@@ -16,6 +16,11 @@ import { alternate, formatRate } from './measure.js'
 
 const CLIENTS = Number(process.env.P2SN_BENCH_CLIENTS ?? 32)
 const LOAD_SECONDS = 4
+/**
+ * Milliseconds between the event-loop delay's samples. The histogram records the time between
+ * samples, this included, so the figures printed are less this: the delay proper.
+ */
+const DELAY_RESOLUTION = 1
 /** The load generator decrypts and compares one reply in this many. */
 const CHECK_EVERY = 8
 const IDLE_CHANNELS = 1000
@@ -60,12 +65,15 @@ async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined, load: 
   const port = await listening(server)
   const { script: name, args } = LOADS[load]
   const clients = spawn(process.execPath, [...process.execArgv, script(name), String(port), String(CLIENTS), String(LOAD_SECONDS), ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const delay = monitorEventLoopDelay({ resolution: 10 })
+  const delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION })
   let output = ''
   clients.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  // Measure the delay only while the load runs: from the first channel on.
+  // Measure the delay and the CPU only while the load runs: once every client's handshake is
+  // done, so that a burst of handshakes does not count.
   let cpuAtStart = process.cpuUsage()
-  server.once('channel', () => {
+  let channels = 0
+  server.on('channel', () => {
+    if (++channels !== CLIENTS) return
     delay.enable()
     cpuAtStart = process.cpuUsage()
   })
@@ -75,7 +83,7 @@ async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined, load: 
   await new Promise((resolve) => server.close(resolve))
   if (code !== 0) throw new Error(`the ${load} client process failed (exit code ${code})`)
   const { replies, seconds, cpuSeconds } = JSON.parse(output) as { replies: number, seconds: number, cpuSeconds: number }
-  return { rate: replies / seconds, p99: delay.percentile(99) / 1e6, serverCores: (serverCpu.user + serverCpu.system) / 1e6 / seconds, clientCores: cpuSeconds / seconds }
+  return { rate: replies / seconds, p99: delay.percentile(99) / 1e6 - DELAY_RESOLUTION, serverCores: (serverCpu.user + serverCpu.system) / 1e6 / seconds, clientCores: cpuSeconds / seconds }
 }
 
 /** Inline and pooled in turn, `rounds` times each, averaged. */
