@@ -21,7 +21,7 @@ import {
   KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
 import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
-import { RsaPool } from './rsa-pool.js'
+import { poolEngineName, RsaPool } from './rsa-pool.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
@@ -29,7 +29,7 @@ const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 const MessageChain = Pumpify.ctor({ autoDestroy: false, destroy: false, objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
 
 /** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
-export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<RsaCipherOptions, 'strict' | 'rejection' | 'pool'> {
+export interface ChannelOptions extends Omit<HandshakeOptions, 'role' | 'pool'>, Pick<RsaCipherOptions, 'strict' | 'rejection'> {
   /**
    * Longest frame accepted after the handshake, in bytes: `ERR_P2SN_FRAME_TOO_LONG`. Default
    * 1 MiB. Handshake frames are held to 8 KiB whatever this says.
@@ -42,11 +42,17 @@ export interface ChannelOptions extends Omit<HandshakeOptions, 'role'>, Pick<Rsa
    */
   idleTimeout?: number
   /**
-   * Decrypt in this many worker threads instead of on the event loop: a pool of the channel's
-   * own, or for a server one pool shared by all its channels, closed with it. Use `pool` to
-   * share one pool more widely. Default: inline.
+   * Decrypt in this many worker threads instead of on the event loop, the handshake's key check
+   * included: a pool of the channel's own, or for a server one pool shared by all its channels,
+   * closed with it. Use `pool` to share one pool more widely. Default: inline.
    */
   workers?: number
+  /**
+   * Decrypt in this pool's worker threads instead of on the event loop, the messages and the
+   * handshake's key check; share one pool among channels and servers, and close it yourself.
+   * Default: inline.
+   */
+  pool?: RsaPool
 }
 
 /** Options of {@link wrap}. */
@@ -325,8 +331,13 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
   }
   const splitter = new FrameSplitter({ maxFrameLength: checked.maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
   const framed = new MessageChain(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
-  const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: checked.keyPair })
-  return new Channel(handshake, options)
+  // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
+  const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
+  const pool = options.pool ?? own
+  const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: checked.keyPair, pool })
+  const channel = new Channel(handshake, { ...options, pool, workers: undefined })
+  if (own !== undefined) channel.once('close', () => { void own.close() })
+  return channel
 }
 
 /**
@@ -337,6 +348,7 @@ function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number
   checkLimit('idleTimeout', options.idleTimeout, 0)
   checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
   if (options.workers !== undefined) checkLimit('workers', options.workers, 1, 1)
+  if (options.workers !== undefined || options.pool !== undefined) poolEngineName(options.engine)
   const encoding = options.serverKeyEncoding
   if (encoding !== undefined && encoding !== 'base64' && encoding !== 'pem') {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `serverKeyEncoding must be 'base64' or 'pem', not ${String(encoding)}`)

@@ -23,6 +23,7 @@ import {
 } from './protocol.js'
 import { decryptMessage, encryptMessage } from './rsa-cipher.js'
 import type { EngineName, RsaEngine } from './rsa-engine.js'
+import type { RsaPool } from './rsa-pool.js'
 
 /** Which end of the handshake this side plays: the client connected, the server accepted. */
 export type Role = 'client' | 'server'
@@ -76,6 +77,11 @@ export interface HandshakeOptions {
   verifyPeer?: (info: PeerInfo) => boolean | undefined | Promise<boolean | undefined>
   /** RSA engine for the key checks. Default `'openssl'`. */
   engine?: EngineName | RsaEngine
+  /**
+   * Decrypt the peer's key check (this side's one private-key operation) in this pool's worker
+   * threads instead of on the event loop. Default: inline.
+   */
+  pool?: RsaPool
   /** Called with every frame sent or received, handshake and messages alike. */
   trace?: (event: TraceEvent) => void
 }
@@ -95,6 +101,8 @@ const PUBKEY = Buffer.from(KEYWORD_PUBKEY)
 const ERRORKEY = Buffer.from(KEYWORD_ERRORKEY)
 const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
 const PEM_START = Buffer.from('-----BEGIN')
+/** What a pool's decrypt fails with that says nothing of the ciphertext. */
+const POOL_FAILURES = new Set<P2snError['code']>(['ERR_P2SN_CLOSED', 'ERR_P2SN_POOL_BUSY', 'ERR_P2SN_INVALID_ARGUMENT'])
 /** How long a refusing side waits for its `P2SN:ERRORKEY` to flush before closing anyway. */
 const ERRORKEY_LINGER = 1000
 
@@ -122,6 +130,7 @@ export class HandshakeDuplex extends Duplex {
   readonly #serverKeyEncoding: ServerKeyEncoding
   readonly #verifyPeer: HandshakeOptions['verifyPeer']
   readonly #engine: EngineName | RsaEngine | undefined
+  readonly #pool: RsaPool | undefined
   readonly #trace: HandshakeOptions['trace']
 
   // Handshake state
@@ -161,6 +170,7 @@ export class HandshakeDuplex extends Duplex {
     this.#serverKeyEncoding = encoding
     this.#verifyPeer = options.verifyPeer
     this.#engine = options.engine
+    this.#pool = options.pool
     this.#trace = options.trace
     const keys = loadKeys(options.keyPair)
 
@@ -229,7 +239,7 @@ export class HandshakeDuplex extends Duplex {
     this.#send(encodeBase64(this.#encrypt(serverKey, KEYCHECK)), 'KEYCHECK')
     expectKeyword(await this.#receive('PUBKEY'), PUBKEY, 4)
     this.#send(encodeBase64(Buffer.from(keys.publicKey.toPem(), 'latin1')), 'client key')
-    this.#checkKeycheck(await this.#receive('KEYCHECK'), keys)
+    await this.#checkKeycheck(await this.#receive('KEYCHECK'), keys)
     return serverKey
   }
 
@@ -237,7 +247,7 @@ export class HandshakeDuplex extends Duplex {
     expectKeyword(await this.#receive('PUBKEY'), PUBKEY, 1)
     const pem = Buffer.from(keys.publicKey.toPem(), 'latin1')
     this.#send(this.#serverKeyEncoding === 'pem' ? pem : encodeBase64(pem), 'server key')
-    this.#checkKeycheck(await this.#receive('KEYCHECK'), keys)
+    await this.#checkKeycheck(await this.#receive('KEYCHECK'), keys)
     this.#send(PUBKEY, 'PUBKEY')
     const clientKey = this.#readPeerKey(await this.#receive('client key'))
     await this.#verify(clientKey)
@@ -292,11 +302,15 @@ export class HandshakeDuplex extends Duplex {
     }
   }
 
-  #checkKeycheck (frame: Buffer, keys: KeyPair): void {
+  async #checkKeycheck (frame: Buffer, keys: KeyPair): Promise<void> {
     let plaintext: Buffer
     try {
-      plaintext = decryptMessage(keys.privateKey, decodeBase64(frame), { strict: true, engine: this.#engine })
+      const ciphertext = decodeBase64(frame)
+      const options = { strict: true, engine: this.#engine }
+      plaintext = this.#pool === undefined ? decryptMessage(keys.privateKey, ciphertext, options) : await this.#pool.decrypt(keys.privateKey, ciphertext, options)
     } catch (err) {
+      // A pool that is closed or full is this side's trouble, not a bad key check.
+      if (err instanceof P2snError && POOL_FAILURES.has(err.code)) throw err
       throw refuse(new P2snError('ERR_P2SN_BAD_KEYCHECK', 'the peer\'s key check could not be decrypted; it encrypted to another key or does not speak p2sn', { cause: err }))
     }
     if (plaintext.length !== KEYCHECK.length || !crypto.timingSafeEqual(plaintext, KEYCHECK)) {

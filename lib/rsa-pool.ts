@@ -29,8 +29,11 @@ interface Pending {
   reject: (err: Error) => void
 }
 
-/** The built-in engine a worker should use; an engine object of one's own cannot cross threads. */
-function engineName (engine: DecryptOptions['engine']): EngineName {
+/**
+ * The built-in engine a worker should use; an engine object of one's own cannot cross threads.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` for an engine object of one's own
+ */
+export function poolEngineName (engine: DecryptOptions['engine']): EngineName {
   if (engine === undefined) return 'openssl'
   if (engine === 'openssl' || engine === 'forge') return engine
   if (engine === opensslEngine || engine === forgeEngine) return engine.name
@@ -86,7 +89,7 @@ export class RsaPool {
     }
     let engine: EngineName
     try {
-      engine = engineName(options.engine)
+      engine = poolEngineName(options.engine)
     } catch (err) {
       return Promise.reject(err)
     }

@@ -8,10 +8,10 @@ import { fileURLToPath } from 'node:url'
 import Pumpify from 'pumpify'
 import {
   Channel, connect, createServer, encodeBase64, FrameJoiner, FrameSplitter, generateKeyPair, HandshakeDuplex,
-  joinDuplex, P2snError, RsaPool, wrap,
-  type ConnectOptions, type FrameTransport, type KeyPair, type Server, type ServerOptions, type TraceEvent, type WrapOptions
+  joinDuplex, opensslEngine, P2snError, RsaPool, wrap,
+  type ConnectOptions, type FrameTransport, type KeyPair, type RsaEngine, type Server, type ServerOptions, type TraceEvent, type WrapOptions
 } from '../lib/index.js'
-import { expectP2snError } from './helpers/errors.js'
+import { expectP2snError, expectP2snErrorSync } from './helpers/errors.js'
 import { duplexPair, type ChunkingPairEnd, type PairChunking } from './helpers/duplex-pair.js'
 import { delay, expectNoLeakedResources, resourceBaseline, settle, within } from './helpers/timing.js'
 
@@ -343,7 +343,24 @@ describe('Channel end to end', function () {
       await expectP2snError(within(1000, client.request('after the end'), 'rejecting a request after the peer\'s end'), 'ERR_P2SN_CLOSED')
     })
 
-    it('decrypts in an RsaPool\'s worker threads when given pool, on both sides', async () => {
+    it('refuses an engine object of one\'s own with pool or workers before opening anything: ERR_P2SN_INVALID_ARGUMENT', async () => {
+      // The same functions as the built-in engine, but an object of one's own: it cannot cross threads.
+      const engine: RsaEngine = { name: 'openssl', encryptBlock: opensslEngine.encryptBlock, decryptRaw: opensslEngine.decryptRaw }
+      const pool = new RsaPool({ workers: 1 })
+      try {
+        expectP2snErrorSync(() => createServer({ keyPair: keys.s1024, engine, workers: 1 }), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => connect({ port: 1, keyPair: keys.c1024, engine, pool }), 'ERR_P2SN_INVALID_ARGUMENT')
+        const socket = new net.Socket()
+        expectP2snErrorSync(() => wrap(socket, { role: 'client', keyPair: keys.c1024, engine, workers: 1 }), 'ERR_P2SN_INVALID_ARGUMENT')
+        expect(socket.destroyed, 'the stream given to wrap() is not left open').to.equal(true)
+        // The built-in engine object itself is fine.
+        createServer({ keyPair: keys.s1024, engine: opensslEngine, pool }).close()
+      } finally {
+        await pool.close()
+      }
+    })
+
+    it('decrypts in an RsaPool\'s worker threads when given pool, on both sides, the key checks included', async () => {
       const pool = new RsaPool({ workers: 1 })
       try {
         const decrypt = pool.decrypt.bind(pool)
@@ -353,7 +370,7 @@ describe('Channel end to end', function () {
         const long = randomBytes(300)
         expect(await client.request('pooled')).to.deep.equal(echoOf('pooled'))
         expect(await client.request(long)).to.deep.equal(echoOf(long))
-        expect(calls, 'two requests and two replies').to.equal(4)
+        expect(calls, 'each side\'s key check, two requests and two replies').to.equal(6)
       } finally {
         await pool.close()
       }

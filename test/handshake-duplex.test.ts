@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import {
   decodeBase64, decryptMessage, encodeBase64, generateKeyPair, HandshakeDuplex, MAX_HANDSHAKE_FRAME_LENGTH, P2snError,
-  parsePublicKey,
+  parsePublicKey, RsaPool,
   type FrameStep, type HandshakeOptions, type KeyPair, type P2snErrorCode, type PeerInfo, type PublicKey, type Role,
   type ServerKeyEncoding, type TraceEvent
 } from '../lib/index.js'
@@ -450,6 +450,62 @@ describe('HandshakeDuplex', function () {
         await expectRefusal(side, peer, 'ERR_P2SN_BAD_KEYCHECK')
       })
     }
+  })
+
+  describe('pool: the key check decrypted in worker threads', function () {
+    let pool: RsaPool
+    /** The private keys the pool was asked to decrypt with, in order. */
+    let used: KeyPair['privateKey'][]
+
+    before(function () {
+      pool = new RsaPool({ workers: 1 })
+      const decrypt = pool.decrypt.bind(pool)
+      pool.decrypt = async (key, ciphertext, options) => {
+        used.push(key)
+        return decrypt(key, ciphertext, options)
+      }
+    })
+
+    after(async function () {
+      await pool.close()
+    })
+
+    beforeEach(function () {
+      used = []
+    })
+
+    it('each side decrypts its key check in the pool, once, before \'handshake\'', async function () {
+      const { client, server } = ourPair({ pool }, { pool })
+      // Whether each side's own key had gone through the pool by its 'handshake'.
+      const before = { client: false, server: false }
+      client.duplex.once('handshake', () => { before.client = used.includes(ours.privateKey) })
+      server.duplex.once('handshake', () => { before.server = used.includes(theirs.privateKey) })
+      await Promise.all([client.handshake, server.handshake])
+      expect(used).to.have.members([ours.privateKey, theirs.privateKey])
+      expect(before).to.deep.equal({ client: true, server: true })
+      await closeBoth(client, server)
+    })
+
+    it('a bad key check at step 3 is still refused with P2SN:ERRORKEY: ERR_P2SN_BAD_KEYCHECK', async function () {
+      const { side, peer } = await waitingAt('server', 3, { pool })
+      peer.send(keycheckFor(other1024.publicKey))
+      await expectRefusal(side, peer, 'ERR_P2SN_BAD_KEYCHECK')
+      expect(used).to.deep.equal([ours.privateKey])
+    })
+
+    it('a key check of the wrong length at step 6 is still refused with P2SN:ERRORKEY', async function () {
+      const { side, peer } = await waitingAt('client', 6, { pool })
+      peer.send(keycheckFor(other2048.publicKey))
+      await expectRefusal(side, peer, 'ERR_P2SN_BAD_KEYCHECK')
+    })
+
+    it('a closed pool fails the handshake with ERR_P2SN_CLOSED, without blaming the peer', async function () {
+      const closed = new RsaPool({ workers: 1 })
+      await closed.close()
+      const { side, peer } = await waitingAt('server', 3, { pool: closed })
+      peer.send(keycheckFor(ours.publicKey))
+      await expectSilentFailure(side, peer, 'ERR_P2SN_CLOSED')
+    })
   })
 
   describe('refusing: P2SN:ERRORKEY first, then the error', function () {

@@ -177,7 +177,7 @@ describe('server limits and worker pools', function () {
       pool.decrypt = async (...args) => { calls++; return decrypt(...args) }
       const { server, port } = await listen({ pool })
       expect((await client(port).request('pooled')).toString()).to.equal('pooled')
-      expect(calls).to.equal(1)
+      expect(calls, 'the key check and the request').to.equal(2)
       await new Promise((resolve) => server.close(resolve))
       servers.length = 0
       const keys = clientKeys[0]!
