@@ -81,7 +81,11 @@ export class Channel extends MessageChain {
   #lastActive = 0
   #idleTimer: NodeJS.Timeout | undefined
 
-  /** Prefer {@link wrap}; this composes the layers around `handshake`. */
+  /**
+   * Prefer {@link wrap}; this composes the layers around `handshake`. A pool made here for
+   * `workers` decrypts the messages only: the handshake was built before it (wrap() gives
+   * both the same pool).
+   */
   constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine' | 'pool' | 'workers' | 'idleTimeout'> = {}) {
     super()
     this.handshake = handshake
@@ -334,10 +338,17 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
   const pool = options.pool ?? own
-  const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: checked.keyPair, pool })
-  const channel = new Channel(handshake, { ...options, pool, workers: undefined })
-  if (own !== undefined) channel.once('close', () => { void own.close() })
-  return channel
+  try {
+    const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: checked.keyPair, pool })
+    const channel = new Channel(handshake, { ...options, pool, workers: undefined })
+    if (own !== undefined) channel.once('close', () => { void own.close() })
+    return channel
+  } catch (err) {
+    void own?.close()
+    framed.destroy()
+    duplex.destroy()
+    throw err
+  }
 }
 
 /**

@@ -23,7 +23,7 @@ import {
 } from './protocol.js'
 import { decryptMessage, encryptMessage } from './rsa-cipher.js'
 import type { EngineName, RsaEngine } from './rsa-engine.js'
-import type { RsaPool } from './rsa-pool.js'
+import { poolEngineName, type RsaPool } from './rsa-pool.js'
 
 /** Which end of the handshake this side plays: the client connected, the server accepted. */
 export type Role = 'client' | 'server'
@@ -131,6 +131,8 @@ export class HandshakeDuplex extends Duplex {
   readonly #verifyPeer: HandshakeOptions['verifyPeer']
   readonly #engine: EngineName | RsaEngine | undefined
   readonly #pool: RsaPool | undefined
+  /** Cancels a key check still queued in the pool when this is destroyed: no RSA work for it. */
+  readonly #cancel: AbortController | undefined
   readonly #trace: HandshakeOptions['trace']
 
   // Handshake state
@@ -170,7 +172,10 @@ export class HandshakeDuplex extends Duplex {
     this.#serverKeyEncoding = encoding
     this.#verifyPeer = options.verifyPeer
     this.#engine = options.engine
+    // A pool runs the built-in engines only: say so now, not halfway through the handshake.
+    if (options.pool !== undefined) poolEngineName(options.engine)
     this.#pool = options.pool
+    this.#cancel = options.pool === undefined ? undefined : new AbortController()
     this.#trace = options.trace
     const keys = loadKeys(options.keyPair)
 
@@ -307,7 +312,9 @@ export class HandshakeDuplex extends Duplex {
     try {
       const ciphertext = decodeBase64(frame)
       const options = { strict: true, engine: this.#engine }
-      plaintext = this.#pool === undefined ? decryptMessage(keys.privateKey, ciphertext, options) : await this.#pool.decrypt(keys.privateKey, ciphertext, options)
+      plaintext = this.#pool === undefined
+        ? decryptMessage(keys.privateKey, ciphertext, options)
+        : await this.#pool.decrypt(keys.privateKey, ciphertext, { ...options, signal: this.#cancel?.signal })
     } catch (err) {
       // A pool that is closed or full is this side's trouble, not a bad key check.
       if (err instanceof P2snError && POOL_FAILURES.has(err.code)) throw err
@@ -461,6 +468,7 @@ export class HandshakeDuplex extends Duplex {
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     clearTimeout(this.#timer)
     clearTimeout(this.#linger)
+    this.#cancel?.abort()
     const pending = [this.#heldWrite?.callback, this.#heldFinal, this.#drainCallback]
     this.#heldWrite = undefined
     this.#heldFinal = undefined

@@ -22,4 +22,4 @@ export {
   type ChannelOptions, type WrapOptions, type ConnectOptions, type ServerOptions, type Handler
 } from './channel.js'
 export { joinDuplex } from './join-duplex.js'
-export { RsaPool, type RsaPoolOptions } from './rsa-pool.js'
+export { RsaPool, type RsaPoolOptions, type PoolDecryptOptions } from './rsa-pool.js'

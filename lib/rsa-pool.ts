@@ -20,6 +20,15 @@ export interface RsaPoolOptions {
   maxQueue?: number
 }
 
+/** Options of {@link RsaPool.decrypt}. */
+export interface PoolDecryptOptions extends DecryptOptions {
+  /**
+   * Aborting it drops the decryption if it is still waiting for a worker (it fails with
+   * `ERR_P2SN_CLOSED`); one already at a worker runs to its end.
+   */
+  signal?: AbortSignal
+}
+
 /** Decryptions collected in one turn of the event loop go to the workers as a few batches. */
 interface Pending {
   key: { id: string, der: Uint8Array }
@@ -27,6 +36,10 @@ interface Pending {
   flags: number
   resolve: (message: Buffer) => void
   reject: (err: Error) => void
+}
+
+function cancelled (): P2snError {
+  return new P2snError('ERR_P2SN_CLOSED', 'the decryption was cancelled (its signal was aborted) before a worker took it')
 }
 
 /**
@@ -82,7 +95,7 @@ export class RsaPool {
   }
 
   /** Decrypts one message in a worker; the same result and errors as `decryptMessage`. */
-  decrypt (key: PrivateKey, ciphertext: Buffer, options: DecryptOptions = {}): Promise<Buffer> {
+  decrypt (key: PrivateKey, ciphertext: Buffer, options: PoolDecryptOptions = {}): Promise<Buffer> {
     if (this.#closed) return Promise.reject(new P2snError('ERR_P2SN_CLOSED', 'the rsa pool is closed; create a new one'))
     if (this.#queued >= this.#maxQueue) {
       return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} decryptions waiting (maxQueue); the server is overloaded`))
@@ -95,10 +108,25 @@ export class RsaPool {
     }
     const flags = (options.strict === true ? FLAG_STRICT : 0) | (options.rejection === 'error' ? FLAG_REJECT_WITH_ERROR : 0) |
       (engine === 'forge' ? FLAG_FORGE : 0)
+    const { signal } = options
+    if (signal?.aborted === true) return Promise.reject(cancelled())
     return new Promise((resolve, reject) => {
+      const entry: Pending = { key: this.#keyOf(key), ciphertext, flags, resolve, reject }
       this.#queued++
-      this.#pending.push({ key: this.#keyOf(key), ciphertext, flags, resolve, reject })
+      this.#pending.push(entry)
       this.#scheduleFlush()
+      if (signal === undefined) return
+      const onAbort = (): void => {
+        const at = this.#pending.indexOf(entry)
+        if (at === -1) return
+        this.#pending.splice(at, 1)
+        this.#queued--
+        reject(cancelled())
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      // Once settled, the listener has nothing left to do.
+      entry.resolve = (message) => { signal.removeEventListener('abort', onAbort); resolve(message) }
+      entry.reject = (err) => { signal.removeEventListener('abort', onAbort); reject(err) }
     })
   }
 
@@ -130,14 +158,16 @@ export class RsaPool {
   }
 
   /**
-   * Shares what waits among the free batch places, two a worker. A batch that returns frees a
+   * Shares what waits among the free batch places: one a worker while some are idle (a
+   * worker given two at once would send the first one's results only with the second's), then
+   * a second one each, to wait at the worker while its first runs. A batch that returns frees a
    * place for all that queued meanwhile, so batches stay large under load: the cost of a
    * message between threads (some 50 µs of the event loop's time here) is paid per batch, not
    * per message.
    */
   readonly #flush = (): void => {
     this.#flushScheduled = false
-    const most = 2 * this.workers
+    const most = this.#batchesOut < this.workers ? this.workers : 2 * this.workers
     while (this.#pending.length > 0 && this.#batchesOut < most && !this.#closed) {
       const size = Math.ceil(this.#pending.length / (most - this.#batchesOut))
       this.#run(this.#pending.splice(0, size))

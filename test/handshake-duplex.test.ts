@@ -499,6 +499,37 @@ describe('HandshakeDuplex', function () {
       await expectRefusal(side, peer, 'ERR_P2SN_BAD_KEYCHECK')
     })
 
+    it('destroy() while the key check waits for the pool cancels it: quiet, and nothing sent after', async function () {
+      let signal: AbortSignal | undefined
+      const stalled = { workers: 1, decrypt: async (_key: unknown, _ciphertext: unknown, options: { signal?: AbortSignal }) => {
+        signal = options.signal
+        return new Promise<Buffer>(() => {})
+      } } as unknown as RsaPool
+      const { side, peer } = await waitingAt('server', 3, { pool: stalled })
+      peer.send(keycheckFor(ours.publicKey))
+      await settle()
+      expect(signal?.aborted, 'the key check reached the pool').to.equal(false)
+      side.duplex.destroy()
+      await side.closed
+      expect(signal?.aborted, 'and was cancelled').to.equal(true)
+      expect(side.errors).to.deep.equal([])
+      expect(texts(await peer.rest()), 'nothing sent after step 2').to.deep.equal([])
+      await expectNoLeakedTimers()
+    })
+
+    it('a full pool fails the handshake with ERR_P2SN_POOL_BUSY, without P2SN:ERRORKEY', async function () {
+      const full = { workers: 1, decrypt: async () => Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', 'full')) } as unknown as RsaPool
+      const { side, peer } = await waitingAt('server', 3, { pool: full })
+      peer.send(keycheckFor(ours.publicKey))
+      await expectSilentFailure(side, peer, 'ERR_P2SN_POOL_BUSY')
+    })
+
+    it('refuses an engine object of one\'s own with a pool at once: ERR_P2SN_INVALID_ARGUMENT', function () {
+      const [near] = framePair()
+      expect(() => new HandshakeDuplex(near, { role: 'server', keyPair: ours, pool, engine: { name: 'openssl', encryptBlock: () => Buffer.alloc(0), decryptRaw: () => Buffer.alloc(0) } }))
+        .to.throw(P2snError).with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    })
+
     it('a closed pool fails the handshake with ERR_P2SN_CLOSED, without blaming the peer', async function () {
       const closed = new RsaPool({ workers: 1 })
       await closed.close()

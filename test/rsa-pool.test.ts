@@ -98,6 +98,27 @@ describe('RsaPool (rsa-pool.ts)', function () {
     await expectP2snError(small.decrypt(keys.privateKey, ct), 'ERR_P2SN_CLOSED')
   })
 
+  it('an aborted signal drops a decryption still waiting for a worker, and frees its place in the queue', async () => {
+    const small = new RsaPool({ workers: 1, maxQueue: 1 })
+    try {
+      const keys = await generateKeyPair({ bits: 1024 })
+      const ct = encryptMessage(keys, 'x')
+      const controller = new AbortController()
+      const dropped = small.decrypt(keys.privateKey, ct, { signal: controller.signal })
+      controller.abort()
+      await expectP2snError(dropped, 'ERR_P2SN_CLOSED')
+      // Its place is free again: maxQueue is 1.
+      expect((await small.decrypt(keys.privateKey, ct)).toString()).to.equal('x')
+      await expectP2snError(small.decrypt(keys.privateKey, ct, { signal: controller.signal }), 'ERR_P2SN_CLOSED')
+      // Aborting after the result came changes nothing.
+      const late = new AbortController()
+      expect((await small.decrypt(keys.privateKey, ct, { signal: late.signal })).toString()).to.equal('x')
+      late.abort()
+    } finally {
+      await small.close()
+    }
+  })
+
   it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {
     const small = new RsaPool({ workers: 1 })
     const keys = await generateKeyPair({ bits: 1024 })
