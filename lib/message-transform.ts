@@ -4,7 +4,7 @@
  */
 import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
-import { toBuffer } from './arguments.js'
+import { checkLimit, toBuffer } from './arguments.js'
 import { P2snError, type P2snErrorCode } from './errors.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
@@ -19,27 +19,51 @@ export interface InvalidInputOptions {
   onInvalid?: (error: P2snError) => void
 }
 
+/** Options of a {@link MessageTransform}. */
+export interface MessageTransformOptions extends InvalidInputOptions {
+  /**
+   * Messages an asynchronous `apply` (work done in worker threads) may work on at once; they
+   * still come out in the order they went in. Default 1.
+   */
+  concurrency?: number
+}
+
+/** A message in flight when several are: its result, kept until the ones before it are out. */
+interface Slot {
+  settled: boolean
+  failed: boolean
+  message: Buffer | undefined
+  error: unknown
+}
+
 /** The failures that reveal nothing secret, which {@link InvalidInputOptions.onInvalid} may see. */
 const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
 
 /**
  * An object-mode Transform that maps each message (a Buffer, Uint8Array or string) through a
  * function; an error thrown by the function is emitted by the stream. A function that returns
- * a Promise (work done elsewhere, such as in a worker) is awaited before the next message, so
- * order is kept.
+ * a Promise (work done elsewhere, such as in a worker) is awaited before the next message, or
+ * with `concurrency` above 1 runs alongside the next few; either way order is kept.
  */
 export class MessageTransform extends Transform {
   readonly #apply: (message: Buffer) => Buffer | Promise<Buffer>
   readonly #onInvalid: ((error: P2snError) => void) | undefined
+  readonly #concurrency: number
+  // With concurrency: the messages in flight, oldest first, and the callbacks held until a slot
+  // is free and the readable side has room (write), or until all are out (flush)
+  #slots: Slot[] = []
+  #heldWrite: TransformCallback | undefined
+  #heldFlush: TransformCallback | undefined
 
   /**
    * @param apply - turns one message into its other form
-   * @param options - `onInvalid`: see {@link InvalidInputOptions}
+   * @param options - `onInvalid` and `concurrency`: see {@link MessageTransformOptions}
    */
-  constructor (apply: (message: Buffer) => Buffer | Promise<Buffer>, options: InvalidInputOptions = {}) {
+  constructor (apply: (message: Buffer) => Buffer | Promise<Buffer>, options: MessageTransformOptions = {}) {
     super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
     this.#apply = apply
     this.#onInvalid = options.onInvalid
+    this.#concurrency = checkLimit('concurrency', options.concurrency, 1, 1)
   }
 
   override _transform (chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -47,16 +71,88 @@ export class MessageTransform extends Transform {
     try {
       out = this.#apply(toBuffer(chunk))
     } catch (err) {
-      this.#fail(err, callback)
+      if (this.#concurrency > 1) this.#inFlight(Promise.reject(err), callback)
+      else this.#fail(err, callback)
       return
     }
-    if (out instanceof Promise) out.then((message) => callback(null, message), (err: unknown) => this.#fail(err, callback))
+    if (this.#concurrency > 1) this.#inFlight(out, callback)
+    else if (out instanceof Promise) out.then((message) => callback(null, message), (err: unknown) => this.#fail(err, callback))
     else callback(null, out)
   }
 
+  override _flush (callback: TransformCallback): void {
+    if (this.#slots.length === 0) callback()
+    else this.#heldFlush = callback
+  }
+
+  override _read (size: number): void {
+    // The reader wants more: let the held write through whatever the buffer holds (read() asks
+    // before it takes its chunk out), and before Transform's own _read, which lets it on.
+    this.#release(true)
+    super._read(size)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.#slots = []
+    this.#heldWrite = undefined
+    this.#heldFlush = undefined
+    callback(err)
+  }
+
+  /** Takes the next message at once while a slot is free; the results go out in order. */
+  #inFlight (out: Buffer | Promise<Buffer>, callback: TransformCallback): void {
+    const slot: Slot = { settled: false, failed: false, message: undefined, error: undefined }
+    this.#slots.push(slot)
+    Promise.resolve(out).then((message) => {
+      slot.message = message
+      slot.settled = true
+      this.#drain()
+    }, (err: unknown) => {
+      slot.error = err
+      slot.failed = slot.settled = true
+      this.#drain()
+    })
+    if (this.#slots.length < this.#concurrency) callback()
+    else this.#heldWrite = callback
+  }
+
+  /** Pushes the results at the head of the line that are ready. */
+  #drain (): void {
+    if (this.destroyed) return
+    while (this.#slots.length > 0 && this.#slots[0]!.settled) {
+      const slot = this.#slots.shift()!
+      if (!slot.failed) {
+        this.push(slot.message)
+      } else if (this.#isInvalid(slot.error)) {
+        this.#onInvalid!(slot.error)
+      } else {
+        this.destroy(slot.error instanceof Error ? slot.error : new Error(String(slot.error)))
+        return
+      }
+    }
+    this.#release()
+  }
+
+  #release (wanted = false): void {
+    const write = this.#heldWrite
+    if (write !== undefined && this.#slots.length < this.#concurrency && (wanted || this.readableLength < this.readableHighWaterMark)) {
+      this.#heldWrite = undefined
+      write()
+    }
+    const flush = this.#heldFlush
+    if (flush !== undefined && this.#slots.length === 0) {
+      this.#heldFlush = undefined
+      flush()
+    }
+  }
+
+  #isInvalid (err: unknown): err is P2snError {
+    return this.#onInvalid !== undefined && err instanceof P2snError && PUBLIC_FAILURES.has(err.code)
+  }
+
   #fail (err: unknown, callback: TransformCallback): void {
-    if (this.#onInvalid !== undefined && err instanceof P2snError && PUBLIC_FAILURES.has(err.code)) {
-      this.#onInvalid(err)
+    if (this.#isInvalid(err)) {
+      this.#onInvalid!(err)
       callback()
       return
     }

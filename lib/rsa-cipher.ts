@@ -41,8 +41,8 @@ export interface DecryptOptions extends EncryptOptions {
 /** Options of {@link RsaCipher}. */
 export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
   /**
-   * Decrypt in this pool's worker threads instead of on the event loop (decryptor only); the
-   * messages still come out in order. Default: inline.
+   * Decrypt in this pool's worker threads instead of on the event loop (decryptor only), up to
+   * four messages a worker at once; they still come out in order. Default: inline.
    */
   pool?: RsaPool
 }
@@ -133,7 +133,9 @@ export class RsaCipher extends MessageTransform {
     const key = toPrivateKey(privateKey)
     const engine = resolveEngine(options.engine)
     const { pool } = options
-    if (pool !== undefined) return new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, options), options)
+    // Several messages a worker in flight, so that one busy channel keeps every worker busy
+    // and its messages go in batches (one at a time, a pooled channel ran at 0.7× inline).
+    if (pool !== undefined) return new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, options), { ...options, concurrency: 4 * pool.workers })
     return new RsaCipher((ciphertext) => decryptWith(key, engine, ciphertext, options), options)
   }
 }

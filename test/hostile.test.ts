@@ -211,6 +211,18 @@ describe('hostile peers over loopback TCP', function () {
       expect(errors).to.deep.equal([])
     })
 
+    it('messages nobody reads, pooled server: no more than four more frames, those in the worker\'s hands', async () => {
+      await new Promise((resolve) => server.close(resolve))
+      let delivered = 0
+      await start({ handler: undefined, idleTimeout: 0, workers: 1, trace: (event) => { if (event.direction === 'in' && event.step === 'message') delivered++ } })
+      const { peer, serverKey } = await handshakeUpTo(6)
+      const frame = encodeBase64(encryptMessage(serverKey!, 'unread'))
+      for (let i = 0; i < 300; i++) peer.send(frame)
+      await delay(500)
+      expect(delivered).to.be.within(1, 16 + 4)
+      expect(errors).to.deep.equal([])
+    })
+
     it('500 connections that say nothing: a real client is served at once, and all 500 are freed by the timeout', async () => {
       const silent = await Promise.all(Array.from({ length: 500 }, async () => rawSocket()))
       await served(2000)
