@@ -1,7 +1,8 @@
 /**
  * The client side of the scale benchmark, run as its own process so that the server under test
  * has its process to itself: opens `connections` channels with 1024-bit keys, then keeps one
- * request in flight on each for `seconds`, and prints the number of replies as JSON.
+ * request in flight on each for `seconds`. Prints "start" when it starts counting, then the
+ * number of replies and the time taken as JSON.
  *
  * Usage: node --import tsx bench/scale-clients.ts PORT CONNECTIONS SECONDS
  */
@@ -20,14 +21,17 @@ for (let i = 0; i < connections; i++) {
 await Promise.all(channels.map(async (channel) => channel.request('warm up')))
 
 let replies = 0
+process.stdout.write('start\n')
 const cpuBefore = process.cpuUsage()
-const deadline = Date.now() + seconds * 1000
+const started = Date.now()
+const deadline = started + seconds * 1000
 await Promise.all(channels.map(async (channel) => {
   while (Date.now() < deadline) {
     await channel.request(message)
     replies++
   }
 }))
-for (const channel of channels) channel.destroy()
 const cpu = process.cpuUsage(cpuBefore)
-process.stdout.write(JSON.stringify({ replies, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')
+const elapsed = (Date.now() - started) / 1000
+for (const channel of channels) channel.destroy()
+process.stdout.write(JSON.stringify({ replies, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')

@@ -1,7 +1,8 @@
 /**
  * The load generator of the server-throughput benchmark, run as its own process: opens
  * `connections` P2SN connections with 1024-bit keys, then keeps one request in flight on each
- * for `seconds`, and prints the number of replies as JSON.
+ * for `seconds`. Prints "start" when it starts counting, then the number of replies, how many
+ * were decrypted and compared, and the time taken as JSON.
  *
  * Why not full channels (bench/scale-clients.ts runs those too): the point is a server that is
  * the bottleneck, and on this 2-core machine a full client is not cheap. Its 1024-bit private
@@ -25,6 +26,9 @@ import {
 } from '../lib/index.js'
 
 const [port, connections, seconds, checkEvery] = process.argv.slice(2).map(Number) as [number, number, number, number]
+if (![port, connections, checkEvery].every(Number.isSafeInteger) || !(seconds > 0) || checkEvery < 1) {
+  throw new Error('usage: scale-load.ts PORT CONNECTIONS SECONDS CHECK_EVERY (whole numbers; CHECK_EVERY at least 1)')
+}
 const keys = await Promise.all(Array.from({ length: 4 }, async () => generateKeyPair({ bits: 1024 })))
 const message = crypto.randomBytes(64)
 
@@ -48,6 +52,10 @@ const finished = peers.map(async ({ handshake, serverKey }) => new Promise<void>
   warmedUp.push(new Promise((resolve) => { warm = resolve }))
   const send = (): void => { handshake.write(encodeBase64(encryptMessage(serverKey, message))) }
   handshake.on('error', reject)
+  // The server ending or closing a connection before the deadline is a failure, not a wait.
+  const gone = (): void => { reject(new Error('the server closed a connection')) }
+  handshake.on('end', gone)
+  handshake.on('close', gone)
   handshake.on('data', (frame: Buffer) => {
     try {
       const ciphertext = decodeBase64(frame)
@@ -69,10 +77,13 @@ const finished = peers.map(async ({ handshake, serverKey }) => new Promise<void>
 }))
 // Count from when every connection has had its first reply (a failure ends the wait too).
 await Promise.race([Promise.all(warmedUp), Promise.all(finished)])
+process.stdout.write('start\n')
 const cpuBefore = process.cpuUsage()
+const started = Date.now()
 measuring = true
-deadline = Date.now() + seconds * 1000
+deadline = started + seconds * 1000
 await Promise.all(finished)
 const cpu = process.cpuUsage(cpuBefore)
+const elapsed = (Date.now() - started) / 1000
 for (const { handshake } of peers) handshake.destroy()
-process.stdout.write(JSON.stringify({ replies, checked, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')
+process.stdout.write(JSON.stringify({ replies, checked, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')

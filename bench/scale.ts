@@ -1,17 +1,19 @@
 /**
  * Benchmarks of issue 5, each a ratio against a baseline measured in the same run:
  * private-key operations through the worker pool against inline; server throughput with many
- * clients in another process, pool against inline, with the event loop's delay; and 1,000
+ * clients in another process, pool against inline, with the event loop's delay; one channel's
+ * stream of messages, pool against inline; and 1,000
  * concurrent channels (handshake, 10 requests each, memory per idle channel).
  */
 import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { RsaPool, createServer, decryptMessage, encryptMessage, generateKeyPair, type KeyPair, type Server } from '../lib/index.js'
+import { RsaPool, connect, createServer, decryptMessage, encryptMessage, generateKeyPair, type KeyPair, type Server } from '../lib/index.js'
 import { alternate, formatRate } from './measure.js'
 
 const CLIENTS = Number(process.env.P2SN_BENCH_CLIENTS ?? 32)
@@ -65,24 +67,32 @@ async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined, load: 
   const port = await listening(server)
   const { script: name, args } = LOADS[load]
   const clients = spawn(process.execPath, [...process.execArgv, script(name), String(port), String(CLIENTS), String(LOAD_SECONDS), ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  // A client process that hangs must not hang the bench.
+  const watchdog = setTimeout(() => clients.kill(), (LOAD_SECONDS + 60) * 1000)
+  const exited = once(clients, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  // The delay and the CPU count from the clients' "start" (every handshake done, every
+  // connection warmed up) to their result, the same window as their count of replies.
   const delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION })
-  let output = ''
-  clients.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  // Measure the delay and the CPU only while the load runs: once every client's handshake is
-  // done, so that a burst of handshakes does not count.
   let cpuAtStart = process.cpuUsage()
-  let channels = 0
-  server.on('channel', () => {
-    if (++channels !== CLIENTS) return
-    delay.enable()
-    cpuAtStart = process.cpuUsage()
-  })
-  const [code] = await once(clients, 'exit') as [number | null]
-  delay.disable()
-  const serverCpu = process.cpuUsage(cpuAtStart)
+  let serverCpu: NodeJS.CpuUsage | undefined
+  let output = ''
+  for await (const line of createInterface({ input: clients.stdout })) {
+    if (line === 'start') {
+      delay.enable()
+      cpuAtStart = process.cpuUsage()
+    } else {
+      serverCpu = process.cpuUsage(cpuAtStart)
+      delay.disable()
+      output = line
+    }
+  }
+  const [code, signal] = await exited
+  clearTimeout(watchdog)
   await new Promise((resolve) => server.close(resolve))
-  if (code !== 0) throw new Error(`the ${load} client process failed (exit code ${code})`)
-  const { replies, seconds, cpuSeconds } = JSON.parse(output) as { replies: number, seconds: number, cpuSeconds: number }
+  if (code !== 0 || serverCpu === undefined) throw new Error(`the ${load} client process failed (exit code ${code}, signal ${signal})`)
+  const { replies, checked, seconds, cpuSeconds } = JSON.parse(output) as { replies: number, checked?: number, seconds: number, cpuSeconds: number }
+  // Each connection checks every CHECK_EVERY-th of its own replies.
+  if (checked !== undefined && checked < Math.floor(replies / CHECK_EVERY) - CLIENTS) throw new Error(`the load generator checked only ${checked} of ${replies} replies`)
   return { rate: replies / seconds, p99: delay.percentile(99) / 1e6 - DELAY_RESOLUTION, serverCores: (serverCpu.user + serverCpu.system) / 1e6 / seconds, clientCores: cpuSeconds / seconds }
 }
 
@@ -113,14 +123,46 @@ async function throughput (keys: KeyPair): Promise<void> {
   console.log(`  pool of 2 workers:  ${formatRate(generator.pooled.rate)}  ratio ${(generator.pooled.rate / generator.inline.rate).toFixed(2)}× inline (target ≥ 1.3×); event-loop delay p99 ${generator.pooled.p99.toFixed(1)} ms  (${cores(generator.pooled)})`)
   const channels = await inlineAndPooled(keys, pool, 'channels')
   await pool.close()
-  // Two cores shared by both processes: even a pool with no cost of its own serves at most
-  // 2 cores ÷ (the inline server's CPU + the clients' CPU, per request), which as a ratio to
-  // inline is 2 ÷ the cores both used inline.
-  const ceiling = 2 / (channels.inline.serverCores + channels.inline.clientCores)
+  // The cores shared by both processes: even a pool with no cost of its own serves at most
+  // cores ÷ (the inline server's CPU + the clients' CPU, per request), which as a ratio to
+  // inline is the cores ÷ the cores both used inline.
+  const ceiling = availableParallelism() / (channels.inline.serverCores + channels.inline.clientCores)
   console.log(`same, with ${CLIENTS} full channels (connect() and request()) as the clients`)
   console.log(`  inline:             ${formatRate(channels.inline.rate)}  event-loop delay p99 ${channels.inline.p99.toFixed(1)} ms  (${cores(channels.inline)})`)
   console.log(`  pool of 2 workers:  ${formatRate(channels.pooled.rate)}  ratio ${(channels.pooled.rate / channels.inline.rate).toFixed(2)}× inline; event-loop delay p99 ${channels.pooled.p99.toFixed(1)} ms  (${cores(channels.pooled)})`)
-  console.log(`  ceiling on 2 cores with these clients, for a pool of no cost at all: ${ceiling.toFixed(2)}× inline`)
+  console.log(`  ceiling on ${availableParallelism()} cores with these clients, for a pool of no cost at all: ${ceiling.toFixed(2)}× inline`)
+}
+
+/** A stream of messages over one channel, the server decrypting inline or in a pool of 2 workers. */
+async function oneChannel (keys: KeyPair): Promise<void> {
+  const pool = new RsaPool({ workers: 2 })
+  const clientKeys = await generateKeyPair({ bits: 2048 })
+  const message = crypto.randomBytes(200)
+  const servers: Server[] = []
+  /** A workload that sends `count` messages on one channel and waits until the server has read them all. */
+  const streamTo = async (which: RsaPool | undefined): Promise<(count: number) => Promise<void>> => {
+    let arrived = 0
+    let wanted = 0
+    let done: () => void = () => {}
+    const server = createServer({ keyPair: keys, pool: which }, (channel) => {
+      channel.on('data', () => { if (++arrived === wanted) done() })
+    })
+    servers.push(server)
+    const channel = connect({ port: await listening(server), keyPair: clientKeys })
+    await once(channel, 'handshake')
+    return async (count) => {
+      const finished = new Promise<void>((resolve) => { done = resolve })
+      wanted = arrived + count
+      for (let i = 0; i < count; i++) if (!channel.write(message)) await once(channel, 'drain')
+      await finished
+    }
+  }
+  const rates = await alternate({ inline: await streamTo(undefined), pooled: await streamTo(pool) }, { slices: 4, count: 600 })
+  for (const server of servers) await new Promise((resolve) => server.close(resolve))
+  await pool.close()
+  console.log('one channel, 200-byte messages streamed to the server (both ends in this process), 2048-bit keys')
+  console.log(`  server inline:             ${formatRate(rates.inline)}`)
+  console.log(`  server, pool of 2 workers: ${formatRate(rates.pooled)}  ratio ${(rates.pooled / rates.inline).toFixed(2)}× inline`)
 }
 
 /** Heap and off-heap bytes in use after a full collection (run node with --expose-gc). */
@@ -156,6 +198,8 @@ export async function benchScale (): Promise<void> {
   await poolVersusInline(keys)
   console.log()
   await throughput(keys)
+  console.log()
+  await oneChannel(keys)
   console.log()
   await manyChannels(keys)
 }

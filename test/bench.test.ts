@@ -13,7 +13,7 @@ const LOAD = fileURLToPath(new URL('../bench/scale-load.ts', import.meta.url))
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
-async function runAgainst (keyPair: KeyPair, handler: Handler, checkEvery: number): Promise<Run> {
+async function runAgainst (keyPair: KeyPair, handler: Handler, checkEvery: number | string): Promise<Run> {
   const server = createServer({ keyPair, handler })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
@@ -35,13 +35,45 @@ describe('bench/scale-load.ts (the throughput bench\'s load generator)', functio
   let keyPair: KeyPair
   before(async () => { keyPair = await generateKeyPair({ bits: 2048 }) })
 
-  it('counts the replies of an echo server and checks the ones it decrypts', async () => {
-    const run = await runAgainst(keyPair, (message) => message, 1)
+  /** The lines it printed: "start", then the result. */
+  function resultOf (run: Run): { replies: number, checked: number, seconds: number } {
     expect(run.code, run.stderr).to.equal(0)
-    const result = JSON.parse(run.stdout) as { replies: number, checked: number }
+    const lines = run.stdout.trim().split('\n')
+    expect(lines[0]).to.equal('start')
+    expect(lines).to.have.length(2)
+    return JSON.parse(lines[1]!) as { replies: number, checked: number, seconds: number }
+  }
+
+  it('counts the replies of an echo server and checks the ones it decrypts', async () => {
+    const result = resultOf(await runAgainst(keyPair, (message) => message, 1))
     expect(result.replies).to.be.greaterThan(0)
     // Checking every reply: the warm-up replies are checked but not counted.
     expect(result.checked).to.be.at.least(result.replies)
+    expect(result.seconds).to.be.within(0.5, 5)
+  })
+
+  it('with CHECK_EVERY 8, decrypts one reply in eight', async () => {
+    const result = resultOf(await runAgainst(keyPair, (message) => message, 8))
+    expect(result.replies).to.be.greaterThan(16)
+    // Each of the 4 connections checks its 8th, 16th, … reply, the warm-up one included.
+    expect(result.checked).to.be.at.least(Math.floor(result.replies / 8) - 4)
+    expect(result.checked).to.be.at.most(Math.ceil((result.replies + 4) / 8) + 4)
+  })
+
+  it('fails, rather than waits, when the server ends a connection', async () => {
+    let answered = 0
+    const run = await runAgainst(keyPair, (message, channel) => {
+      if (++answered === 10) channel.end()
+      return message
+    }, 1)
+    expect(run.code).to.not.equal(0)
+    expect(run.stderr).to.contain('the server closed a connection')
+  })
+
+  it('refuses a CHECK_EVERY that is not a whole number of at least 1', async () => {
+    const run = await runAgainst(keyPair, (message) => message, 'x')
+    expect(run.code).to.not.equal(0)
+    expect(run.stderr).to.contain('usage: scale-load.ts')
   })
 
   it('fails when a reply differs from its request', async () => {
