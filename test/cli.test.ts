@@ -93,6 +93,8 @@ describe('p2sn command line', function () {
       ['keygen --bits 100', () => ['keygen', '--bits', '100'], 2],
       ['keygen --bits many', () => ['keygen', '--bits', 'many'], 2],
       ['keygen --bits without a value', () => ['keygen', '--bits'], 2],
+      ['listen --workers 0', () => ['listen', '0', '--echo', '--workers', '0'], 2],
+      ['listen --workers many', () => ['listen', '0', '--echo', '--workers', 'many'], 2],
       ['a value given to a flag', () => ['keygen', '--force=yes'], 2],
       ['keygen into a missing directory', (dir) => ['keygen', '--bits', '1024', '--out', path.join(dir, 'no', 'such', 'key.pem')], 4],
       ['a missing --key file', (dir) => ['connect', '127.0.0.1', '7000', '--key', path.join(dir, 'missing.pem')], 4],
@@ -249,6 +251,18 @@ describe('p2sn command line', function () {
       expect(second.code, second.stderr).to.equal(0)
       expect(second.stderr).not.to.include('created')
       expect(again.cli.stderr).to.include(`connected with key ${created!}`)
+    })
+
+    it('listen --keep-open --echo --workers 2: clients at once are answered, each in order', async () => {
+      const listener = await startListener(['--echo', '--keep-open', '--workers', '2'], { home: await serverHome() })
+      const home = await makeHome(root)
+      const inputs = Array.from({ length: 4 }, (_, c) => Array.from({ length: 30 }, (_, i) => `client ${c} line ${i}`).join('\n') + '\n')
+      const clients = await Promise.all(inputs.map(async (input) => runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home, input })))
+      clients.forEach((client, c) => {
+        expect(client.code, client.stderr).to.equal(0)
+        expect(client.stdout.toString()).to.equal(inputs[c])
+      })
+      expect(listener.cli.child.exitCode).to.equal(null)
     })
 
     it('--stream with listen relaying its own stdin and stdout, both ways', async () => {

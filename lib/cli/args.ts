@@ -96,6 +96,18 @@ export function parseBits (text: string): number {
   return bits
 }
 
+/** Most worker threads `--workers` takes: far more than any machine has cores. */
+const MAX_WORKERS = 1024
+
+/** A thread count for `listen --workers`: a whole number from 1 to 1024. */
+export function parseWorkers (text: string): number {
+  const workers = /^\d{1,4}$/.test(text) ? Number(text) : NaN
+  if (!(workers >= 1 && workers <= MAX_WORKERS)) {
+    throw new UsageError(`bad --workers '${text}'; choose a whole number of threads from 1 to ${MAX_WORKERS} (the number of cores is usual)`)
+  }
+  return workers
+}
+
 /** A fingerprint as `p2sn fingerprint` prints it, `SHA256:` and 43 Base64 characters; padding is dropped. */
 export function parseFingerprint (text: string): string {
   const match = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(text.trim())

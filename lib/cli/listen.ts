@@ -4,8 +4,8 @@
  * @module
  */
 import net from 'node:net'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
-import { expectPositionals, parsePort, type ParsedArgs } from './args.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, RsaPool, wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
+import { expectPositionals, parsePort, parseWorkers, type ParsedArgs } from './args.js'
 import { Broadcast } from './broadcast.js'
 import { CliError, UsageError, describeError, describeSystemError, systemErrorCode } from './cli-error.js'
 import type { Command } from './command.js'
@@ -22,8 +22,8 @@ import { StdioDuplex, checkStdioIsNotTerminal } from './stdio-duplex.js'
 import { frameTracer } from './trace.js'
 import { watchChannel, type WatchedChannel } from './watched-channel.js'
 
-const usage = `p2sn listen PORT [--host 127.0.0.1] [--key FILE] [--keep-open] [--echo | --exec CMD] [--raw]
-       p2sn listen --stdio (--echo | --exec CMD) [--key FILE] [--raw]`
+const usage = `p2sn listen PORT [--host 127.0.0.1] [--key FILE] [--keep-open] [--echo | --exec CMD] [--raw] [--workers N]
+       p2sn listen --stdio (--echo | --exec CMD) [--key FILE] [--raw] [--workers N]`
 
 /** Everything a listener needs, from the command line and the key. */
 interface ListenSettings {
@@ -36,6 +36,8 @@ interface ListenSettings {
   framing: Framing
   serverKeyEncoding: 'base64' | 'pem'
   trace: boolean
+  /** Worker threads for the private-key operations, shared by every connection; none: inline. */
+  workers: number | undefined
 }
 
 export const listen: Command = {
@@ -66,6 +68,9 @@ Options:
   --raw              carry bytes, not lines (see "Lines and bytes" in p2sn connect --help)
   --stdio            speak P2SN over stdin and stdout instead of TCP, for one connection
                      (for example at the far end of ssh); needs --echo or --exec
+  --workers N        decrypt in N worker threads, shared by every connection, instead of
+                     on the main thread: for a busy --keep-open server on a machine with
+                     several cores (N = the number of cores is usual)
   --pem-server-key   send this side's key as raw PEM, which the Python reference client
                      needs (the standard, and the default, is Base64)
   --trace            print every frame on stderr: direction, step, length
@@ -90,11 +95,17 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     stdio: { type: 'boolean' },
     'pem-server-key': { type: 'boolean' },
     trace: { type: 'boolean' },
+    workers: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' }
   },
   async run (args) {
     const settings = await readSettings(args)
-    return args.flag('stdio') ? await serveStdio(settings) : await serveTcp(settings)
+    const pool = settings.workers === undefined ? undefined : new RsaPool({ workers: settings.workers })
+    try {
+      return args.flag('stdio') ? await serveStdio(settings, pool) : await serveTcp(settings, pool)
+    } finally {
+      await pool?.close()
+    }
   }
 }
 
@@ -104,6 +115,8 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
   const command = args.string('exec')
   const keepOpen = args.flag('keep-open')
   const host = args.string('host')
+  const workersText = args.string('workers')
+  const workers = workersText === undefined ? undefined : parseWorkers(workersText)
   if (echoMode && command !== undefined) throw new UsageError('choose one of --echo and --exec')
   if (command !== undefined && command.trim() === '') throw new UsageError('--exec needs a command')
   if (host !== undefined && host.trim() === '') throw new UsageError('--host needs an address')
@@ -130,20 +143,22 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
     command,
     framing: args.flag('raw') ? 'raw' : 'lines',
     serverKeyEncoding: args.flag('pem-server-key') ? 'pem' : 'base64',
-    trace: args.flag('trace')
+    trace: args.flag('trace'),
+    workers
   }
 }
 
-function channelOptions (settings: ListenSettings, label: string | undefined): WrapOptions {
+function channelOptions (settings: ListenSettings, label: string | undefined, pool: RsaPool | undefined): WrapOptions {
   return {
     role: 'server',
     keyPair: settings.keyPair,
     serverKeyEncoding: settings.serverKeyEncoding,
-    trace: settings.trace ? frameTracer(label) : undefined
+    trace: settings.trace ? frameTracer(label) : undefined,
+    pool
   }
 }
 
-async function serveTcp (settings: ListenSettings): Promise<number> {
+async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): Promise<number> {
   const server = net.createServer({ allowHalfOpen: true })
   server.maxConnections = DEFAULT_MAX_CONNECTIONS
   try {
@@ -180,7 +195,7 @@ async function serveTcp (settings: ListenSettings): Promise<number> {
         oldest.destroy()
       }
       const label = peerTarget(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0)
-      const watched = watchChannel(wrap(socket, channelOptions(settings, label)))
+      const watched = watchChannel(wrap(socket, channelOptions(settings, label, pool)))
       handshaking.add(watched.channel)
       watched.handshake.then((peer) => {
         handshaking.delete(watched.channel)
@@ -210,9 +225,9 @@ async function serveTcp (settings: ListenSettings): Promise<number> {
   })
 }
 
-async function serveStdio (settings: ListenSettings): Promise<number> {
+async function serveStdio (settings: ListenSettings, pool: RsaPool | undefined): Promise<number> {
   const stdio = new StdioDuplex()
-  const watched = watchChannel(wrap(stdio.duplex, channelOptions(settings, undefined)))
+  const watched = watchChannel(wrap(stdio.duplex, channelOptions(settings, undefined, pool)))
   let peer: PeerInfo
   try {
     peer = await watched.handshake
