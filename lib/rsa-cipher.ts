@@ -7,6 +7,7 @@
  * otherwise.
  * @module
  */
+import { setMaxListeners } from 'node:events'
 import { toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKeyInput } from './keys.js'
@@ -42,7 +43,8 @@ export interface DecryptOptions extends EncryptOptions {
 export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
   /**
    * Decrypt in this pool's worker threads instead of on the event loop (decryptor only), up to
-   * four messages a worker at once; they still come out in order. Default: inline.
+   * four messages a worker at once; they still come out in order. When the pool's queue is
+   * full the stream waits for room instead of failing. Default: inline.
    */
   pool?: RsaPool
 }
@@ -133,9 +135,19 @@ export class RsaCipher extends MessageTransform {
     const key = toPrivateKey(privateKey)
     const engine = resolveEngine(options.engine)
     const { pool } = options
-    // Several messages a worker in flight, so that one busy channel keeps every worker busy
-    // and its messages go in batches (one at a time, a pooled channel ran at 0.7× inline).
-    if (pool !== undefined) return new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, options), { ...options, concurrency: 4 * pool.workers })
+    if (pool !== undefined) {
+      // A full queue slows the channel down rather than failing it, and what a closed stream
+      // left queued is dropped: no RSA work for a connection that is gone.
+      const cancel = new AbortController()
+      // One listener a message in flight: as many as `concurrency`, not a leak.
+      setMaxListeners(0, cancel.signal)
+      const settings = { ...options, waitForRoom: true, signal: cancel.signal }
+      // Several messages a worker in flight, so that one busy channel keeps every worker busy
+      // and its messages go in batches (one at a time, a pooled channel ran at 0.7× inline).
+      const cipher = new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, settings), { ...options, concurrency: 4 * pool.workers })
+      cipher.once('close', () => { cancel.abort() })
+      return cipher
+    }
     return new RsaCipher((ciphertext) => decryptWith(key, engine, ciphertext, options), options)
   }
 }

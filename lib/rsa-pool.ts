@@ -16,7 +16,10 @@ import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, FLAG_STRICT, type DecryptBatch, typ
 export interface RsaPoolOptions {
   /** Worker threads. Default: `os.availableParallelism()`. */
   workers?: number
-  /** Decryptions that may wait for a worker before new ones fail with `ERR_P2SN_POOL_BUSY`. Default 4096. */
+  /**
+   * Decryptions that may wait for a worker before new ones fail with `ERR_P2SN_POOL_BUSY`, or
+   * with `waitForRoom` wait for room outside the queue. Default 4096.
+   */
   maxQueue?: number
 }
 
@@ -27,6 +30,12 @@ export interface PoolDecryptOptions extends DecryptOptions {
    * `ERR_P2SN_CLOSED`); one already at a worker runs to its end.
    */
   signal?: AbortSignal
+  /**
+   * When `maxQueue` decryptions already wait, wait for room instead of failing with
+   * `ERR_P2SN_POOL_BUSY`. Channels do, so that an overloaded server slows down (its sockets are
+   * read no further) rather than dropping them. Default false.
+   */
+  waitForRoom?: boolean
 }
 
 /** Decryptions collected in one turn of the event loop go to the workers as a few batches. */
@@ -69,6 +78,8 @@ export class RsaPool {
   readonly #keyDer = new WeakMap<PrivateKey, { id: string, der: Uint8Array }>()
   #pending: Pending[] = []
   #queued = 0
+  /** Decryptions waiting for room in a full queue (waitForRoom), oldest first; not counted in #queued. */
+  #overflow: Pending[] = []
   /**
    * Batches out at the workers: at most two per worker, one running and one waiting to, so a
    * worker never idles while its results travel back; the rest wait here and batch up.
@@ -98,7 +109,7 @@ export class RsaPool {
   /** Decrypts one message in a worker; the same result and errors as `decryptMessage`. */
   decrypt (key: PrivateKey, ciphertext: Buffer, options: PoolDecryptOptions = {}): Promise<Buffer> {
     if (this.#closed) return Promise.reject(new P2snError('ERR_P2SN_CLOSED', 'the rsa pool is closed; create a new one'))
-    if (this.#queued >= this.#maxQueue) {
+    if (this.#queued >= this.#maxQueue && options.waitForRoom !== true) {
       return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} decryptions waiting (maxQueue); the server is overloaded`))
     }
     let engine: EngineName
@@ -113,15 +124,24 @@ export class RsaPool {
     if (signal?.aborted === true) return Promise.reject(cancelled())
     return new Promise((resolve, reject) => {
       const entry: Pending = { key: this.#keyOf(key), ciphertext, flags, resolve, reject }
-      this.#queued++
-      this.#pending.push(entry)
-      this.#scheduleFlush()
+      if (this.#queued < this.#maxQueue) {
+        this.#queued++
+        this.#pending.push(entry)
+        this.#scheduleFlush()
+      } else {
+        this.#overflow.push(entry)
+      }
       if (signal === undefined) return
       const onAbort = (): void => {
-        const at = this.#pending.indexOf(entry)
-        if (at === -1) return
-        this.#pending.splice(at, 1)
-        this.#queued--
+        const waitingForRoom = this.#overflow.indexOf(entry)
+        if (waitingForRoom !== -1) {
+          this.#overflow.splice(waitingForRoom, 1)
+        } else {
+          const at = this.#pending.indexOf(entry)
+          if (at === -1) return
+          this.#pending.splice(at, 1)
+          this.#dequeued(1)
+        }
         reject(cancelled())
       }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -137,6 +157,7 @@ export class RsaPool {
     this.#closed = true
     const waiting = this.#pending.splice(0)
     this.#queued -= waiting.length
+    waiting.push(...this.#overflow.splice(0))
     const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool was closed before this decryption started')
     for (const { reject } of waiting) reject(error)
     await this.#piscina.destroy()
@@ -149,6 +170,16 @@ export class RsaPool {
       this.#keyDer.set(key, entry)
     }
     return entry
+  }
+
+  /** Takes `count` off the queue, and lets in as many of those waiting for room. */
+  #dequeued (count: number): void {
+    this.#queued -= count
+    while (this.#overflow.length > 0 && this.#queued < this.#maxQueue) {
+      this.#queued++
+      this.#pending.push(this.#overflow.shift()!)
+    }
+    this.#scheduleFlush()
   }
 
   // After this turn of the event loop, so that what the callers queue in it goes in one batch.
@@ -199,8 +230,7 @@ export class RsaPool {
     this.#batchesOut++
     this.#piscina.run(task, { transferList: [ciphertexts.buffer] }).then((result: DecryptBatchResult) => {
       this.#batchesOut--
-      this.#scheduleFlush()
-      this.#queued -= batch.length
+      this.#dequeued(batch.length)
       const errors = new Map(result.errors.map((e) => [e.index, e]))
       let at = 0
       batch.forEach(({ resolve, reject }, i) => {
@@ -215,8 +245,7 @@ export class RsaPool {
       })
     }, (err: unknown) => {
       this.#batchesOut--
-      this.#scheduleFlush()
-      this.#queued -= batch.length
+      this.#dequeued(batch.length)
       const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool stopped before this decryption finished', { cause: err })
       for (const { reject } of batch) reject(error)
     })

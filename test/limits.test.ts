@@ -170,6 +170,22 @@ describe('server limits and worker pools', function () {
       await Promise.all(channels.map(async (channel) => channel.destroyed ? undefined : once(channel, 'close')))
     })
 
+    it('a pool whose queue is full slows handshakes and channels down instead of failing them', async () => {
+      const pool = new RsaPool({ workers: 1, maxQueue: 2 })
+      try {
+        const { server, port } = await listen({ pool })
+        const errors: string[] = []
+        server.on('clientError', (err: P2snError) => errors.push(err.code))
+        const channels = Array.from({ length: 20 }, (_, i) => client(port, i))
+        await Promise.all(channels.map(async (channel, i) => {
+          for (let j = 0; j < 5; j++) expect((await channel.request(`${i}:${j}`)).toString()).to.equal(`${i}:${j}`)
+        }))
+        expect(errors).to.deep.equal([])
+      } finally {
+        await pool.close()
+      }
+    })
+
     it('uses a pool passed as pool for every channel and leaves it open after close()', async () => {
       const pool = new RsaPool({ workers: 1 })
       const decrypt = pool.decrypt.bind(pool)

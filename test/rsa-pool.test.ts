@@ -119,6 +119,60 @@ describe('RsaPool (rsa-pool.ts)', function () {
     }
   })
 
+  it('waitForRoom: beyond maxQueue a decryption waits for room instead of failing, in order; abort and close still end it', async () => {
+    const small = new RsaPool({ workers: 1, maxQueue: 1 })
+    const keys = await generateKeyPair({ bits: 1024 })
+    const cts = ['a', 'b', 'c', 'd'].map((m) => encryptMessage(keys, m))
+    const results = cts.map(async (ct) => small.decrypt(keys.privateKey, ct, { waitForRoom: true }))
+    expect((await Promise.all(results)).map(String)).to.deep.equal(['a', 'b', 'c', 'd'])
+
+    const controller = new AbortController()
+    const first = small.decrypt(keys.privateKey, cts[0]!, { waitForRoom: true })
+    const aborted = small.decrypt(keys.privateKey, cts[1]!, { waitForRoom: true, signal: controller.signal })
+    const third = small.decrypt(keys.privateKey, cts[2]!, { waitForRoom: true })
+    controller.abort()
+    await expectP2snError(aborted, 'ERR_P2SN_CLOSED')
+    expect(String(await first) + String(await third)).to.equal('ac')
+
+    const running = small.decrypt(keys.privateKey, cts[0]!, { waitForRoom: true }).then(String, (err: P2snError) => err.code)
+    const waiting = expectP2snError(small.decrypt(keys.privateKey, cts[1]!, { waitForRoom: true }), 'ERR_P2SN_CLOSED')
+    await small.close()
+    await waiting
+    expect(['a', 'ERR_P2SN_CLOSED']).to.include(await running)
+  })
+
+  it('RsaCipher.decryptor({ pool }) waits for room in a full queue, and a destroyed one takes its queued work back', async () => {
+    const small = new RsaPool({ workers: 1, maxQueue: 1 })
+    try {
+      const keys = await generateKeyPair({ bits: 1024 })
+      const decryptor = RsaCipher.decryptor(keys, { pool: small })
+      const messages = Array.from({ length: 12 }, (_, i) => Buffer.from(`message ${i}`))
+      const out: string[] = []
+      decryptor.on('data', (message: Buffer) => out.push(message.toString()))
+      const ended = new Promise((resolve, reject) => { decryptor.on('end', resolve); decryptor.on('error', reject) })
+      for (const message of messages) decryptor.write(encryptMessage(keys, message))
+      decryptor.end()
+      await ended
+      expect(out).to.deep.equal(messages.map(String))
+
+      const signals: AbortSignal[] = []
+      const decrypt = small.decrypt.bind(small)
+      small.decrypt = async (key, ciphertext, options) => {
+        if (options?.signal !== undefined) signals.push(options.signal)
+        return decrypt(key, ciphertext, options)
+      }
+      const doomed = RsaCipher.decryptor(keys, { pool: small })
+      doomed.write(encryptMessage(keys, 'x'))
+      doomed.write(encryptMessage(keys, 'y'))
+      doomed.destroy()
+      await new Promise((resolve) => doomed.on('close', resolve))
+      expect(signals.length).to.be.at.least(1)
+      expect(signals.every((signal) => signal.aborted)).to.equal(true)
+    } finally {
+      await small.close()
+    }
+  })
+
   it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {
     const small = new RsaPool({ workers: 1 })
     const keys = await generateKeyPair({ bits: 1024 })
