@@ -119,18 +119,24 @@ export class MessageTransform extends Transform {
   /** Pushes the results at the head of the line that are ready. */
   #drain (): void {
     if (this.destroyed) return
-    while (this.#slots.length > 0 && this.#slots[0]!.settled) {
-      const slot = this.#slots.shift()!
-      if (!slot.failed) {
-        this.push(slot.message)
-      } else if (this.#isInvalid(slot.error)) {
-        this.#onInvalid!(slot.error)
-      } else {
-        this.destroy(slot.error instanceof Error ? slot.error : new Error(String(slot.error)))
-        return
+    try {
+      while (this.#slots.length > 0 && this.#slots[0]!.settled) {
+        const slot = this.#slots.shift()!
+        if (!slot.failed) {
+          this.push(slot.message)
+        } else if (this.#isInvalid(slot.error)) {
+          this.#onInvalid!(slot.error)
+        } else {
+          this.destroy(slot.error instanceof Error ? slot.error : new Error(String(slot.error)))
+          return
+        }
       }
+      this.#release()
+    } catch (err) {
+      // A listener that throws (in 'data', or onInvalid) runs inside a promise callback here:
+      // fail the stream rather than leave an unhandled rejection and the rest stuck.
+      this.destroy(err instanceof Error ? err : new Error(String(err)))
     }
-    this.#release()
   }
 
   #release (wanted = false): void {

@@ -39,11 +39,14 @@ export interface DecryptOptions extends EncryptOptions {
   rejection?: 'implicit' | 'error'
 }
 
+/** Messages one pooled decryptor may have in the pool at once, whatever the number of workers. */
+const MAX_POOLED_IN_FLIGHT = 16
+
 /** Options of {@link RsaCipher}. */
 export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
   /**
    * Decrypt in this pool's worker threads instead of on the event loop (decryptor only), up to
-   * four messages a worker at once; they still come out in order. When the pool's queue is
+   * four messages a worker at once (sixteen at most); they still come out in order. When the pool's queue is
    * full the stream waits for room instead of failing. Default: inline.
    */
   pool?: RsaPool
@@ -143,8 +146,10 @@ export class RsaCipher extends MessageTransform {
       setMaxListeners(0, cancel.signal)
       const settings = { ...options, waitForRoom: true, signal: cancel.signal }
       // Several messages a worker in flight, so that one busy channel keeps every worker busy
-      // and its messages go in batches (one at a time, a pooled channel ran at 0.7× inline).
-      const cipher = new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, settings), { ...options, concurrency: 4 * pool.workers })
+      // and its messages go in batches (one at a time, a pooled channel ran at 0.7× inline);
+      // sixteen at most, as each may be a frame of maxFrameLength.
+      const concurrency = Math.min(4 * pool.workers, MAX_POOLED_IN_FLIGHT)
+      const cipher = new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, settings), { ...options, concurrency })
       cipher.once('close', () => { cancel.abort() })
       return cipher
     }

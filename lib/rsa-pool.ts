@@ -17,8 +17,8 @@ export interface RsaPoolOptions {
   /** Worker threads. Default: `os.availableParallelism()`. */
   workers?: number
   /**
-   * Decryptions that may wait for a worker before new ones fail with `ERR_P2SN_POOL_BUSY`, or
-   * with `waitForRoom` wait for room outside the queue. Default 4096.
+   * Decryptions that may be waiting for a worker or running at one before new ones fail with
+   * `ERR_P2SN_POOL_BUSY`, or with `waitForRoom` wait for room outside the queue. Default 4096.
    */
   maxQueue?: number
 }
@@ -45,6 +45,12 @@ interface Pending {
   flags: number
   resolve: (message: Buffer) => void
   reject: (err: Error) => void
+  /**
+   * Waiting for room (in #overflow), in the queue (#pending), sent to a worker, or cancelled by
+   * its signal: a cancelled one stays where it is and is skipped, so that cancelling many at
+   * once (a flood of closing channels) costs no search through long lists.
+   */
+  state: 'overflow' | 'queued' | 'sent' | 'cancelled'
 }
 
 function cancelled (): P2snError {
@@ -78,8 +84,11 @@ export class RsaPool {
   readonly #keyDer = new WeakMap<PrivateKey, { id: string, der: Uint8Array }>()
   #pending: Pending[] = []
   #queued = 0
-  /** Decryptions waiting for room in a full queue (waitForRoom), oldest first; not counted in #queued. */
+  /** Decryptions waiting for room in a full queue (waitForRoom), oldest first from #overflowHead; not counted in #queued. */
   #overflow: Pending[] = []
+  #overflowHead = 0
+  /** Cancelled entries still in #pending, for #flush to drop. */
+  #cancelledInQueue = 0
   /**
    * Batches out at the workers: at most two per worker, one running and one waiting to, so a
    * worker never idles while its results travel back; the rest wait here and batch up.
@@ -110,7 +119,7 @@ export class RsaPool {
   decrypt (key: PrivateKey, ciphertext: Buffer, options: PoolDecryptOptions = {}): Promise<Buffer> {
     if (this.#closed) return Promise.reject(new P2snError('ERR_P2SN_CLOSED', 'the rsa pool is closed; create a new one'))
     if (this.#queued >= this.#maxQueue && options.waitForRoom !== true) {
-      return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} decryptions waiting (maxQueue); the server is overloaded`))
+      return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} decryptions waiting or running (maxQueue); the server is overloaded`))
     }
     let engine: EngineName
     try {
@@ -123,26 +132,25 @@ export class RsaPool {
     const { signal } = options
     if (signal?.aborted === true) return Promise.reject(cancelled())
     return new Promise((resolve, reject) => {
-      const entry: Pending = { key: this.#keyOf(key), ciphertext, flags, resolve, reject }
+      const entry: Pending = { key: this.#keyOf(key), ciphertext, flags, resolve, reject, state: 'queued' }
       if (this.#queued < this.#maxQueue) {
         this.#queued++
         this.#pending.push(entry)
         this.#scheduleFlush()
       } else {
+        entry.state = 'overflow'
         this.#overflow.push(entry)
       }
       if (signal === undefined) return
       const onAbort = (): void => {
-        const waitingForRoom = this.#overflow.indexOf(entry)
-        if (waitingForRoom !== -1) {
-          this.#overflow.splice(waitingForRoom, 1)
-        } else {
-          const at = this.#pending.indexOf(entry)
-          if (at === -1) return
-          this.#pending.splice(at, 1)
+        const was = entry.state
+        if (was !== 'overflow' && was !== 'queued') return
+        entry.state = 'cancelled'
+        if (was === 'queued') {
+          this.#cancelledInQueue++
           this.#dequeued(1)
         }
-        reject(cancelled())
+        entry.reject(cancelled())
       }
       signal.addEventListener('abort', onAbort, { once: true })
       // Once settled, the listener has nothing left to do.
@@ -155,9 +163,11 @@ export class RsaPool {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    const waiting = this.#pending.splice(0)
-    this.#queued -= waiting.length
-    waiting.push(...this.#overflow.splice(0))
+    const queued = this.#pending.splice(0).filter((entry) => entry.state === 'queued')
+    this.#queued -= queued.length
+    const waiting = [...queued, ...this.#overflow.splice(0).filter((entry) => entry.state === 'overflow')]
+    this.#overflowHead = 0
+    this.#cancelledInQueue = 0
     const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool was closed before this decryption started')
     for (const { reject } of waiting) reject(error)
     await this.#piscina.destroy()
@@ -175,9 +185,21 @@ export class RsaPool {
   /** Takes `count` off the queue, and lets in as many of those waiting for room. */
   #dequeued (count: number): void {
     this.#queued -= count
-    while (this.#overflow.length > 0 && this.#queued < this.#maxQueue) {
+    const overflow = this.#overflow
+    while (this.#overflowHead < overflow.length && this.#queued < this.#maxQueue) {
+      const entry = overflow[this.#overflowHead++]!
+      if (entry.state !== 'overflow') continue
+      entry.state = 'queued'
       this.#queued++
-      this.#pending.push(this.#overflow.shift()!)
+      this.#pending.push(entry)
+    }
+    // Drop what was taken from the front now and then, not at every step.
+    if (this.#overflowHead === overflow.length) {
+      this.#overflow = []
+      this.#overflowHead = 0
+    } else if (this.#overflowHead > 1024 && this.#overflowHead * 2 > overflow.length) {
+      this.#overflow = overflow.slice(this.#overflowHead)
+      this.#overflowHead = 0
     }
     this.#scheduleFlush()
   }
@@ -199,9 +221,16 @@ export class RsaPool {
    */
   readonly #flush = (): void => {
     this.#flushScheduled = false
+    if (this.#cancelledInQueue > 0) {
+      this.#pending = this.#pending.filter((entry) => entry.state === 'queued')
+      this.#cancelledInQueue = 0
+    }
     const most = this.#batchesOut < this.workers ? this.workers : 2 * this.workers
+    // No batch above a worker's share, so that one idle worker does not take what the busy
+    // ones will be free for in a moment.
+    const share = Math.ceil(this.#pending.length / this.workers)
     while (this.#pending.length > 0 && this.#batchesOut < most && !this.#closed) {
-      const size = Math.ceil(this.#pending.length / (most - this.#batchesOut))
+      const size = Math.min(share, Math.ceil(this.#pending.length / (most - this.#batchesOut)))
       this.#run(this.#pending.splice(0, size))
     }
   }
@@ -213,6 +242,7 @@ export class RsaPool {
     const flags = new Uint8Array(batch.length)
     let total = 0
     batch.forEach((entry, i) => {
+      entry.state = 'sent'
       let index = keys.indexOf(entry.key)
       if (index === -1) index = keys.push(entry.key) - 1
       keyIndex[i] = index

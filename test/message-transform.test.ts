@@ -143,6 +143,16 @@ describe('MessageTransform (message-transform.ts)', function () {
       expect(invalid).to.deep.equal(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_BASE64'])
     })
 
+    it('a \'data\' listener that throws fails the stream with its error, not an unhandled rejection', async () => {
+      const stream = new MessageTransform(async (message) => { await delay(1); return message }, { concurrency: 2 })
+      const failure = new Error('listener failed')
+      stream.on('data', (message: Buffer) => { if (message.toString() === 'b') throw failure })
+      const errored = new Promise((resolve) => stream.once('error', resolve))
+      stream.write('a')
+      stream.write('b')
+      expect(await within(2000, errored, 'the error')).to.equal(failure)
+    })
+
     it('end() ends the readable side only once every message in flight is out', async () => {
       const stream = new MessageTransform(async (message) => { await delay(20); return message }, { concurrency: 4 })
       const { out } = await run(stream, ['a', 'b', 'c'])

@@ -141,6 +141,29 @@ describe('RsaPool (rsa-pool.ts)', function () {
     expect(['a', 'ERR_P2SN_CLOSED']).to.include(await running)
   })
 
+  it('many decryptions cancelled at once, queued or waiting for room: each fails alone, the rest go through', async () => {
+    const small = new RsaPool({ workers: 1, maxQueue: 50 })
+    try {
+      const keys = await generateKeyPair({ bits: 1024 })
+      const ct = encryptMessage(keys, 'kept')
+      const controllers = Array.from({ length: 3000 }, () => new AbortController())
+      const doomed = controllers.map(async (controller) => small.decrypt(keys.privateKey, ct, { waitForRoom: true, signal: controller.signal })
+        .then(() => 'decrypted', (err: P2snError) => err.code))
+      const kept = Array.from({ length: 20 }, async () => small.decrypt(keys.privateKey, ct, { waitForRoom: true }))
+      // Every other one, so that the queue and the overflow both hold cancelled and live entries.
+      controllers.forEach((controller, i) => { if (i % 2 === 0) controller.abort() })
+      const outcomes = await Promise.all(doomed)
+      expect(outcomes.filter((_, i) => i % 2 === 0).every((o) => o === 'ERR_P2SN_CLOSED')).to.equal(true)
+      expect(outcomes.filter((_, i) => i % 2 === 1).every((o) => o === 'decrypted')).to.equal(true)
+      expect((await Promise.all(kept)).map(String)).to.deep.equal(Array(20).fill('kept'))
+      // The queue is free again: maxQueue decryptions at once, none refused.
+      const again = await Promise.all(Array.from({ length: 50 }, async () => small.decrypt(keys.privateKey, ct)))
+      expect(again).to.have.length(50)
+    } finally {
+      await small.close()
+    }
+  })
+
   it('RsaCipher.decryptor({ pool }) waits for room in a full queue, and a destroyed one takes its queued work back', async () => {
     const small = new RsaPool({ workers: 1, maxQueue: 1 })
     try {
