@@ -227,7 +227,8 @@ export class RsaPool {
     }
     const most = this.#batchesOut < this.workers ? this.workers : 2 * this.workers
     // No batch above a worker's share, so that one idle worker does not take what the busy
-    // ones will be free for in a moment.
+    // ones will be free for in a moment (under the load generator: 3,825 against 3,672/s, the
+    // mean of three alternating runs each; one channel streaming loses about 3%).
     const share = Math.ceil(this.#pending.length / this.workers)
     while (this.#pending.length > 0 && this.#batchesOut < most && !this.#closed) {
       const size = Math.min(share, Math.ceil(this.#pending.length / (most - this.#batchesOut)))
