@@ -14,10 +14,10 @@ import { Base64Codec } from './base64-codec.js'
 import { P2snError, toP2snError } from './errors.js'
 import { FrameJoiner } from './frame-joiner.js'
 import { FrameSplitter } from './frame-splitter.js'
-import { HandshakeDuplex, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
-import { generateKeyPair, toKeyPair, type KeyPair, type PublicKey } from './keys.js'
+import { checkHandshakeOptions, checkRole, HandshakeDuplex, loadKeys, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
+import { toKeyPair, type KeyPair, type PublicKey } from './keys.js'
 import {
-  DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
+  DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
   KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
 import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
@@ -325,9 +325,7 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
   let checked: ReturnType<typeof checkChannelOptions>
   try {
     checked = checkChannelOptions(options)
-    if (options.role !== 'client' && options.role !== 'server') {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(options.role)}`)
-    }
+    checkRole(options.role)
   } catch (err) {
     // Nothing was built on it yet: do not leave the stream open behind a thrown error.
     duplex.destroy()
@@ -357,13 +355,11 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
  */
 function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number, keyPair: ChannelOptions['keyPair'] } {
   checkLimit('idleTimeout', options.idleTimeout, 0)
-  checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
-  if (options.workers !== undefined) checkLimit('workers', options.workers, 1, 1)
-  if (options.workers !== undefined || options.pool !== undefined) poolEngineName(options.engine)
-  const encoding = options.serverKeyEncoding
-  if (encoding !== undefined && encoding !== 'base64' && encoding !== 'pem') {
-    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `serverKeyEncoding must be 'base64' or 'pem', not ${String(encoding)}`)
+  if (options.workers !== undefined) {
+    checkLimit('workers', options.workers, 1, 1)
+    poolEngineName(options.engine)
   }
+  checkHandshakeOptions(options)
   // A key given as PEM is read now, once, so that a bad one throws before anything opens.
   const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
   return {
@@ -458,16 +454,14 @@ export class Server extends EventEmitter {
   /** Prefer {@link createServer}. */
   constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
     super()
-    checkChannelOptions(options)
+    const checked = checkChannelOptions(options)
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
     this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined }
     // One key pair for every connection: generated once when none is given.
-    this.#keyPair = options.keyPair === undefined
-      ? generateKeyPair()
-      : options.keyPair instanceof Promise ? options.keyPair : Promise.resolve(toKeyPair(options.keyPair))
+    this.#keyPair = loadKeys(checked.keyPair)
     this.#keyPair.catch(() => {})
     if (onChannel !== undefined) this.on('channel', onChannel)
     const onSocket = (socket: net.Socket): void => {

@@ -159,21 +159,13 @@ export class HandshakeDuplex extends Duplex {
    */
   constructor (transport: FrameTransport, options: HandshakeOptions) {
     super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
-    if (options.role !== 'client' && options.role !== 'server') {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(options.role)}`)
-    }
-    const encoding = options.serverKeyEncoding ?? 'base64'
-    if (encoding !== 'base64' && encoding !== 'pem') {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `serverKeyEncoding must be 'base64' or 'pem', not ${String(encoding)}`)
-    }
-    const timeout = checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT)
+    checkRole(options.role)
+    const { serverKeyEncoding: encoding, handshakeTimeout: timeout } = checkHandshakeOptions(options)
     this.role = options.role
     this.#transport = transport
     this.#serverKeyEncoding = encoding
     this.#verifyPeer = options.verifyPeer
     this.#engine = options.engine
-    // A pool runs the built-in engines only: say so now, not halfway through the handshake.
-    if (options.pool !== undefined) poolEngineName(options.engine)
     this.#pool = options.pool
     this.#cancel = options.pool === undefined ? undefined : new AbortController()
     this.#trace = options.trace
@@ -483,7 +475,30 @@ export class HandshakeDuplex extends Duplex {
   }
 }
 
-function loadKeys (input: HandshakeOptions['keyPair']): Promise<KeyPair> {
+/** Checks a handshake's role, so that {@link wrap} can refuse a bad one before it opens anything. */
+export function checkRole (role: unknown): asserts role is Role {
+  if (role !== 'client' && role !== 'server') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(role)}`)
+  }
+}
+
+/**
+ * Checks the handshake's options other than the role and the key, for this constructor and for
+ * channels, which check before they open anything.
+ * @returns the key's encoding and the timeout, defaults applied
+ */
+export function checkHandshakeOptions (options: Pick<HandshakeOptions, 'serverKeyEncoding' | 'handshakeTimeout' | 'pool' | 'engine'>): { serverKeyEncoding: ServerKeyEncoding, handshakeTimeout: number } {
+  const encoding = options.serverKeyEncoding ?? 'base64'
+  if (encoding !== 'base64' && encoding !== 'pem') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `serverKeyEncoding must be 'base64' or 'pem', not ${String(encoding)}`)
+  }
+  // A pool runs the built-in engines only: say so now, not halfway through the handshake.
+  if (options.pool !== undefined) poolEngineName(options.engine)
+  return { serverKeyEncoding: encoding, handshakeTimeout: checkLimit('handshakeTimeout', options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT) }
+}
+
+/** The key pair a handshake option names: generated (off the event loop) when none is given. */
+export function loadKeys (input: HandshakeOptions['keyPair']): Promise<KeyPair> {
   if (input === undefined) return generateKeyPair()
   if (input instanceof Promise) return input
   return Promise.resolve(toKeyPair(input))
