@@ -75,8 +75,8 @@ export class MessageTransform extends Transform {
       else this.#fail(err, callback)
       return
     }
-    if (this.#concurrency > 1) this.#inFlight(out, callback)
-    else if (out instanceof Promise) out.then((message) => callback(null, message), (err: unknown) => this.#fail(err, callback))
+    // Work done elsewhere waits in line, one at a time or `concurrency` at once.
+    if (this.#concurrency > 1 || out instanceof Promise) this.#inFlight(out, callback)
     else callback(null, out)
   }
 

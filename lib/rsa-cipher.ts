@@ -10,7 +10,7 @@
 import { setMaxListeners } from 'node:events'
 import { toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
-import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKeyInput } from './keys.js'
+import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKey, type PublicKeyInput } from './keys.js'
 import { MessageTransform, type InvalidInputOptions } from './message-transform.js'
 import { unpadImplicit } from './implicit-rejection.js'
 import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
@@ -59,9 +59,10 @@ export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
  * @throws P2snError `ERR_P2SN_MESSAGE_TOO_LONG` when `strict` and the message needs more than one block
  */
 export function encryptMessage (publicKey: PublicKeyInput, message: Uint8Array | string, options: EncryptOptions = {}): Buffer {
-  const key = toPublicKey(publicKey)
-  const engine = resolveEngine(options.engine)
-  const plaintext = toBuffer(message)
+  return encryptWith(toPublicKey(publicKey), resolveEngine(options.engine), toBuffer(message), options)
+}
+
+function encryptWith (key: PublicKey, engine: RsaEngine, plaintext: Buffer, options: EncryptOptions): Buffer {
   const room = key.maxBlockPlaintext
   if (plaintext.length <= room) return engine.encryptBlock(key, plaintext)
   if (options.strict === true) {
@@ -126,8 +127,8 @@ export class RsaCipher extends MessageTransform {
    */
   static encryptor (publicKey: PublicKeyInput, options: EncryptOptions = {}): RsaCipher {
     const key = toPublicKey(publicKey)
-    const settings = { ...options, engine: resolveEngine(options.engine) }
-    return new RsaCipher((message) => encryptMessage(key, message, settings))
+    const engine = resolveEngine(options.engine)
+    return new RsaCipher((message) => encryptWith(key, engine, message, options))
   }
 
   /**

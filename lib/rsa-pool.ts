@@ -262,13 +262,14 @@ export class RsaPool {
     this.#piscina.run(task, { transferList: [ciphertexts.buffer] }).then((result: DecryptBatchResult) => {
       this.#batchesOut--
       this.#dequeued(batch.length)
-      const errors = new Map(result.errors.map((e) => [e.index, e]))
+      // A failed message has length −1 and the next of the errors, which come in its order.
       let at = 0
+      let failed = 0
       batch.forEach(({ resolve, reject }, i) => {
         const length = result.lengths[i]!
-        const error = errors.get(i)
-        if (length < 0 || error !== undefined) {
-          reject(new P2snError(error?.code ?? 'ERR_P2SN_DECRYPT', error?.message ?? 'could not decrypt the message'))
+        if (length < 0) {
+          const { code, message } = result.errors[failed++]!
+          reject(new P2snError(code, message))
           return
         }
         resolve(Buffer.from(result.messages.buffer, result.messages.byteOffset + at, length))

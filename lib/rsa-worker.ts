@@ -35,8 +35,8 @@ export interface DecryptBatch {
 export interface DecryptBatchResult {
   messages: Uint8Array
   lengths: Int32Array
-  /** A P2snError's code and message per failed message (errors lose their class across threads). */
-  errors: Array<{ index: number, code: P2snError['code'], message: string }>
+  /** A P2snError's code and message per failed message, in order (errors lose their class across threads). */
+  errors: Array<{ code: P2snError['code'], message: string }>
 }
 
 /** Enough for every server key and then some; a process rarely holds more than a few. */
@@ -85,8 +85,8 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
     } catch (err) {
       lengths[i] = -1
       errors.push(err instanceof P2snError
-        ? { index: i, code: err.code, message: err.message }
-        : { index: i, code: 'ERR_P2SN_DECRYPT', message: `could not decrypt the message in a worker: ${err instanceof Error ? err.message : String(err)}` })
+        ? { code: err.code, message: err.message }
+        : { code: 'ERR_P2SN_DECRYPT', message: `could not decrypt the message in a worker: ${err instanceof Error ? err.message : String(err)}` })
     }
   }
   return { messages: Buffer.concat(parts), lengths, errors }
