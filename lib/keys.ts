@@ -5,6 +5,7 @@
  */
 import crypto, { type KeyObject } from 'node:crypto'
 import { promisify } from 'node:util'
+import { toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
 import { DEFAULT_KEY_BITS, MAX_MODULUS_BITS, MIN_MODULUS_BYTES, PKCS1_OVERHEAD } from './protocol.js'
 
@@ -37,6 +38,7 @@ export class PublicKey {
   readonly der: Buffer
   #fingerprint: string | undefined
   #numbers: RsaNumbers | undefined
+  #pem: string | undefined
 
   /** Use {@link parsePublicKey} or {@link generateKeyPair}; this checks an OpenSSL key object. */
   constructor (keyObject: KeyObject) {
@@ -67,7 +69,9 @@ export class PublicKey {
 
   /** PKCS#1 PEM (`-----BEGIN RSA PUBLIC KEY-----`), 64-character lines, `\n` line ends. */
   toPem (): string {
-    return this.keyObject.export({ type: 'pkcs1', format: 'pem' }) as string
+    // A server sends its key to every client: made once.
+    this.#pem ??= this.keyObject.export({ type: 'pkcs1', format: 'pem' }) as string
+    return this.#pem
   }
 
   /** True when both are the same key. */
@@ -95,7 +99,7 @@ export class PrivateKey {
   /** Use {@link parsePrivateKey} or {@link generateKeyPair}; this checks an OpenSSL key object. */
   constructor (keyObject: KeyObject) {
     if (keyObject.type !== 'private') {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'expected a private key but got a public one; pass the private key pem')
+      throw publicForPrivate()
     }
     this.publicKey = new PublicKey(keyObject)
     this.keyObject = keyObject
@@ -191,7 +195,7 @@ export function parsePrivateKey (pem: string | Uint8Array): KeyPair {
     keyObject = crypto.createPrivateKey({ key: text, format: 'pem' })
   } catch (err) {
     if (isPublicPem(text)) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'expected a private key but got a public one; pass the private key pem', { cause: err })
+      throw publicForPrivate(err)
     }
     throw new P2snError('ERR_P2SN_BAD_KEY', 'could not read the private key; expected an unencrypted rsa private key in pem (pkcs#1 or pkcs#8)', { cause: err })
   }
@@ -264,9 +268,13 @@ function isKeyObject (value: unknown): value is KeyObject {
   return value instanceof crypto.KeyObject
 }
 
+function publicForPrivate (cause?: unknown): P2snError {
+  return new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'expected a private key but got a public one; pass the private key pem', cause === undefined ? undefined : { cause })
+}
+
 function pemText (pem: string | Uint8Array): string {
   if (typeof pem === 'string') return pem
-  if (pem instanceof Uint8Array) return Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength).toString('latin1')
+  if (pem instanceof Uint8Array) return toBuffer(pem).toString('latin1')
   throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'expected pem text as a string or a buffer')
 }
 
@@ -315,7 +323,7 @@ function fromBase64Url (text: string | undefined): Buffer {
 }
 
 /** Left-pads big-endian bytes with zeros to `length`. */
-export function leftPad (bytes: Buffer, length: number): Buffer {
+function leftPad (bytes: Buffer, length: number): Buffer {
   if (bytes.length >= length) return bytes
   const out = Buffer.alloc(length)
   bytes.copy(out, length - bytes.length)

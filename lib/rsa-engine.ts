@@ -5,6 +5,7 @@
  */
 import crypto from 'node:crypto'
 import forge from 'node-forge'
+import { toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
 import type { PrivateKey, PublicKey, RsaNumbers } from './keys.js'
 
@@ -75,7 +76,7 @@ function forgePrivateKey (key: PrivateKey): forge.pki.rsa.PrivateKey {
 export const forgeEngine: RsaEngine = {
   name: 'forge',
   encryptBlock (key, plaintext) {
-    const binary = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('latin1')
+    const binary = toBuffer(plaintext).toString('latin1')
     return Buffer.from(forgePublicKey(key).encrypt(binary, 'RSAES-PKCS1-V1_5'), 'latin1')
   },
   decryptRaw (key, ciphertext) {
