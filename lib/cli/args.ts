@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util'
 import { MAX_MODULUS_BITS, MIN_MODULUS_BYTES } from '../index.js'
-import { UsageError } from './cli-error.js'
+import { UsageError, errorMessage } from './cli-error.js'
 
 /** Options of one command, as `parseArgs` takes them. */
 export type OptionSpecs = Record<string, { type: 'string' | 'boolean', short?: string }>
@@ -53,7 +53,7 @@ export function parseCommandLine (argv: readonly string[], options: OptionSpecs)
 
 function describeParseError (err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code
-  const message = err instanceof Error ? err.message : String(err)
+  const message = errorMessage(err)
   const option = /'(-[^' ]+)/.exec(message)?.[1] ?? 'an option'
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
     return /^-\d/.test(option) ? `bad argument '${option}': negative numbers are not allowed here` : `unknown option ${option}`
@@ -72,6 +72,16 @@ export function expectPositionals (args: ParsedArgs, names: readonly string[]): 
   if (positionals.length < names.length) throw new UsageError(`missing ${names[positionals.length]}`)
   if (positionals.length > names.length) throw new UsageError(`unexpected argument '${positionals[names.length]}'`)
   return positionals
+}
+
+/** With `--stdio` there is no address: `what` (such as `'PORT'`) names what must not be given. */
+export function expectNoPositionalsWithStdio (args: ParsedArgs, what: string): void {
+  if (args.positionals.length > 0) throw new UsageError(`--stdio takes no ${what} (got '${args.positionals[0]}'): the protocol runs over stdin and stdout`)
+}
+
+/** Checks that `--exec`, when given, names a command. */
+export function checkExecCommand (command: string | undefined): void {
+  if (command !== undefined && command.trim() === '') throw new UsageError('--exec needs a command')
 }
 
 /**

@@ -24,7 +24,7 @@ export class Broadcast {
 
   constructor (endpoint: Endpoint, framing: Framing) {
     this.#framing = framing
-    this.#sink = new Sink(endpoint.output, endpoint.tolerateOutputErrors)
+    this.#sink = new Sink(endpoint.output, endpoint.ownsOutput)
     this.#messages = messageReader(endpoint.input, framing)
     this.#messages.pause()
     this.#messages.on('data', (message: Buffer) => { this.#send(message) })

@@ -66,8 +66,22 @@ export function systemErrorCode (err: unknown): string | undefined {
 }
 
 /** Words for a system error code, or the code itself. */
-export function describeSystemError (code: string): string {
+function describeSystemError (code: string): string {
   return SYSTEM_ERRORS[code] ?? code.toLowerCase()
+}
+
+/**
+ * Words for the system error found on `err` (see {@link systemErrorCode}), or `fallback(err)`
+ * when it carries none.
+ */
+export function systemReason (err: unknown, fallback: (err: unknown) => string = String): string {
+  const code = systemErrorCode(err)
+  return code === undefined ? fallback(err) : describeSystemError(code)
+}
+
+/** The message of an error, or any other thrown value as a string. */
+export function errorMessage (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
 /**
@@ -84,7 +98,7 @@ export function describeError (err: unknown): { message: string, exitCode: ExitC
     const syscall = (err as NodeJS.ErrnoException).syscall
     return { message: oneLine(`${syscall === undefined ? '' : syscall + ': '}${describeSystemError(code)}`), exitCode: EXIT.failure }
   }
-  return { message: oneLine(`unexpected error: ${err instanceof Error ? err.message : String(err)}`), exitCode: EXIT.failure }
+  return { message: oneLine(`unexpected error: ${errorMessage(err)}`), exitCode: EXIT.failure }
 }
 
 /** Text on one line: runs of whitespace, newlines included, become one space. */

@@ -6,8 +6,8 @@
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { wrap, type PeerInfo } from '../index.js'
-import { expectPositionals, parseFingerprint, parsePort, type ParsedArgs } from './args.js'
-import { CliError, UsageError, describeError, describeSystemError, systemErrorCode } from './cli-error.js'
+import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseFingerprint, parsePort, type ParsedArgs } from './args.js'
+import { CliError, UsageError, describeError, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { processEndpoint, type Endpoint } from './endpoint.js'
 import { execEndpoint } from './exec.js'
@@ -20,7 +20,7 @@ import { PeerCheck } from './peer-check.js'
 import { Progress } from './progress.js'
 import { relay } from './relay.js'
 import { requestReply } from './request-reply.js'
-import { StdioDuplex, checkStdioIsNotTerminal } from './stdio-duplex.js'
+import { StdioDuplex, checkStdioUse } from './stdio-duplex.js'
 import { frameTracer } from './trace.js'
 import { watchChannel } from './watched-channel.js'
 
@@ -102,11 +102,8 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     if (noVerify && (pin !== undefined || acceptNew)) throw new UsageError(`--no-verify does not go with ${pin === undefined ? '--accept-new' : '--fingerprint'}`)
     if (pin !== undefined && acceptNew) throw new UsageError('--accept-new does not go with --fingerprint, which names the one key to accept')
     const command = args.string('exec')
-    if (command !== undefined && command.trim() === '') throw new UsageError('--exec needs a command')
-    if (target === undefined) {
-      if (command === undefined) throw new UsageError('--stdio needs --exec CMD: stdin and stdout carry the protocol, so they cannot carry the data too')
-      checkStdioIsNotTerminal()
-    }
+    checkExecCommand(command)
+    if (target === undefined) checkStdioUse(command !== undefined, '--exec CMD')
     setQuiet(args.flag('quiet'))
     const framing: Framing = args.flag('raw') ? 'raw' : 'lines'
     const keyPair = await loadKeyPair(args.string('key'))
@@ -142,8 +139,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
       peer = await watched.handshake
     } catch (err) {
       if (check.refusal !== undefined) throw check.refusal
-      const code = systemErrorCode(err)
-      if (!connected) throw new CliError(`cannot connect to ${name}: ${code === undefined ? describeError(err).message : describeSystemError(code)}`, EXIT.failure, { cause: err })
+      if (!connected) throw new CliError(`cannot connect to ${name}: ${systemReason(err, (e) => describeError(e).message)}`, EXIT.failure, { cause: err })
       throw new CliError(`handshake with ${name} failed: ${describeError(err).message}`, EXIT.failure, { cause: err })
     }
     await check.record()
@@ -157,8 +153,9 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
       if (args.flag('stream')) await relay(watched, endpoint, { framing, progress })
       else exitCode = await requestReply(watched, endpoint, { framing, progress })
     } catch (err) {
-      endpoint.stop()
-      throw err instanceof CliError ? err : new CliError(`${name}: ${describeError(err).message}`, describeError(err).exitCode, { cause: err })
+      if (err instanceof CliError) throw err
+      const described = describeError(err)
+      throw new CliError(`${name}: ${described.message}`, described.exitCode, { cause: err })
     } finally {
       progress?.stop()
     }
@@ -170,7 +167,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
 /** HOST and PORT, or `undefined` with `--stdio`. */
 function readTarget (args: ParsedArgs): { host: string, port: number } | undefined {
   if (args.flag('stdio')) {
-    if (args.positionals.length > 0) throw new UsageError(`--stdio takes no HOST or PORT (got '${args.positionals[0]}'): the protocol runs over stdin and stdout`)
+    expectNoPositionalsWithStdio(args, 'HOST or PORT')
     return undefined
   }
   const [host, portText] = expectPositionals(args, ['HOST', 'PORT'])

@@ -2,15 +2,12 @@
  * `listen --echo`: answers each message with itself, in order, and ends when the peer ends.
  * @module
  */
-import type { SessionOptions } from './session.js'
 import type { WatchedChannel } from './watched-channel.js'
 
 /** Runs the session; resolves when the channel has closed cleanly. */
-export function echo (watched: WatchedChannel, options: Pick<SessionOptions, 'progress'> = {}): Promise<void> {
+export function echo (watched: WatchedChannel): Promise<void> {
   const { channel, closed } = watched
   channel.on('data', (message: Buffer) => {
-    options.progress?.received(message.length)
-    options.progress?.sent(message.length)
     if (!channel.write(message)) {
       channel.pause()
       channel.once('drain', () => channel.resume())

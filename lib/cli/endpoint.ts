@@ -14,13 +14,15 @@ export interface Endpoint {
   input: Readable
   /** Received bytes. */
   output: Writable
-  /** End `output` when the peer ends (a child then sees end of file); not for stdout. */
-  endOutput: boolean
-  /** Errors of `output` are expected and swallowed (a child may close its stdin first). */
-  tolerateOutputErrors: boolean
+  /**
+   * `output` is the session's own, a child's stdin: it is ended when the peer ends (the child
+   * then sees end of file), and its errors are expected and swallowed (the child may close it
+   * first). Not so for stdout.
+   */
+  ownsOutput: boolean
   /** `input` is a terminal: when the peer ends, stop too instead of waiting for Ctrl-D. */
   interactive: boolean
-  /** Ends the endpoint early, on failure: kills a child. */
+  /** Ends the endpoint early, on failure: kills a child. Sessions call it when they fail. */
   stop (): void
 }
 
@@ -55,8 +57,7 @@ export function processEndpoint (): Endpoint {
   return {
     input: process.stdin,
     output,
-    endOutput: false,
-    tolerateOutputErrors: false,
+    ownsOutput: false,
     interactive: process.stdin.isTTY === true,
     stop: () => { process.stdin.pause() }
   }

@@ -4,7 +4,7 @@
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { CliError, describeSystemError, systemErrorCode } from './cli-error.js'
+import { CliError, errorMessage, systemReason } from './cli-error.js'
 import type { Endpoint } from './endpoint.js'
 
 const children = new Set<ChildProcess>()
@@ -19,14 +19,12 @@ export function execEndpoint (command: string, env: Record<string, string>): End
   child.once('exit', () => children.delete(child))
   child.once('error', (err) => {
     children.delete(child)
-    const code = systemErrorCode(err)
-    child.stdout!.destroy(new CliError(`cannot run '${command}': ${code === undefined ? err.message : describeSystemError(code)}`, undefined, { cause: err }))
+    child.stdout!.destroy(new CliError(`cannot run '${command}': ${systemReason(err, errorMessage)}`, undefined, { cause: err }))
   })
   return {
     input: child.stdout!,
     output: child.stdin!,
-    endOutput: true,
-    tolerateOutputErrors: true,
+    ownsOutput: true,
     interactive: false,
     stop: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')

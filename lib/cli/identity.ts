@@ -7,18 +7,18 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { generateKeyPair, type KeyPair } from '../index.js'
-import { CliError, describeSystemError, systemErrorCode } from './cli-error.js'
+import { CliError, errorMessage, systemErrorCode, systemReason } from './cli-error.js'
 import { EXIT } from './exit-codes.js'
 import { readPrivateKeyFile, writePrivateKeyFile } from './key-file.js'
 import { note } from './log.js'
 
 /** File name of the identity inside the p2sn home. */
-export const IDENTITY_FILE = 'identity.pem'
+const IDENTITY_FILE = 'identity.pem'
 /** File name of the known peers inside the p2sn home. */
-export const KNOWN_PEERS_FILE = 'known_peers'
+const KNOWN_PEERS_FILE = 'known_peers'
 
 /** The p2sn home: `$P2SN_HOME` when set and not empty, else `~/.p2sn`. */
-export function p2snHome (): string {
+function p2snHome (): string {
   const fromEnv = process.env.P2SN_HOME
   return fromEnv !== undefined && fromEnv !== '' ? path.resolve(fromEnv) : path.join(os.homedir(), '.p2sn')
 }
@@ -39,8 +39,7 @@ export async function ensureHome (): Promise<string> {
   try {
     await fs.mkdir(home, { recursive: true, mode: 0o700 })
   } catch (err) {
-    const code = systemErrorCode(err)
-    throw new CliError(`cannot create ${home}: ${code === undefined ? String(err) : describeSystemError(code)}`, EXIT.keyFile, { cause: err })
+    throw new CliError(`cannot create ${home}: ${systemReason(err)}`, EXIT.keyFile, { cause: err })
   }
   return home
 }
@@ -72,6 +71,5 @@ export async function loadKeyPair (keyFile: string | undefined): Promise<KeyPair
 }
 
 function identityError (file: string, err: unknown): CliError {
-  const message = err instanceof Error ? err.message : String(err)
-  return new CliError(`${message}; fix or delete the identity ${file}, or pass --key FILE`, EXIT.keyFile, { cause: err })
+  return new CliError(`${errorMessage(err)}; fix or delete the identity ${file}, or pass --key FILE`, EXIT.keyFile, { cause: err })
 }

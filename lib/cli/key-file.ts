@@ -7,7 +7,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { P2snError, parsePrivateKey, parsePublicKey, type KeyPair, type PublicKey } from '../index.js'
-import { CliError, describeSystemError, systemErrorCode } from './cli-error.js'
+import { CliError, errorMessage, systemErrorCode, systemReason } from './cli-error.js'
 import { EXIT } from './exit-codes.js'
 
 /** Longest key file read: the PEM of a 16384-bit private key is under 13 KB. */
@@ -19,7 +19,7 @@ export async function readPrivateKeyFile (file: string): Promise<KeyPair> {
   try {
     return parsePrivateKey(text)
   } catch (err) {
-    throw new CliError(`cannot use ${file} as a private key: ${reason(err)}`, EXIT.keyFile, { cause: err })
+    throw new CliError(`cannot use ${file} as a private key: ${errorMessage(err)}`, EXIT.keyFile, { cause: err })
   }
 }
 
@@ -31,7 +31,7 @@ export async function readPublicKeyFile (file: string): Promise<PublicKey> {
   } catch (err) {
     const why = err instanceof P2snError && err.code === 'ERR_P2SN_BAD_KEY'
       ? 'it holds no rsa key in pem (expected a private key, pkcs#1 or pkcs#8, or a public key, pkcs#1 or spki)'
-      : reason(err)
+      : errorMessage(err)
     throw new CliError(`cannot read a key from ${file}: ${why}`, EXIT.keyFile, { cause: err })
   }
 }
@@ -49,11 +49,8 @@ export async function writePrivateKeyFile (file: string, pem: string, force: boo
     if (force) await fs.rename(temporary, file)
     else await fs.link(temporary, file)
   } catch (err) {
-    const code = systemErrorCode(err)
-    if (code === 'EEXIST') {
-      throw new CliError(`${file} already exists; pass --force to overwrite it (the key in it is then lost)`, EXIT.keyFile, { cause: err })
-    }
-    throw new CliError(`cannot write ${file}: ${code === undefined ? String(err) : describeSystemError(code)}`, EXIT.keyFile, { cause: err })
+    if (systemErrorCode(err) === 'EEXIST') throw alreadyExists(file, { cause: err })
+    throw new CliError(`cannot write ${file}: ${systemReason(err)}`, EXIT.keyFile, { cause: err })
   } finally {
     await fs.rm(temporary, { force: true })
   }
@@ -66,14 +63,13 @@ export async function writePrivateKeyFile (file: string, pem: string, force: boo
 export async function checkKeyTarget (file: string, force: boolean): Promise<void> {
   if (!force) {
     const exists = await fs.lstat(file).then(() => true, () => false)
-    if (exists) throw new CliError(`${file} already exists; pass --force to overwrite it (the key in it is then lost)`, EXIT.keyFile)
+    if (exists) throw alreadyExists(file)
   }
   try {
     const directory = await fs.stat(path.dirname(file))
     if (!directory.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
   } catch (err) {
-    const code = systemErrorCode(err)
-    throw new CliError(`cannot write ${file}: ${code === undefined ? String(err) : describeSystemError(code)}`, EXIT.keyFile, { cause: err })
+    throw new CliError(`cannot write ${file}: ${systemReason(err)}`, EXIT.keyFile, { cause: err })
   }
 }
 
@@ -83,8 +79,7 @@ async function readKeyText (file: string): Promise<string> {
     bytes = file === '-' ? await readStdin() : await readCapped(file)
   } catch (err) {
     if (err instanceof CliError) throw err
-    const code = systemErrorCode(err)
-    throw new CliError(`cannot read ${file}: ${code === undefined ? String(err) : describeSystemError(code)}`, EXIT.keyFile, { cause: err })
+    throw new CliError(`cannot read ${file}: ${systemReason(err)}`, EXIT.keyFile, { cause: err })
   }
   return bytes.toString('latin1')
 }
@@ -121,6 +116,6 @@ function tooLong (file: string): CliError {
   return new CliError(`${file} is larger than ${MAX_KEY_FILE / 1024} KiB, too large for a key file`, EXIT.keyFile)
 }
 
-function reason (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
+function alreadyExists (file: string, options?: { cause?: unknown }): CliError {
+  return new CliError(`${file} already exists; pass --force to overwrite it (the key in it is then lost)`, EXIT.keyFile, options)
 }

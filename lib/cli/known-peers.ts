@@ -6,10 +6,10 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { CliError, describeSystemError, systemErrorCode } from './cli-error.js'
+import { CliError, systemErrorCode, systemReason } from './cli-error.js'
 
 /** A peer's record in the file. */
-export interface KnownPeer {
+interface KnownPeer {
   /** `host:port` (`[v6]:port` for IPv6 addresses). */
   target: string
   /** `SHA256:…` */
@@ -81,9 +81,8 @@ export class KnownPeers {
     try {
       text = await fs.readFile(this.file, 'utf8')
     } catch (err) {
-      const code = systemErrorCode(err)
-      if (code === 'ENOENT') return []
-      throw new CliError(`cannot read ${this.file}: ${code === undefined ? String(err) : describeSystemError(code)}`)
+      if (systemErrorCode(err) === 'ENOENT') return []
+      throw new CliError(`cannot read ${this.file}: ${systemReason(err)}`)
     }
     const lines = text.split('\n')
     if (lines.at(-1) === '') lines.pop()
@@ -91,8 +90,7 @@ export class KnownPeers {
   }
 
   #writeError (err: unknown): CliError {
-    const code = systemErrorCode(err)
-    return new CliError(`cannot record the peer in ${this.file}: ${code === undefined ? String(err) : describeSystemError(code)}`)
+    return new CliError(`cannot record the peer in ${this.file}: ${systemReason(err)}`)
   }
 }
 

@@ -18,16 +18,16 @@ export type Framing = 'lines' | 'raw'
  * Longest line sent as one message: 512 KiB. With 1024-bit keys, the worst case, such a
  * message makes a frame of about 750 KiB, inside the default 1 MiB frame limit.
  */
-export const MAX_LINE = 512 * 1024
+const MAX_LINE = 512 * 1024
 /** Largest message cut from raw input: 64 KiB, well inside every peer's frame limit. */
-export const RAW_CHUNK = 64 * 1024
+const RAW_CHUNK = 64 * 1024
 
 const LF = 0x0a
 const CR = 0x0d
 const SPACE = 0x20
 
 /** Splits bytes into line messages (object mode out). */
-export class LineSplitter extends Transform {
+class LineSplitter extends Transform {
   #pending: Buffer[] = []
   #pendingLength = 0
   #lines = 0
@@ -46,7 +46,7 @@ export class LineSplitter extends Transform {
       this.#pending.push(chunk.subarray(start))
       this.#pendingLength += chunk.length - start
       if (this.#pendingLength > MAX_LINE) {
-        callback(new CliError(`line ${this.#lines + 1} of the input is longer than ${MAX_LINE / 1024} KiB; use --raw for long lines or binary data`))
+        callback(lineTooLong(this.#lines + 1))
         return
       }
     }
@@ -63,7 +63,7 @@ export class LineSplitter extends Transform {
     this.#pending = []
     this.#pendingLength = 0
     if (line.length > MAX_LINE) {
-      this.destroy(new CliError(`line ${this.#lines + 1} of the input is longer than ${MAX_LINE / 1024} KiB; use --raw for long lines or binary data`))
+      this.destroy(lineTooLong(this.#lines + 1))
       return
     }
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, -1)
@@ -72,8 +72,12 @@ export class LineSplitter extends Transform {
   }
 }
 
+function lineTooLong (line: number): CliError {
+  return new CliError(`line ${line} of the input is longer than ${MAX_LINE / 1024} KiB; use --raw for long lines or binary data`)
+}
+
 /** Cuts bytes into messages of at most {@link RAW_CHUNK} bytes (object mode out). */
-export class RawChunker extends Transform {
+class RawChunker extends Transform {
   constructor () {
     super({ readableObjectMode: true })
   }

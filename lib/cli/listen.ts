@@ -5,9 +5,9 @@
  */
 import net from 'node:net'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, RsaPool, wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
-import { expectPositionals, parsePort, parseWorkers, type ParsedArgs } from './args.js'
+import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parsePort, parseWorkers, type ParsedArgs } from './args.js'
 import { Broadcast } from './broadcast.js'
-import { CliError, UsageError, describeError, describeSystemError, systemErrorCode } from './cli-error.js'
+import { CliError, UsageError, describeError, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { echo } from './echo.js'
 import { processEndpoint } from './endpoint.js'
@@ -18,7 +18,7 @@ import { peerTarget } from './known-peers.js'
 import type { Framing } from './line-io.js'
 import { note, printError, setQuiet } from './log.js'
 import { relay } from './relay.js'
-import { StdioDuplex, checkStdioIsNotTerminal } from './stdio-duplex.js'
+import { StdioDuplex, checkStdioUse } from './stdio-duplex.js'
 import { frameTracer } from './trace.js'
 import { watchChannel, type WatchedChannel } from './watched-channel.js'
 
@@ -118,17 +118,14 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
   const workersText = args.string('workers')
   const workers = workersText === undefined ? undefined : parseWorkers(workersText)
   if (echoMode && command !== undefined) throw new UsageError('choose one of --echo and --exec')
-  if (command !== undefined && command.trim() === '') throw new UsageError('--exec needs a command')
+  checkExecCommand(command)
   if (host !== undefined && host.trim() === '') throw new UsageError('--host needs an address')
   let port = 0
   if (stdio) {
-    if (args.positionals.length > 0) throw new UsageError(`--stdio takes no PORT (got '${args.positionals[0]}'): the protocol runs over stdin and stdout`)
+    expectNoPositionalsWithStdio(args, 'PORT')
     if (keepOpen) throw new UsageError('--keep-open does not go with --stdio, which carries one connection')
     if (host !== undefined) throw new UsageError('--host does not go with --stdio')
-    if (!echoMode && command === undefined) {
-      throw new UsageError('--stdio needs --echo or --exec CMD: stdin and stdout carry the protocol, so they cannot carry the data too')
-    }
-    checkStdioIsNotTerminal()
+    checkStdioUse(echoMode || command !== undefined, '--echo or --exec CMD')
   } else {
     const [portText] = expectPositionals(args, ['PORT'])
     port = parsePort(portText!, true)
@@ -170,8 +167,7 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
       })
     })
   } catch (err) {
-    const code = systemErrorCode(err)
-    throw new CliError(`cannot listen on ${peerTarget(settings.host, settings.port)}: ${code === undefined ? describeError(err).message : describeSystemError(code)}`, EXIT.failure, { cause: err })
+    throw new CliError(`cannot listen on ${peerTarget(settings.host, settings.port)}: ${systemReason(err, (e) => describeError(e).message)}`, EXIT.failure, { cause: err })
   }
   server.on('error', (err) => { printError(`the listening socket failed: ${describeError(err).message}`) })
   const address = server.address() as net.AddressInfo
@@ -248,12 +244,7 @@ async function serveChannel (watched: WatchedChannel, peer: PeerInfo, label: str
   }
   if (settings.command !== undefined) {
     const endpoint = execEndpoint(settings.command, { P2SN_PEER: label, P2SN_PEER_FINGERPRINT: peer.fingerprint })
-    try {
-      await relay(watched, endpoint, { framing: settings.framing })
-    } catch (err) {
-      endpoint.stop()
-      throw err
-    }
+    await relay(watched, endpoint, { framing: settings.framing })
     return
   }
   if (broadcast !== undefined) {

@@ -14,14 +14,17 @@ import type { SessionOptions } from './session.js'
 import { Sink } from './sink.js'
 import type { WatchedChannel } from './watched-channel.js'
 
-/** Runs the session; resolves when the channel has closed cleanly. */
+/**
+ * Runs the session; resolves when the channel has closed cleanly. On failure it stops the
+ * endpoint (kills a child), then rejects.
+ */
 export function relay (watched: WatchedChannel, endpoint: Endpoint, options: SessionOptions): Promise<void> {
   const { channel, closed } = watched
   const { framing, progress } = options
-  return new Promise((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     closed.then(resolve, reject)
     const messages = messageReader(endpoint.input, framing)
-    const sink = new Sink(endpoint.output, endpoint.tolerateOutputErrors)
+    const sink = new Sink(endpoint.output, endpoint.ownsOutput)
     let sending = true
 
     const onMessage = (message: Buffer): void => {
@@ -50,8 +53,11 @@ export function relay (watched: WatchedChannel, endpoint: Endpoint, options: Ses
       sink.write(formatMessage(message, framing), channel)
     })
     channel.once('end', () => {
-      if (endpoint.endOutput) sink.end()
+      if (endpoint.ownsOutput) sink.end()
       if (endpoint.interactive) stopSending()
     })
+  }).catch((err: unknown) => {
+    endpoint.stop()
+    throw err
   })
 }

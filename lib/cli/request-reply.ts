@@ -17,14 +17,17 @@ import type { WatchedChannel } from './watched-channel.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
-/** Runs the session; resolves with the exit code once the channel has closed cleanly. */
+/**
+ * Runs the session; resolves with the exit code once the channel has closed cleanly. On failure
+ * it stops the endpoint (kills a child), then rejects.
+ */
 export function requestReply (watched: WatchedChannel, endpoint: Endpoint, options: SessionOptions): Promise<ExitCode> {
   const { channel, closed } = watched
   const { framing, progress } = options
   const noun = framing === 'lines' ? 'line' : 'message'
-  return new Promise((resolve, reject) => {
+  return new Promise<ExitCode>((resolve, reject) => {
     const messages = messageReader(endpoint.input, framing)
-    const sink = new Sink(endpoint.output, endpoint.tolerateOutputErrors)
+    const sink = new Sink(endpoint.output, endpoint.ownsOutput)
     let count = 0
     let failures = 0
     let inFlight = false
@@ -75,7 +78,7 @@ export function requestReply (watched: WatchedChannel, endpoint: Endpoint, optio
     })
     channel.once('end', () => {
       peerEnded = true
-      if (endpoint.endOutput) sink.end()
+      if (endpoint.ownsOutput) sink.end()
       if (inFlight) {
         fail(new CliError(`the peer ended the connection without replying to ${noun} ${count}`))
       } else if (endpoint.interactive && !inputDone) {
@@ -84,5 +87,8 @@ export function requestReply (watched: WatchedChannel, endpoint: Endpoint, optio
         finishSending()
       }
     })
+  }).catch((err: unknown) => {
+    endpoint.stop()
+    throw err
   })
 }

@@ -16,8 +16,13 @@ import tty from 'node:tty'
 import { joinDuplex } from '../index.js'
 import { UsageError } from './cli-error.js'
 
-/** Throws a usage error when stdin or stdout is a terminal, where P2SN frames make no sense. */
-export function checkStdioIsNotTerminal (): void {
+/**
+ * Checks a `--stdio` session before it starts: the data needs an endpoint of its own (`needs`
+ * names the options that give one, told when `hasEndpoint` is false), and stdin and stdout
+ * must not be a terminal, where P2SN frames make no sense.
+ */
+export function checkStdioUse (hasEndpoint: boolean, needs: string): void {
+  if (!hasEndpoint) throw new UsageError(`--stdio needs ${needs}: stdin and stdout carry the protocol, so they cannot carry the data too`)
   if (tty.isatty(0) || tty.isatty(1)) {
     throw new UsageError('--stdio carries the protocol on stdin and stdout, but one of them is a terminal; connect both to a pipe or a socket (for example through ssh)')
   }
