@@ -4,10 +4,10 @@
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { createServer, generateKeyPair, type Handler, type KeyPair } from '../lib/index.js'
+import { listenLocal } from './helpers/net.js'
 
 const LOAD = fileURLToPath(new URL('../bench/scale-load.ts', import.meta.url))
 
@@ -15,8 +15,7 @@ interface Run { code: number | null, stdout: string, stderr: string }
 
 async function runAgainst (keyPair: KeyPair, handler: Handler, checkEvery: number | string): Promise<Run> {
   const server = createServer({ keyPair, handler })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+  const port = await listenLocal(server)
   try {
     const child = spawn(process.execPath, ['--import', 'tsx', LOAD, String(port), '4', '0.5', String(checkEvery)], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''

@@ -4,11 +4,11 @@ import os from 'node:os'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { expect } from 'chai'
-import type net from 'node:net'
 import { createServer, generateKeyPair, type KeyPair } from '../lib/index.js'
 import {
   CLI_COMMAND, ROOT, killAll, lines, makeHome, runCli, sha256, startCli, startListener, unusedPort, type CliResult
 } from './helpers/cli.js'
+import { listenLocal } from './helpers/net.js'
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/
 
@@ -354,9 +354,8 @@ describe('p2sn command line', function () {
           return message.toString().toUpperCase()
         }
       })
-      await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+      const port = await listenLocal(server)
       try {
-        const { port } = server.address() as net.AddressInfo
         const client = await runCli(['connect', '127.0.0.1', String(port), '--no-verify'], { home: await clientHome(), input: 'a\nboom\nb\n' })
         expect(client.code, client.stderr).to.equal(1)
         expect(client.stdout.toString()).to.equal('A\nB\n')

@@ -1,11 +1,10 @@
 // Runs every example as a user would (node with the TypeScript loader) and checks its output.
 import { execFile } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { once } from 'node:events'
-import net, { type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
+import { unusedPort } from './helpers/cli.js'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -15,15 +14,6 @@ async function example (name: string, env: Record<string, string> = {}): Promise
     cwd: root, timeout: 30_000, env: { ...process.env, ...env }
   })
   return stdout
-}
-
-/** A TCP port that was free a moment ago. */
-async function freePort (): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  return port
 }
 
 describe('examples', function () {
@@ -48,7 +38,7 @@ describe('examples', function () {
   })
 
   it('cluster.ts: one server key served by every worker process', async () => {
-    const out = await example('cluster', { PORT: String(await freePort()), WORKERS: '2' })
+    const out = await example('cluster', { PORT: String(await unusedPort()), WORKERS: '2' })
     expect(out).to.equal('4 connections, answered by 2 worker processes, 1 server key\n')
   })
 
@@ -59,7 +49,7 @@ describe('examples', function () {
     expect(code.split('\n').filter((line) => line.trim() !== '').length).to.be.at.most(10)
     // Inside the project, so that 'p2sn' resolves to this package.
     const file = new URL('../examples/_readme-example.ts', import.meta.url)
-    writeFileSync(file, code.replaceAll('7000', String(await freePort())))
+    writeFileSync(file, code.replaceAll('7000', String(await unusedPort())))
     try {
       const out = await example('_readme-example')
       expect(out).to.match(/^server is SHA256:[A-Za-z0-9+/]{43}\nyou said hello\n$/)

@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { DEFAULT_MAX_FRAME_LENGTH, FrameSplitter } from '../lib/index.js'
 import { collect, expectQuietDestroy, rechunk, seededRandom } from './helpers/chunking.js'
 import { expectP2snError } from './helpers/errors.js'
+import { settle } from './helpers/timing.js'
 
 const EOT = 0x04
 
@@ -148,7 +149,7 @@ describe('FrameSplitter', () => {
       const errors: unknown[] = []
       splitter.on('error', (err) => { errors.push(err) })
       splitter.write(Buffer.from('x'.repeat(9)))
-      await new Promise((resolve) => setImmediate(resolve))
+      await settle()
       expect(errors).to.have.length(1)
       await expectP2snError(Promise.reject(errors[0]), 'ERR_P2SN_FRAME_TOO_LONG')
       expect(splitter.writableEnded).to.equal(false)
@@ -159,10 +160,10 @@ describe('FrameSplitter', () => {
       const errors: unknown[] = []
       splitter.on('error', (err) => { errors.push(err) })
       for (let i = 0; i < 8; i++) splitter.write(Buffer.from('x'))
-      await new Promise((resolve) => setImmediate(resolve))
+      await settle()
       expect(errors, 'no error at exactly the limit').to.deep.equal([])
       splitter.write(Buffer.from('x'))
-      await new Promise((resolve) => setImmediate(resolve))
+      await settle()
       expect(errors).to.have.length(1)
       await expectP2snError(Promise.reject(errors[0]), 'ERR_P2SN_FRAME_TOO_LONG')
       expect(splitter.writableEnded).to.equal(false)

@@ -3,11 +3,12 @@ import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import {
   decodeBase64, decryptMessage, encodeBase64, generateKeyPair, HandshakeDuplex, MAX_HANDSHAKE_FRAME_LENGTH, P2snError,
-  parsePublicKey, RsaPool,
+  parsePrivateKey, parsePublicKey, RsaPool,
   type FrameStep, type HandshakeOptions, type KeyPair, type P2snErrorCode, type PeerInfo, type PublicKey, type Role,
   type ServerKeyEncoding, type TraceEvent
 } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
+import { fixtureText } from './helpers/fixtures.js'
 import { framePair, RecordingPairEnd, ScriptedPeer, TimerWatch } from './helpers/frame-pair.js'
 import { settle } from './helpers/timing.js'
 
@@ -50,18 +51,18 @@ describe('HandshakeDuplex', function () {
   const timers = new TimerWatch(fileURLToPath(new URL('../lib/', import.meta.url)))
 
   before(async function () {
-    const [a1024, b1024, c1024, a2048, b2048, c2048, only4096] = await Promise.all([
+    const [a1024, b1024, c1024, a2048, b2048, c2048] = await Promise.all([
       generateKeyPair({ bits: 1024 }), generateKeyPair({ bits: 1024 }), generateKeyPair({ bits: 1024 }),
-      generateKeyPair({ bits: 2048 }), generateKeyPair({ bits: 2048 }), generateKeyPair({ bits: 2048 }),
-      generateKeyPair({ bits: 4096 })
+      generateKeyPair({ bits: 2048 }), generateKeyPair({ bits: 2048 }), generateKeyPair({ bits: 2048 })
     ])
+    const only4096 = parsePrivateKey(fixtureText('implicit-rejection/k4096.pem'))
     ours = a1024
     theirs = b1024
     other1024 = c1024
     other2048 = c2048
     keysOfSize.set(1024, [a1024, b1024])
     keysOfSize.set(2048, [a2048, b2048])
-    // One 4096-bit key (slow to make): a 4096/4096 handshake uses it on both sides.
+    // One 4096-bit key (the fixture's: slow to make): a 4096/4096 handshake uses it on both sides.
     keysOfSize.set(4096, [only4096, only4096])
     const small = crypto.generateKeyPairSync('rsa', { modulusLength: 512 }).publicKey.export({ type: 'pkcs1', format: 'pem' }) as string
     tiny = { pem: small, base64: encodeBase64(Buffer.from(small)) }

@@ -4,7 +4,7 @@
 // connecting alongside is served normally.
 import { expect } from 'chai'
 import { once } from 'node:events'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import Pumpify from 'pumpify'
 import {
   FrameJoiner, FrameSplitter, HandshakeDuplex, P2snError, connect, createServer, decodeBase64, decryptMessage,
@@ -13,6 +13,7 @@ import {
 } from '../lib/index.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
+import { listenLocal } from './helpers/net.js'
 import { delay } from './helpers/timing.js'
 
 const SHORT = { handshakeTimeout: 600, idleTimeout: 600 }
@@ -41,8 +42,7 @@ describe('hostile peers over loopback TCP', function () {
       expect(err, String(err)).to.be.instanceOf(P2snError)
       errors.push(err as P2snError)
     })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    port = (server.address() as AddressInfo).port
+    port = await listenLocal(server)
   }
 
   afterEach(async () => {
@@ -76,7 +76,7 @@ describe('hostile peers over loopback TCP', function () {
     const deadline = Date.now() + ms
     while (server.connections > 0) {
       if (Date.now() > deadline) throw new Error(`the server still holds ${server.connections} connections after ${ms} ms`)
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      await delay(20)
     }
   }
 
@@ -134,7 +134,7 @@ describe('hostile peers over loopback TCP', function () {
         const { socket, peer, serverKey } = await handshakeUpTo(6)
         const frame = encodeBase64(encryptMessage(serverKey!, 'half of me'))
         peer.sendBytes(frame.subarray(0, 100))
-        await new Promise((resolve) => setTimeout(resolve, 50))
+        await delay(50)
         leave(socket, how)
         await freed()
         expect(errors.slice(before).map((e) => e.code)).to.have.length(1)
@@ -251,7 +251,7 @@ describe('hostile peers over loopback TCP', function () {
       let closed = false
       raw.on('close', () => { closed = true })
       raw.write(encodeBase64(ciphertextOf(cls, serverKeys, Buffer.from('probe'))))
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      await delay(300)
       raw.destroy()
       return {
         lengths: frames.map((f) => f.length),

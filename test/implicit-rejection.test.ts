@@ -3,6 +3,7 @@ import { expect } from 'chai'
 import fc from 'fast-check'
 import { decryptMessage, generateKeyPair, parsePrivateKey, type KeyPair, type PrivateKey } from '../lib/index.js'
 import { unpadImplicit } from '../lib/implicit-rejection.js'
+import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { expectP2snErrorSync } from './helpers/errors.js'
 import { loadRejectionFamilies, loadWycheproof, type WycheproofGroup, type WycheproofTest } from './helpers/fixtures.js'
 
@@ -43,16 +44,6 @@ function referenceUnpad (em: Buffer, ciphertext: Buffer, rejectionKey: Buffer): 
   const zeroIndex = em.indexOf(0, 2)
   if (em[0] === 0 && em[1] === 2 && zeroIndex >= 10) return { message: Buffer.from(em.subarray(zeroIndex + 1)), valid: 1 }
   return { message: Buffer.from(synthetic.subarray(k - syntheticLength)), valid: 0 }
-}
-
-/** `00 02 PS 00 M` with a nonzero PS of `psLength` bytes, k bytes in all. */
-function encodedMessage (k: number, psLength: number, message: Buffer): Buffer {
-  expect(2 + psLength + 1 + message.length, 'test setup: EM length').to.equal(k)
-  const em = Buffer.alloc(k)
-  em[1] = 2
-  for (let i = 0; i < psLength; i++) em[2 + i] = 1 + ((i * 37) % 255)
-  message.copy(em, 3 + psLength)
-  return em
 }
 
 describe('implicit rejection', function () {
@@ -206,16 +197,12 @@ describe('implicit rejection', function () {
       pair = await generateKeyPair({ bits: 1024 })
     })
 
-    function rawEncrypt (em: Buffer): Buffer {
-      return crypto.publicEncrypt({ key: pair.publicKey.keyObject, padding: crypto.constants.RSA_NO_PADDING }, em)
-    }
-
     for (const engine of ENGINES) {
       it(`accepts 8 bytes of padding and rejects 7 (engine ${engine})`, function () {
         const k = pair.privateKey.size
-        const good = rawEncrypt(encodedMessage(k, 8, Buffer.alloc(k - 11, 0x62)))
+        const good = rawEncrypt(pair, encodedMessage(k, 8, Buffer.alloc(k - 11, 0x62)))
         expect(decryptMessage(pair, good, { engine, rejection: 'error' }).equals(Buffer.alloc(k - 11, 0x62))).to.equal(true)
-        const bad = rawEncrypt(encodedMessage(k, 7, Buffer.alloc(k - 10, 0x62)))
+        const bad = rawEncrypt(pair, encodedMessage(k, 7, Buffer.alloc(k - 10, 0x62)))
         const implicit = decryptMessage(pair, bad, { engine })
         expect(implicit.equals(Buffer.alloc(k - 10, 0x62))).to.equal(false)
         expect(implicit.length).to.be.at.most(k - 11)

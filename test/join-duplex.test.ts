@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { PassThrough, Writable } from 'node:stream'
 import { joinDuplex } from '../lib/index.js'
 import { expectQuietDestroy } from './helpers/chunking.js'
+import { settle } from './helpers/timing.js'
 
 describe('joinDuplex (join-duplex.ts)', () => {
   it('reads what the readable gives and writes to the writable; end() ends the writable', async () => {
@@ -31,10 +32,10 @@ describe('joinDuplex (join-duplex.ts)', () => {
     const joined = joinDuplex(new PassThrough(), slow)
     let written = false
     joined.write(Buffer.alloc(16), () => { written = true })
-    await new Promise((resolve) => setImmediate(resolve))
+    await settle()
     expect(written).to.equal(false)
     release!()
-    await new Promise((resolve) => setImmediate(resolve))
+    await settle()
     expect(written).to.equal(true)
   })
 
@@ -42,10 +43,10 @@ describe('joinDuplex (join-duplex.ts)', () => {
     const input = new PassThrough()
     const joined = joinDuplex(input, new PassThrough())
     for (let i = 0; i < 10; i++) input.write(Buffer.alloc(16 * 1024))
-    await new Promise((resolve) => setImmediate(resolve))
+    await settle()
     expect(input.isPaused()).to.equal(true)
     joined.resume()
-    await new Promise((resolve) => setImmediate(resolve))
+    await settle()
     expect(input.isPaused()).to.equal(false)
   })
 

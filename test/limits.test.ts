@@ -3,11 +3,13 @@
 import { expect } from 'chai'
 import crypto from 'node:crypto'
 import { once } from 'node:events'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import {
   P2snError, RsaPool, connect, createServer, encryptMessage, generateKeyPair, opensslEngine,
   type Channel, type KeyPair, type RsaEngine, type Server, type ServerOptions
 } from '../lib/index.js'
+import { listenLocal } from './helpers/net.js'
+import { delay } from './helpers/timing.js'
 
 /** Frames a raw client sends by hand. */
 const PUBKEY_FRAME = Buffer.from('P2SN:PUBKEY\x04')
@@ -32,8 +34,7 @@ describe('server limits and worker pools', function () {
   async function listen (options: ServerOptions): Promise<{ server: Server, port: number }> {
     const server = createServer({ keyPair: serverKeys, handler: (m) => m, ...options })
     servers.push(server)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    return { server, port: (server.address() as AddressInfo).port }
+    return { server, port: await listenLocal(server) }
   }
 
   function client (port: number, i = 0): Channel {
@@ -135,7 +136,7 @@ describe('server limits and worker pools', function () {
       const idleEnded = once(idle, 'end')
       idle.resume()
       for (let i = 0; i < 8; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 80))
+        await delay(80)
         expect((await busy.request(`ping ${i}`)).toString()).to.equal(`ping ${i}`)
       }
       await idleEnded

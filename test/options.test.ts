@@ -1,10 +1,11 @@
 // Bad options and late calls fail at once, with a code, and leave nothing open behind them.
 import { expect } from 'chai'
 import { once } from 'node:events'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import { PassThrough } from 'node:stream'
 import { P2snError, connect, createServer, generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
 import { expectP2snError, expectP2snErrorSync } from './helpers/errors.js'
+import { listenLocal } from './helpers/net.js'
 import { delay } from './helpers/timing.js'
 
 describe('options and late calls', function () {
@@ -17,8 +18,7 @@ describe('options and late calls', function () {
     const server = net.createServer()
     let connections = 0
     server.on('connection', (socket) => { connections++; socket.destroy() })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const { port } = server.address() as AddressInfo
+    const port = await listenLocal(server)
     const late: unknown[] = []
     const onUncaught = (err: unknown): void => { late.push(err) }
     process.on('uncaughtException', onUncaught)
@@ -47,8 +47,7 @@ describe('options and late calls', function () {
 
   it('request() after end() rejects with ERR_P2SN_CLOSED and emits no error', async () => {
     const server = createServer({ keyPair: keys, handler: (m) => m })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const channel = connect({ port: (server.address() as AddressInfo).port, keyPair: keys })
+    const channel = connect({ port: await listenLocal(server), keyPair: keys })
     const errors: unknown[] = []
     channel.on('error', (err) => errors.push(err))
     expect((await channel.request('first')).toString()).to.equal('first')

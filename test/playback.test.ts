@@ -9,6 +9,7 @@ import { seededRandom, type ChunkPlan } from './helpers/chunking.js'
 import { expectP2snError } from './helpers/errors.js'
 import { fixtureJson, loadSessions, RECORDED_SESSION_NAMES, type RecordedSession } from './helpers/fixtures.js'
 import { bytePair, ScriptedPeer } from './helpers/frame-pair.js'
+import { listenLocal } from './helpers/net.js'
 import { settle } from './helpers/timing.js'
 
 const EOT = Buffer.from([0x04])
@@ -395,8 +396,7 @@ describe('playback of recorded Python sessions', function () {
           const handlerErrors: unknown[] = []
           ours.on('clientError', (err: unknown) => { clientErrors.push(err) })
           ours.on('channel', (channel: Channel) => { channel.on('handlerError', (err: unknown) => { handlerErrors.push(err) }) })
-          await new Promise<void>((resolve) => { ours.listen(0, '127.0.0.1', resolve) })
-          const { port } = ours.address() as net.AddressInfo
+          const port = await listenLocal(ours)
           const socket = net.connect({ host: '127.0.0.1', port })
           const peer = new ScriptedPeer(socket)
           try {

@@ -4,7 +4,10 @@ import {
   decryptMessage, encryptMessage, forgeEngine, generateKeyPair, opensslEngine, P2snError, parsePrivateKey, RsaCipher,
   type KeyPair, type RsaEngine
 } from '../lib/index.js'
+import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
+import { collect } from './helpers/chunking.js'
 import { expectP2snErrorSync, thrown } from './helpers/errors.js'
+import { settle } from './helpers/timing.js'
 
 const ENGINES = ['openssl', 'forge'] as const
 /** Modulus length in bytes of the 1024-bit test keys, and the plaintext one block holds. */
@@ -12,20 +15,6 @@ const K = 128
 const ROOM = K - 11
 /** The message lengths around the block size, by name. */
 const LENGTHS: ReadonlyArray<[string, number]> = [['0', 0], ['1', 1], ['k − 11', ROOM], ['k − 10', ROOM + 1], ['3·(k − 11) + 5', 3 * ROOM + 5]]
-
-/** Writes each input as one message, ends, and collects what comes out. */
-async function run (stream: RsaCipher, inputs: readonly unknown[]): Promise<Buffer[]> {
-  const out: Buffer[] = []
-  stream.on('data', (chunk: Buffer) => out.push(chunk))
-  const finished = new Promise<void>((resolve, reject) => {
-    stream.once('end', resolve)
-    stream.once('error', reject)
-  })
-  for (const input of inputs) stream.write(input)
-  stream.end()
-  await finished
-  return out
-}
 
 /** Writes the inputs and resolves with the first error the stream emits; rejects when it ends without one. */
 async function streamError (stream: RsaCipher, inputs: readonly unknown[]): Promise<unknown> {
@@ -38,23 +27,9 @@ async function streamError (stream: RsaCipher, inputs: readonly unknown[]): Prom
   })
 }
 
-/** Raw RSA with the public key: lets a test build any block, well padded or not. */
-function rawEncrypt (pair: KeyPair, em: Buffer): Buffer {
-  return crypto.publicEncrypt({ key: pair.publicKey.keyObject, padding: crypto.constants.RSA_NO_PADDING }, em)
-}
-
 /** Raw RSA with the private key: shows the padding of a block. */
 function rawDecrypt (pair: KeyPair, block: Buffer): Buffer {
   return crypto.privateDecrypt({ key: pair.privateKey.keyObject, padding: crypto.constants.RSA_NO_PADDING }, block)
-}
-
-/** `00 02 PS 00 M` with a nonzero PS of `psLength` bytes. */
-function encodedMessage (k: number, psLength: number, message: Buffer): Buffer {
-  const em = Buffer.alloc(k)
-  em[1] = 2
-  em.fill(0x4d, 2, 2 + psLength)
-  message.copy(em, 3 + psLength)
-  return em
 }
 
 /** A message of `length` bytes that is not all one byte, so misplaced pieces show. */
@@ -304,8 +279,8 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
     it('takes PEM text in the stream factories', async function () {
       const encryptor = RsaCipher.encryptor(pair.publicKey.toPem())
       const decryptor = RsaCipher.decryptor(pair.privateKey.toPem())
-      const ciphertexts = await run(encryptor, ['pem'])
-      expect((await run(decryptor, ciphertexts)).map((b) => b.toString())).to.deep.equal(['pem'])
+      const ciphertexts = await collect(encryptor, ['pem'])
+      expect((await collect(decryptor, ciphertexts)).map((b) => b.toString())).to.deep.equal(['pem'])
     })
 
     it('decrypts nothing meant for another key with rejection: \'error\' (or refuses it as a bad block)', function () {
@@ -370,7 +345,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
     for (const engine of ENGINES) {
       it(`encrypt each write as one message: strings, Buffers, Uint8Arrays, empty and multi-block (engine ${engine})`, async function () {
         const inputs = ['hello', Buffer.from('buffer'), new Uint8Array([0, 4, 255, 4]), '', message(3 * room + 5), Buffer.alloc(0)]
-        const ciphertexts = await run(RsaCipher.encryptor(pair.publicKey, { engine }), inputs)
+        const ciphertexts = await collect(RsaCipher.encryptor(pair.publicKey, { engine }), inputs)
         expect(ciphertexts).to.have.length(inputs.length)
         const expected = inputs.map((input) => typeof input === 'string' ? Buffer.from(input, 'utf8') : Buffer.from(input))
         ciphertexts.forEach((ciphertext, i) => {
@@ -386,7 +361,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
           const c = encryptMessage(pair, p, { engine })
           return i % 2 === 0 ? c : new Uint8Array(c)
         })
-        const out = await run(RsaCipher.decryptor(pair.privateKey, { engine }), ciphertexts)
+        const out = await collect(RsaCipher.decryptor(pair.privateKey, { engine }), ciphertexts)
         expect(out.map((b) => b.toString('hex'))).to.deep.equal(plaintexts.map((p) => p.toString('hex')))
       })
     }
@@ -457,7 +432,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
           const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()))
           stream.destroy()
           await closed
-          await new Promise((resolve) => setImmediate(resolve))
+          await settle()
           expect(errors, `${written} messages written`).to.deep.equal([])
           expect(stream.destroyed).to.equal(true)
         }

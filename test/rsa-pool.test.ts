@@ -26,6 +26,15 @@ describe('RsaPool (rsa-pool.ts)', function () {
   this.timeout(60_000)
   let pool: RsaPool
 
+  // Keys are slow to make: one 1024-bit pair for every test that needs a key, and two more,
+  // distinct, for the test that needs several.
+  let keys: KeyPair
+  let manyKeys: KeyPair[]
+
+  before(async () => {
+    manyKeys = await Promise.all([1024, 1024, 2048].map(async (bits) => generateKeyPair({ bits })))
+    keys = manyKeys[0]!
+  })
   before(() => { pool = new RsaPool({ workers: 2 }) })
   after(async () => { await pool.close() })
 
@@ -65,9 +74,8 @@ describe('RsaPool (rsa-pool.ts)', function () {
   })
 
   it('keeps many keys and many concurrent decryptions apart', async () => {
-    const keys = await Promise.all([1024, 1024, 2048].map(async (bits) => generateKeyPair({ bits })))
     const jobs = Array.from({ length: 300 }, (_, i) => {
-      const pair = keys[i % keys.length]!
+      const pair = manyKeys[i % manyKeys.length]!
       const message = Buffer.alloc(i % 400, i)
       return { pair, message, ct: encryptMessage(pair, message) }
     })
@@ -76,7 +84,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
   })
 
   it('serves RsaCipher.decryptor({ pool }): messages come out in the order they went in', async () => {
-    const keys = await generateKeyPair({ bits: 1024 })
     const decryptor = RsaCipher.decryptor(keys, { pool })
     const messages = Array.from({ length: 60 }, (_, i) => Buffer.alloc(i * 7, i))
     const out: Buffer[] = []
@@ -89,7 +96,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
 
   it('refuses work beyond maxQueue with ERR_P2SN_POOL_BUSY, and work after close with ERR_P2SN_CLOSED', async () => {
     const small = new RsaPool({ workers: 1, maxQueue: 2 })
-    const keys = await generateKeyPair({ bits: 1024 })
     const ct = encryptMessage(keys, 'x')
     const first = [small.decrypt(keys.privateKey, ct), small.decrypt(keys.privateKey, ct)]
     await expectP2snError(small.decrypt(keys.privateKey, ct), 'ERR_P2SN_POOL_BUSY')
@@ -101,7 +107,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
   it('an aborted signal drops a decryption still waiting for a worker, and frees its place in the queue', async () => {
     const small = new RsaPool({ workers: 1, maxQueue: 1 })
     try {
-      const keys = await generateKeyPair({ bits: 1024 })
       const ct = encryptMessage(keys, 'x')
       const controller = new AbortController()
       const dropped = small.decrypt(keys.privateKey, ct, { signal: controller.signal })
@@ -121,7 +126,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
 
   it('waitForRoom: beyond maxQueue a decryption waits for room instead of failing, in order; abort and close still end it', async () => {
     const small = new RsaPool({ workers: 1, maxQueue: 1 })
-    const keys = await generateKeyPair({ bits: 1024 })
     const cts = ['a', 'b', 'c', 'd'].map((m) => encryptMessage(keys, m))
     const results = cts.map(async (ct) => small.decrypt(keys.privateKey, ct, { waitForRoom: true }))
     expect((await Promise.all(results)).map(String)).to.deep.equal(['a', 'b', 'c', 'd'])
@@ -144,7 +148,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
   it('many decryptions cancelled at once, queued or waiting for room: each fails alone, the rest go through', async () => {
     const small = new RsaPool({ workers: 1, maxQueue: 50 })
     try {
-      const keys = await generateKeyPair({ bits: 1024 })
       const ct = encryptMessage(keys, 'kept')
       const controllers = Array.from({ length: 3000 }, () => new AbortController())
       const doomed = controllers.map(async (controller) => small.decrypt(keys.privateKey, ct, { waitForRoom: true, signal: controller.signal })
@@ -167,7 +170,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
   it('RsaCipher.decryptor({ pool }) waits for room in a full queue, and a destroyed one takes its queued work back', async () => {
     const small = new RsaPool({ workers: 1, maxQueue: 1 })
     try {
-      const keys = await generateKeyPair({ bits: 1024 })
       const decryptor = RsaCipher.decryptor(keys, { pool: small })
       const messages = Array.from({ length: 12 }, (_, i) => Buffer.from(`message ${i}`))
       const out: string[] = []
@@ -198,7 +200,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
 
   it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {
     const small = new RsaPool({ workers: 1 })
-    const keys = await generateKeyPair({ bits: 1024 })
     const ct = encryptMessage(keys, 'x')
     const waiting = Array.from({ length: 6 }, async () => small.decrypt(keys.privateKey, ct).then(String, (err: P2snError) => err.code))
     await small.close()
@@ -208,7 +209,6 @@ describe('RsaPool (rsa-pool.ts)', function () {
   })
 
   it('runs the built-in engines by name or object, and refuses an engine object of one\'s own', async () => {
-    const keys = await generateKeyPair({ bits: 1024 })
     const ct = encryptMessage(keys, 'engines')
     expect((await pool.decrypt(keys.privateKey, ct, { engine: 'forge' })).toString()).to.equal('engines')
     expect((await pool.decrypt(keys.privateKey, ct, { engine: opensslEngine })).toString()).to.equal('engines')

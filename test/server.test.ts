@@ -10,6 +10,7 @@ import {
   type FrameTransport, type KeyPair, type PeerInfo, type ServerOptions
 } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
+import { listenLocal } from './helpers/net.js'
 import { delay, expectNoLeakedResources, resourceBaseline, settle, within } from './helpers/timing.js'
 
 const TLS_KEY = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url))
@@ -88,8 +89,7 @@ describe('Server', function () {
 
   async function listening (options: ServerOptions, onChannel?: (channel: Channel, peer: PeerInfo) => void): Promise<{ server: Server, port: number }> {
     const created = server(options, onChannel)
-    await new Promise<void>((resolve) => created.listen(0, '127.0.0.1', resolve))
-    return { server: created, port: (created.address() as net.AddressInfo).port }
+    return { server: created, port: await listenLocal(created) }
   }
 
   function client (port: number, keyPair: KeyPair = clientKeys, options: Partial<Parameters<typeof connect>[0]> = {}): Channel {

@@ -5,6 +5,7 @@
  * @module
  */
 import { expect } from 'chai'
+import { settle } from './timing.js'
 
 /**
  * How {@link rechunk} cuts a buffer:
@@ -53,7 +54,7 @@ export function seededRandom (seed: number): () => number {
 }
 
 /** The part of a Node (or readable-stream) Duplex that {@link collect} uses. */
-export interface CollectableStream {
+interface CollectableStream {
   readonly destroyed: boolean
   write (chunk: unknown): boolean
   end (): unknown
@@ -96,7 +97,7 @@ export async function expectQuietDestroy (stream: CollectableStream & { destroy 
     stream.destroy()
   })
   // Let any late, asynchronously emitted error surface before looking.
-  await new Promise((resolve) => setImmediate(resolve))
+  await settle()
   expect(errors).to.deep.equal([])
   expect(stream.destroyed).to.equal(true)
 }

@@ -1,7 +1,7 @@
 /**
  * Ciphertexts of each class a padding oracle tells apart: RSA applied by hand to encoded
  * messages that are valid, or broken in one way each. For the no-oracle test and
- * `npm run timing`.
+ * `npm run timing`; and the raw-RSA builders of hand-made blocks the other tests use.
  * @module
  */
 import crypto from 'node:crypto'
@@ -22,11 +22,26 @@ function nonzero (length: number): Buffer {
   return bytes
 }
 
+/** Raw RSA with the public key (no padding): lets a test build any block, well padded or not. */
+export function rawEncrypt (keys: KeyPair, em: Buffer): Buffer {
+  return crypto.publicEncrypt({ key: keys.publicKey.keyObject, padding: crypto.constants.RSA_NO_PADDING }, em)
+}
+
+/** `00 02 PS 00 M` with a nonzero PS of `psLength` bytes, k bytes in all. */
+export function encodedMessage (k: number, psLength: number, message: Buffer): Buffer {
+  if (2 + psLength + 1 + message.length !== k) throw new Error(`test setup: an encoded message of ${2 + psLength + 1 + message.length} bytes for a ${k}-byte key`)
+  const em = Buffer.alloc(k)
+  em[1] = 2
+  for (let i = 0; i < psLength; i++) em[2 + i] = 1 + ((i * 37) % 255)
+  message.copy(em, 3 + psLength)
+  return em
+}
+
 /**
  * The encoded message (EM, k bytes) of a class carrying `message`: `00 02 PS 00 M` with PS of
  * at least 8 nonzero bytes when valid.
  */
-export function encodedMessage (cls: CiphertextClass, k: number, message: Buffer): Buffer {
+function encodedMessageOf (cls: CiphertextClass, k: number, message: Buffer): Buffer {
   const em = Buffer.concat([Buffer.from([0, 2]), nonzero(k - 3 - message.length), Buffer.from([0]), message])
   switch (cls) {
     case 'valid': break
@@ -43,8 +58,7 @@ export function encodedMessage (cls: CiphertextClass, k: number, message: Buffer
   return em
 }
 
-/** A ciphertext of class `cls` to `keys`: raw RSA (no padding) over {@link encodedMessage}. */
+/** A ciphertext of class `cls` to `keys`: raw RSA (no padding) over {@link encodedMessageOf}. */
 export function ciphertextOf (cls: CiphertextClass, keys: KeyPair, message: Buffer): Buffer {
-  const em = encodedMessage(cls, keys.publicKey.size, message)
-  return crypto.publicEncrypt({ key: keys.publicKey.keyObject, padding: crypto.constants.RSA_NO_PADDING }, em)
+  return rawEncrypt(keys, encodedMessageOf(cls, keys.publicKey.size, message))
 }

@@ -11,11 +11,12 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { listenLocal } from './net.js'
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 /** The command's entry point. */
-export const CLI = path.join(ROOT, 'lib', 'cli', 'index.ts')
+const CLI = path.join(ROOT, 'lib', 'cli', 'index.ts')
 /** How to start the command: `node --import tsx lib/cli/index.ts`. */
 export const CLI_COMMAND = [process.execPath, '--import', 'tsx', CLI] as const
 
@@ -28,7 +29,7 @@ export interface CliResult {
 }
 
 /** Options of {@link startCli}. */
-export interface StartOptions {
+interface StartOptions {
   /** `P2SN_HOME`: every test gets its own, so the real `~/.p2sn` is never touched. */
   home: string
   /** More environment variables. */
@@ -38,7 +39,7 @@ export interface StartOptions {
 const groups = new Set<number>()
 
 /** A running `p2sn`, with its output collected. */
-export class CliChild {
+class CliChild {
   readonly child: ChildProcess
   readonly done: Promise<CliResult>
   #stdout: Buffer[] = []
@@ -150,7 +151,7 @@ export async function runCli (args: readonly string[], options: StartOptions & {
 }
 
 /** A started `p2sn listen 0 …` with the port and key it printed. */
-export interface Listener {
+interface Listener {
   cli: CliChild
   port: number
   fingerprint: string
@@ -178,8 +179,7 @@ export function killAll (): void {
 /** A port nothing listens on: bound to 0, then closed. */
 export async function unusedPort (): Promise<number> {
   const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
+  const port = await listenLocal(server)
   await new Promise<void>((resolve) => server.close(() => { resolve() }))
   return port
 }

@@ -18,7 +18,7 @@ type Callback = (error?: Error | null) => void
 export type PairChunking = 'whole' | 'byte' | 'random'
 
 /** Options of {@link duplexPair}. */
-export interface DuplexPairOptions {
+interface DuplexPairOptions {
   /** How each end cuts what is written to it. Default `'whole'`. */
   chunking?: PairChunking
   /** Seed of the `'random'` cuts; each end gets its own sequence from it. Default 1. */

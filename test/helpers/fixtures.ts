@@ -20,7 +20,7 @@ export function fixtureJson (path: string): unknown {
 }
 
 /** Names of the files in a folder under test/fixtures/ that end with `suffix`, sorted. */
-export function fixtureFiles (folder: string, suffix: string): string[] {
+function fixtureFiles (folder: string, suffix: string): string[] {
   return readdirSync(new URL(folder.endsWith('/') ? folder : folder + '/', FIXTURES))
     .filter((name) => name.endsWith(suffix))
     .sort()
@@ -59,26 +59,26 @@ function hex (value: unknown, where: string): string {
 // ---- Recorded sessions (vectors/*.json) -------------------------------------------------------
 
 /** One side of a recorded session: its key pair as Python's `rsa` wrote it. */
-export interface RecordedPeer {
+interface RecordedPeer {
   bits: number
   privateKeyPem: string
   publicKeyPem: string
 }
 
 /** A request and the reply the reference server sent, as hex. */
-export interface RecordedExchange {
+interface RecordedExchange {
   requestHex: string
   replyHex: string
 }
 
 /** Bytes sent as they are (not a protocol message) and the raw answer, for the error scenarios. */
-export interface RecordedRawExchange {
+interface RecordedRawExchange {
   sentRawBase64: string
   answerRawHex: string
 }
 
 /** One frame on the wire, terminator included. */
-export interface RecordedFrame {
+interface RecordedFrame {
   from: 'client' | 'server'
   bytes: Buffer
 }
@@ -105,7 +105,7 @@ function peer (value: unknown, where: string): RecordedPeer {
 }
 
 /** Loads `vectors/<file>`. */
-export function loadSession (file: string): RecordedSession {
+function loadSession (file: string): RecordedSession {
   const where = `vectors/${file}`
   const r = record(fixtureJson(where), where)
   const exchanges: RecordedExchange[] = []
@@ -175,7 +175,7 @@ export interface WycheproofGroup {
 }
 
 /** A Wycheproof file. */
-export interface WycheproofFile {
+interface WycheproofFile {
   file: string
   numberOfTests: number
   groups: WycheproofGroup[]
@@ -222,14 +222,14 @@ export function loadWycheproof (bits: number): WycheproofFile {
 // ---- Implicit rejection (implicit-rejection/cases.json) --------------------------------------
 
 /** One case of Appendix B of draft-irtf-cfrg-rsa-guidance. */
-export interface RejectionCase {
+interface RejectionCase {
   title: string
   ciphertextHex: string
   expectedHex: string
 }
 
 /** A key of Appendix B and its cases. */
-export interface RejectionFamily {
+interface RejectionFamily {
   id: string
   modulusBits: number
   section: string

@@ -7,6 +7,7 @@
 import { createHook, type AsyncHook } from 'node:async_hooks'
 import { Duplex } from 'node:stream'
 import { rechunk, type ChunkPlan } from './chunking.js'
+import { settle } from './timing.js'
 
 const EOT = 0x04
 
@@ -87,10 +88,6 @@ export function bytePair (): [RecordingPairEnd, RecordingPairEnd] {
 export class ScriptedPeer {
   /** The end this peer reads and writes. */
   readonly end: Duplex
-  /** Every frame received so far, terminator excluded. */
-  readonly received: Buffer[] = []
-  /** Errors the end emitted (there should be none). */
-  readonly errors: Error[] = []
   readonly #bytes: boolean
   readonly #queue: Buffer[] = []
   #tail = Buffer.alloc(0)
@@ -103,12 +100,9 @@ export class ScriptedPeer {
     end.on('data', (chunk: Buffer) => { this.#onData(chunk) })
     end.on('end', () => { this.#onEnd() })
     end.on('close', () => { this.#onEnd() })
-    end.on('error', (err: Error) => { this.errors.push(err) })
-  }
-
-  /** True once the other side ended its stream (or this end closed) and every frame was read. */
-  get done (): boolean {
-    return this.#ended && this.#queue.length === 0
+    // Errors of the end are not this peer's to report (the side under test's are checked); a
+    // listener keeps them from being thrown.
+    end.on('error', () => {})
   }
 
   /** Bytes received after the last `0x04` (a byte end only). */
@@ -170,7 +164,6 @@ export class ScriptedPeer {
   }
 
   #push (frame: Buffer): void {
-    this.received.push(frame)
     this.#queue.push(frame)
     this.#wakeUp()
   }
@@ -242,7 +235,7 @@ export class TimerWatch {
    * timers (delivered asynchronously) have come in.
    */
   async pending (): Promise<string[]> {
-    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+    await settle(3)
     return [...this.#pending.values()]
   }
 }

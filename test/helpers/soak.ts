@@ -6,11 +6,11 @@
  */
 import crypto from 'node:crypto'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import { connect, createServer, generateKeyPair, type Channel } from '../../lib/index.js'
+import { listenLocal } from './net.js'
 
 /** Options of {@link soak}. */
-export interface SoakOptions {
+interface SoakOptions {
   clients: number
   seconds: number
   /** Largest message, in bytes. */
@@ -20,7 +20,7 @@ export interface SoakOptions {
 }
 
 /** What a soak run counted. */
-export interface SoakResult {
+interface SoakResult {
   messages: number
   bytes: number
   mismatches: number
@@ -58,8 +58,7 @@ export async function soak (options: SoakOptions): Promise<SoakResult> {
   const result: SoakResult = { messages: 0, bytes: 0, mismatches: 0, errors: [] }
   const server = createServer({ keyPair: serverKeys!, handler: (message) => message, workers: options.workers })
   server.on('clientError', (err: Error & { code?: string }) => result.errors.push(`server: ${err.code ?? err.message}`))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+  const port = await listenLocal(server)
   const deadline = Date.now() + options.seconds * 1000
   await Promise.all(Array.from({ length: options.clients }, async (_, i) => {
     const channel = connect({ port, keyPair: clientKeys[i % clientKeys.length]! })

@@ -39,7 +39,7 @@ export async function within<T> (ms: number, promise: Promise<T>, what: string):
  * The handles keeping the process alive (sockets, servers, pipes, child processes: `…Wrap`) and
  * its timers, counted by kind. Short-lived requests (file reads, closing) are left out.
  */
-export function activeResources (): Record<string, number> {
+function activeResources (): Record<string, number> {
   const counts: Record<string, number> = {}
   for (const kind of process.getActiveResourcesInfo()) {
     if (!kind.endsWith('Wrap') && kind !== 'Timeout') continue
