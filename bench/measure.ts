@@ -2,6 +2,8 @@
  * Timing helpers for the benchmarks. This machine's speed drifts by ±15% within seconds, so
  * contenders run in alternating short slices and are compared by their summed times.
  */
+import crypto from 'node:crypto'
+import type { KeyPair } from '../lib/index.js'
 
 /** A contender: does `count` units of work. */
 export type Workload = (count: number) => void | Promise<void>
@@ -37,6 +39,22 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
     rates[name] = (options.slices * options.count) / (Number(elapsed.get(name)!) / 1e9)
   }
   return rates
+}
+
+/**
+ * The OpenSSL bound, the baseline the protocol's rates are compared with: for each unit of
+ * work, `pairsPerUnit` × (a public-key PKCS#1 v1.5 encryption of `message` and a raw
+ * private-key operation on its ciphertext), the way the protocol spends them.
+ */
+export function opensslBound (keys: KeyPair, message: Buffer, pairsPerUnit = 1): Workload {
+  const pub = keys.publicKey.keyObject
+  const priv = keys.privateKey.keyObject
+  return (count) => {
+    for (let i = 0; i < count * pairsPerUnit; i++) {
+      const ct = crypto.publicEncrypt({ key: pub, padding: crypto.constants.RSA_PKCS1_PADDING }, message)
+      crypto.privateDecrypt({ key: priv, padding: crypto.constants.RSA_NO_PADDING }, ct)
+    }
+  }
 }
 
 /** A rate as "12,345/s". */

@@ -7,10 +7,11 @@
  * Usage: node --import tsx bench/scale-clients.ts PORT CONNECTIONS SECONDS
  */
 import crypto from 'node:crypto'
-import { connect, generateKeyPair, type Channel } from '../lib/index.js'
+import { connect, type Channel } from '../lib/index.js'
+import { clientKeys, countFromStart, numericArguments, printResult } from './scale-client-kit.js'
 
-const [port, connections, seconds] = process.argv.slice(2).map(Number) as [number, number, number]
-const keys = await Promise.all(Array.from({ length: 4 }, async () => generateKeyPair({ bits: 1024 })))
+const [port, connections, seconds] = numericArguments<[number, number, number]>()
+const keys = await clientKeys()
 const message = crypto.randomBytes(64)
 
 const channels: Channel[] = []
@@ -21,17 +22,14 @@ for (let i = 0; i < connections; i++) {
 await Promise.all(channels.map(async (channel) => channel.request('warm up')))
 
 let replies = 0
-process.stdout.write('start\n')
-const cpuBefore = process.cpuUsage()
-const started = Date.now()
-const deadline = started + seconds * 1000
-await Promise.all(channels.map(async (channel) => {
-  while (Date.now() < deadline) {
-    await channel.request(message)
-    replies++
-  }
-}))
-const cpu = process.cpuUsage(cpuBefore)
-const elapsed = (Date.now() - started) / 1000
+const { seconds: elapsed, cpuSeconds } = await countFromStart(async (started) => {
+  const deadline = started + seconds * 1000
+  await Promise.all(channels.map(async (channel) => {
+    while (Date.now() < deadline) {
+      await channel.request(message)
+      replies++
+    }
+  }))
+})
 for (const channel of channels) channel.destroy()
-process.stdout.write(JSON.stringify({ replies, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')
+printResult({ replies, seconds: elapsed, cpuSeconds })

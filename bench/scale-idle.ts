@@ -7,10 +7,11 @@
  * Usage: node --import tsx bench/scale-idle.ts PORT CONNECTIONS REQUESTS
  */
 import { once } from 'node:events'
-import { connect, generateKeyPair, type Channel } from '../lib/index.js'
+import { connect, type Channel } from '../lib/index.js'
+import { clientKeys, numericArguments, printResult } from './scale-client-kit.js'
 
-const [port, connections, requests] = process.argv.slice(2).map(Number) as [number, number, number]
-const keys = await Promise.all(Array.from({ length: 4 }, async () => generateKeyPair({ bits: 1024 })))
+const [port, connections, requests] = numericArguments<[number, number, number]>()
+const keys = await clientKeys()
 const WAVE = 100
 
 const start = Date.now()
@@ -31,5 +32,5 @@ await Promise.all(channels.map(async (channel) => {
 }))
 const exchanges = Date.now() - begin
 for (const channel of channels) channel.destroy()
-process.stdout.write(JSON.stringify({ handshakesMs: handshakes, requestsMs: exchanges }) + '\n')
+printResult({ handshakesMs: handshakes, requestsMs: exchanges })
 process.stdin.destroy()

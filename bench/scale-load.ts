@@ -21,15 +21,16 @@ import { once } from 'node:events'
 import net from 'node:net'
 import Pumpify from 'pumpify'
 import {
-  FrameJoiner, FrameSplitter, HandshakeDuplex, decodeBase64, decryptMessage, encodeBase64, encryptMessage, generateKeyPair,
+  FrameJoiner, FrameSplitter, HandshakeDuplex, decodeBase64, decryptMessage, encodeBase64, encryptMessage,
   type FrameTransport, type PeerInfo
 } from '../lib/index.js'
+import { clientKeys, countFromStart, numericArguments, printResult } from './scale-client-kit.js'
 
-const [port, connections, seconds, checkEvery] = process.argv.slice(2).map(Number) as [number, number, number, number]
+const [port, connections, seconds, checkEvery] = numericArguments<[number, number, number, number]>()
 if (![port, connections, checkEvery].every(Number.isSafeInteger) || !(seconds > 0) || checkEvery < 1) {
   throw new Error('usage: scale-load.ts PORT CONNECTIONS SECONDS CHECK_EVERY (whole numbers; CHECK_EVERY at least 1)')
 }
-const keys = await Promise.all(Array.from({ length: 4 }, async () => generateKeyPair({ bits: 1024 })))
+const keys = await clientKeys()
 const message = crypto.randomBytes(64)
 
 const peers = await Promise.all(Array.from({ length: connections }, async (_, i) => {
@@ -77,13 +78,10 @@ const finished = peers.map(async ({ handshake, serverKey }) => new Promise<void>
 }))
 // Count from when every connection has had its first reply (a failure ends the wait too).
 await Promise.race([Promise.all(warmedUp), Promise.all(finished)])
-process.stdout.write('start\n')
-const cpuBefore = process.cpuUsage()
-const started = Date.now()
-measuring = true
-deadline = started + seconds * 1000
-await Promise.all(finished)
-const cpu = process.cpuUsage(cpuBefore)
-const elapsed = (Date.now() - started) / 1000
+const { seconds: elapsed, cpuSeconds } = await countFromStart(async (started) => {
+  measuring = true
+  deadline = started + seconds * 1000
+  await Promise.all(finished)
+})
 for (const { handshake } of peers) handshake.destroy()
-process.stdout.write(JSON.stringify({ replies, checked, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + '\n')
+printResult({ replies, checked, seconds: elapsed, cpuSeconds })

@@ -8,12 +8,12 @@
 import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { RsaPool, connect, createServer, decryptMessage, encryptMessage, generateKeyPair, type KeyPair, type Server } from '../lib/index.js'
+import { listenLocal } from '../test/helpers/net.js'
 import { alternate, formatRate } from './measure.js'
 
 const CLIENTS = Number(process.env.P2SN_BENCH_CLIENTS ?? 32)
@@ -29,11 +29,6 @@ const IDLE_CHANNELS = 1000
 
 function script (name: string): string {
   return fileURLToPath(new URL(`./${name}`, import.meta.url))
-}
-
-async function listening (server: Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return (server.address() as AddressInfo).port
 }
 
 /** Private-key operations a second: a pool of 2 workers against inline on the event loop. */
@@ -64,7 +59,7 @@ const LOADS = {
 
 async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined, load: keyof typeof LOADS): Promise<LoadResult> {
   const server = createServer({ keyPair: keys, handler: (message) => message, pool })
-  const port = await listening(server)
+  const port = await listenLocal(server)
   const { script: name, args } = LOADS[load]
   const clients = spawn(process.execPath, [...process.execArgv, script(name), String(port), String(CLIENTS), String(LOAD_SECONDS), ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
   // A client process that hangs must not hang the bench.
@@ -148,7 +143,7 @@ async function oneChannel (keys: KeyPair): Promise<void> {
       channel.on('data', () => { if (++arrived === wanted) done() })
     })
     servers.push(server)
-    const channel = connect({ port: await listening(server), keyPair: clientKeys })
+    const channel = connect({ port: await listenLocal(server), keyPair: clientKeys })
     await once(channel, 'handshake')
     return async (count) => {
       const finished = new Promise<void>((resolve) => { done = resolve })
@@ -174,7 +169,7 @@ function memoryInUse (): number {
 
 async function manyChannels (keys: KeyPair): Promise<void> {
   const server = createServer({ keyPair: keys, handler: (message) => message })
-  const port = await listening(server)
+  const port = await listenLocal(server)
   const before = memoryInUse()
   const clients = spawn(process.execPath, [...process.execArgv, script('scale-idle.ts'), String(port), String(IDLE_CHANNELS), '10'], { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: clients.stdout })[Symbol.asyncIterator]()

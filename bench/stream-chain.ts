@@ -6,7 +6,7 @@
 import crypto from 'node:crypto'
 import { once } from 'node:events'
 import { Base64Codec, FrameJoiner, FrameSplitter, RsaCipher, generateKeyPair, type EngineName, type KeyPair } from '../lib/index.js'
-import { alternate, formatRate } from './measure.js'
+import { alternate, formatRate, opensslBound } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(245)
 
@@ -32,21 +32,10 @@ function makeChain (keys: KeyPair, engine: EngineName): (count: number) => Promi
   }
 }
 
-function makeBound (keys: KeyPair): (count: number) => void {
-  const pub = keys.publicKey.keyObject
-  const priv = keys.privateKey.keyObject
-  return (count) => {
-    for (let i = 0; i < count; i++) {
-      const ct = crypto.publicEncrypt({ key: pub, padding: crypto.constants.RSA_PKCS1_PADDING }, MESSAGE)
-      crypto.privateDecrypt({ key: priv, padding: crypto.constants.RSA_NO_PADDING }, ct)
-    }
-  }
-}
-
 /** Runs the benchmark and prints its lines. */
 export async function benchStreamChain (): Promise<void> {
   const keys = await generateKeyPair({ bits: 2048 })
-  const bound = makeBound(keys)
+  const bound = opensslBound(keys, MESSAGE)
   const openssl = makeChain(keys, 'openssl')
   const forge = makeChain(keys, 'forge')
   const fast = await alternate({ bound, openssl }, { slices: 8, count: 600 })
