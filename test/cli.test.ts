@@ -2,11 +2,11 @@ import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { spawn } from 'node:child_process'
 import { expect } from 'chai'
 import { createServer, generateKeyPair, type KeyPair } from '../lib/index.js'
 import {
-  CLI_COMMAND, ROOT, killAll, lines, makeHome, runCli, sha256, startCli, startListener, unusedPort, type CliResult
+  CLI_COMMAND, CLI_TIMEOUT_MS, assertBuilt, cliBatchTimeout, killAll, lines, makeHome, runCli, sha256, startCli, startListener, startShell,
+  unusedPort, type CliResult
 } from './helpers/cli.js'
 import { listenLocal } from './helpers/net.js'
 
@@ -24,11 +24,15 @@ function expectOneErrorLine (result: CliResult, exitCode: number): void {
 }
 
 describe('p2sn command line', function () {
-  this.timeout(20_000)
+  // Room for a few commands one after another on a loaded machine; each has its own limit too.
+  this.timeout(3 * CLI_TIMEOUT_MS)
   let root: string
   let serverKey: KeyPair
   let otherServerKey: KeyPair
   let clientKey: KeyPair
+
+  // A missing or stale build: one failure here, and no test runs.
+  before(assertBuilt)
 
   before(async () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'p2sn-cli-'))
@@ -39,7 +43,8 @@ describe('p2sn command line', function () {
 
   after(async () => {
     killAll()
-    await fs.rm(root, { recursive: true, force: true })
+    // Not made when assertBuilt failed.
+    if (root !== undefined) await fs.rm(root, { recursive: true, force: true })
   })
 
   const serverHome = async (key = serverKey): Promise<string> => await makeHome(root, key.privateKey.toPem())
@@ -112,7 +117,8 @@ describe('p2sn command line', function () {
     let privatePem: string
     const results = new Map<string, Promise<CliResult>>()
 
-    before(async () => {
+    before(async function () {
+      this.timeout(cliBatchTimeout(cases.length))
       dir = await fs.mkdtemp(path.join(root, 'bad-'))
       home = await makeHome(root)
       privatePem = clientKey.privateKey.toPem()
@@ -120,17 +126,9 @@ describe('p2sn command line', function () {
       // Half a real private key: its lines must never show up in an error.
       await fs.writeFile(path.join(dir, 'truncated.pem'), privatePem.split('\n').slice(0, 6).join('\n') + '\n')
       await fs.writeFile(path.join(dir, 'public.pem'), clientKey.publicKey.toPem())
-      // Start them all at once, a few at a time; each test below checks one.
-      let next = 0
-      const worker = async (): Promise<void> => {
-        while (next < cases.length) {
-          const [name, args] = cases[next++]!
-          const run = runCli(args(dir), { home })
-          results.set(name, run)
-          await run.catch(() => {})
-        }
-      }
-      await Promise.all([worker(), worker(), worker(), worker()])
+      // Ask for them all at once (runCli runs a few at a time); each test below checks one.
+      for (const [name, args] of cases) results.set(name, runCli(args(dir), { home }))
+      await Promise.allSettled(results.values())
     })
 
     for (const [name, , exitCode] of cases) {
@@ -418,21 +416,11 @@ describe('p2sn command line', function () {
       const p2sn = CLI_COMMAND.map((word) => `'${word}'`).join(' ')
       const script = `mkfifo "$DIR/f" && P2SN_HOME="$SERVER" ${p2sn} listen --stdio --echo -q < "$DIR/f" | ` +
         `P2SN_HOME="$CLIENT" ${p2sn} connect --stdio -q --exec 'printf "ping\\npong\\n"; exec >&-; cat > "$DIR/replies"' > "$DIR/f"`
-      const shell = spawn('sh', ['-c', script], {
-        cwd: ROOT,
-        env: { ...process.env, DIR: dir, SERVER: await serverHome(), CLIENT: await clientHome() },
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true
-      })
-      let stderr = ''
-      shell.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-      const code = await new Promise<number | null>((resolve) => shell.once('close', resolve))
-      try {
-        expect(code, stderr).to.equal(0)
-        expect(await fs.readFile(path.join(dir, 'replies'), 'utf8')).to.equal('ping\npong\n')
-      } finally {
-        try { process.kill(-shell.pid!, 'SIGKILL') } catch { /* gone */ }
-      }
+      // Each command in the script sets its own P2SN_HOME.
+      const shell = startShell(script, { home: dir, env: { DIR: dir, SERVER: await serverHome(), CLIENT: await clientHome() } })
+      const result = await shell.send('').result()
+      expect(result.code, result.stderr).to.equal(0)
+      expect(await fs.readFile(path.join(dir, 'replies'), 'utf8')).to.equal('ping\npong\n')
     })
   })
 

@@ -1,24 +1,79 @@
 /**
- * Runs the `p2sn` command as a user does, as child processes: `node --import tsx
- * lib/cli/index.ts …` from the repository root, so that it tests the sources whether or not
- * they are built. Every child is its own process group, and {@link killAll} kills the groups,
- * children of `--exec` included.
+ * Runs the `p2sn` command as a user does, as child processes: the built `dist/cli/index.js`
+ * from the repository root. Built JavaScript starts in about a third of the CPU time that
+ * `node --import tsx lib/cli/index.ts` takes, and a busy two-core machine cannot spare that
+ * for dozens of processes. {@link assertBuilt} and every start therefore fail at once, saying to
+ * run `npm run build`, when the build is missing or older than `lib/` (`npm test` builds first),
+ * rather than testing stale code; test files that do not start the command still run.
+ *
+ * {@link runCli} runs at most {@link CLI_PARALLELISM} commands at once and queues the rest, so
+ * no test can start thirty processes together; its time limit counts from the process start,
+ * not from the queueing. Every child is its own process group, and {@link killAll} kills the
+ * groups, children of `--exec` included.
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
-import fs from 'node:fs/promises'
-import net from 'node:net'
+import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { listenLocal } from './net.js'
+
+export { unusedPort } from './net.js'
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-/** The command's entry point. */
-const CLI = path.join(ROOT, 'lib', 'cli', 'index.ts')
-/** How to start the command: `node --import tsx lib/cli/index.ts`. */
-export const CLI_COMMAND = [process.execPath, '--import', 'tsx', CLI] as const
+/** The command's entry point, as `npm run build` makes it. */
+const CLI = path.join(ROOT, 'dist', 'cli', 'index.js')
+/** How to start the command: `node dist/cli/index.js`. */
+export const CLI_COMMAND = [process.execPath, CLI] as const
+
+/**
+ * How many commands {@link runCli} runs at once: one per core, at most four. Each is a Node
+ * process that spends its first few hundred milliseconds of CPU loading modules.
+ */
+export const CLI_PARALLELISM = Math.min(4, os.availableParallelism())
+
+/**
+ * The default time limit of one command, from its start to its exit, and of each wait for its
+ * output. Commands take well under a second alone; this leaves room for a loaded machine.
+ */
+export const CLI_TIMEOUT_MS = 20_000
+
+/**
+ * A mocha time limit for a hook or test that waits for `runs` commands started through
+ * {@link runCli} at once: they run {@link CLI_PARALLELISM} at a time, each within `perRunMs`
+ * of its own start, so this grows with the rounds. It is only a backstop behind theirs.
+ */
+export function cliBatchTimeout (runs: number, perRunMs = CLI_TIMEOUT_MS): number {
+  return (Math.ceil(runs / CLI_PARALLELISM) + 1) * perRunMs
+}
+
+/** Why the built command is not to be tested (missing, or older than a file under `lib/`), or null. */
+function staleBuild (): string | null {
+  const advice = 'run `npm run build` first (the CLI tests run the built command)'
+  const built = fs.statSync(CLI, { throwIfNoEntry: false })
+  if (built === undefined) return `${path.relative(ROOT, CLI)} is missing: ${advice}`
+  const lib = path.join(ROOT, 'lib')
+  for (const name of fs.readdirSync(lib, { recursive: true, encoding: 'utf8' })) {
+    const source = fs.statSync(path.join(lib, name))
+    if (source.isFile() && source.mtimeMs > built.mtimeMs) return `${path.relative(ROOT, CLI)} is older than lib/${name}: ${advice}`
+  }
+  return null
+}
+
+/** {@link staleBuild}, looked at once. */
+let buildProblem: string | null | undefined
+
+/**
+ * Throws, saying to run `npm run build`, when the built command is missing or older than a file
+ * under `lib/`. Every start checks this; a test file calls it in its first `before` hook too, so
+ * that a stale build is one failure rather than one per test.
+ */
+export function assertBuilt (): void {
+  if (buildProblem === undefined) buildProblem = staleBuild()
+  if (buildProblem !== null) throw new Error(buildProblem)
+}
 
 /** What a finished run left. */
 export interface CliResult {
@@ -38,6 +93,44 @@ interface StartOptions {
 
 const groups = new Set<number>()
 
+/** Kills the process group led by `pid`, if it still runs. */
+function killGroup (pid: number): void {
+  groups.delete(pid)
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * The slots of {@link CLI_PARALLELISM} concurrent runs. A run holds one from before its spawn
+ * to its exit; a waiting run takes the slot that an exit frees.
+ */
+const slots = {
+  free: CLI_PARALLELISM,
+  waiting: [] as Array<{ resolve: () => void, reject: (error: Error) => void }>,
+
+  async take (): Promise<void> {
+    if (this.free > 0) {
+      this.free--
+      return
+    }
+    await new Promise<void>((resolve, reject) => { this.waiting.push({ resolve, reject }) })
+  },
+
+  give (): void {
+    const next = this.waiting.shift()
+    if (next === undefined) this.free++
+    else next.resolve()
+  },
+
+  /** Fails the runs still waiting: {@link killAll} ends a test, and they belong to it. */
+  cancel (): void {
+    for (const { reject } of this.waiting.splice(0)) reject(new Error('p2sn was not started: killAll() ended the test'))
+  }
+}
+
 /** A running `p2sn`, with its output collected. */
 class CliChild {
   readonly child: ChildProcess
@@ -47,6 +140,7 @@ class CliChild {
   #waiters = new Set<() => void>()
 
   constructor (command: readonly string[], options: StartOptions) {
+    assertBuilt()
     this.child = spawn(command[0]!, command.slice(1), {
       cwd: ROOT,
       env: { ...process.env, ...options.env, P2SN_HOME: options.home },
@@ -90,12 +184,12 @@ class CliChild {
   }
 
   /** Resolves with the first match of `pattern` in stderr; fails when the process ends or time runs out. */
-  waitForStderr (pattern: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
+  waitForStderr (pattern: RegExp, timeoutMs = CLI_TIMEOUT_MS): Promise<RegExpExecArray> {
     return this.#waitFor(() => this.#stderr, 'stderr', pattern, timeoutMs)
   }
 
   /** Resolves with the first match of `pattern` in stdout (as UTF-8); fails when the process ends or time runs out. */
-  waitForStdout (pattern: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
+  waitForStdout (pattern: RegExp, timeoutMs = CLI_TIMEOUT_MS): Promise<RegExpExecArray> {
     return this.#waitFor(() => this.stdout.toString(), 'stdout', pattern, timeoutMs)
   }
 
@@ -124,11 +218,15 @@ class CliChild {
     })
   }
 
-  /** The result, or a clear failure when the process does not end within `timeoutMs`. */
-  async result (timeoutMs = 15_000): Promise<CliResult> {
+  /**
+   * The result, or a clear failure when the process does not end within `timeoutMs`; it is then
+   * killed, so that a run stuck in a batch frees its slot for the next.
+   */
+  async result (timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
+        if (this.child.pid !== undefined) killGroup(this.child.pid)
         reject(new Error(`p2sn did not exit within ${timeoutMs} ms; stderr: ${this.#stderr}`))
       }, timeoutMs)
     })
@@ -140,14 +238,40 @@ class CliChild {
   }
 }
 
-/** Starts `p2sn args…`. */
+/**
+ * Starts `p2sn args…` at once, outside the slots of {@link runCli}: the test drives this process
+ * (a listener waiting for its clients, two ends piped together), so it must never wait in a
+ * queue behind the runs that it serves.
+ */
 export function startCli (args: readonly string[], options: StartOptions): CliChild {
   return new CliChild([...CLI_COMMAND, ...args], options)
 }
 
-/** Runs `p2sn args…` with `input` on stdin (empty when not given) and waits for it to exit. */
+/**
+ * Starts `sh -c script` like {@link startCli}, for commands joined by hand in a shell (with
+ * {@link CLI_COMMAND}); {@link killAll} kills it and its children.
+ */
+export function startShell (script: string, options: StartOptions): CliChild {
+  return new CliChild(['sh', '-c', script], options)
+}
+
+/**
+ * Runs `p2sn args…` with `input` on stdin (empty when not given) and waits for it to exit, within
+ * `timeoutMs` of its start. It first waits for one of the {@link CLI_PARALLELISM} slots, so that
+ * `Promise.all` over many runs is safe.
+ */
 export async function runCli (args: readonly string[], options: StartOptions & { input?: string | Buffer, timeoutMs?: number }): Promise<CliResult> {
-  return await startCli(args, options).send(options.input ?? '').result(options.timeoutMs)
+  await slots.take()
+  let cli: CliChild
+  try {
+    cli = startCli(args, options)
+  } catch (error) {
+    slots.give()
+    throw error
+  }
+  const release = (): void => { slots.give() }
+  cli.done.then(release, release)
+  return await cli.send(options.input ?? '').result(options.timeoutMs)
 }
 
 /** A started `p2sn listen 0 …` with the port and key it printed. */
@@ -164,30 +288,16 @@ export async function startListener (args: readonly string[], options: StartOpti
   return { cli, port: Number(match[1]), fingerprint: match[2]! }
 }
 
-/** Kills every process group started here that may still run. */
+/** Kills every process group started here that may still run, and fails the runs still queued. */
 export function killAll (): void {
-  for (const pid of groups) {
-    try {
-      process.kill(-pid, 'SIGKILL')
-    } catch {
-      // Already gone.
-    }
-  }
-  groups.clear()
-}
-
-/** A port nothing listens on: bound to 0, then closed. */
-export async function unusedPort (): Promise<number> {
-  const server = net.createServer()
-  const port = await listenLocal(server)
-  await new Promise<void>((resolve) => server.close(() => { resolve() }))
-  return port
+  slots.cancel()
+  for (const pid of groups) killGroup(pid)
 }
 
 /** A new directory for `P2SN_HOME` under `root`, holding `identity` as its identity when given. */
 export async function makeHome (root: string, identity?: string): Promise<string> {
-  const home = await fs.mkdtemp(path.join(root, 'home-'))
-  if (identity !== undefined) await fs.writeFile(path.join(home, 'identity.pem'), identity, { mode: 0o600 })
+  const home = await fs.promises.mkdtemp(path.join(root, 'home-'))
+  if (identity !== undefined) await fs.promises.writeFile(path.join(home, 'identity.pem'), identity, { mode: 0o600 })
   return home
 }
 
