@@ -1,9 +1,10 @@
 import { expect } from 'chai'
+import { once } from 'node:events'
 import fc from 'fast-check'
 import { DEFAULT_MAX_FRAME_LENGTH, FrameSplitter } from '../lib/index.js'
 import { collect, expectQuietDestroy, rechunk, seededRandom } from './helpers/chunking.js'
 import { expectP2snError } from './helpers/errors.js'
-import { settle } from './helpers/timing.js'
+import { settle, within } from './helpers/timing.js'
 
 const EOT = 0x04
 
@@ -203,6 +204,117 @@ describe('FrameSplitter', () => {
 
     it('closes without an error on a plain destroy() mid-frame', async () => {
       await expectQuietDestroy(new FrameSplitter(), [Buffer.from('half a fra')])
+    })
+
+    it('closes without an error on a plain destroy() while it holds a chunk nobody read', async () => {
+      await expectQuietDestroy(new FrameSplitter(), [Buffer.alloc(100, EOT), Buffer.from('ab')])
+    })
+  })
+
+  describe('backpressure and memory', () => {
+    it('holds a 64 KiB chunk of 0x04 nobody reads: a few frames buffered, the write not called back until they are read', async () => {
+      const splitter = new FrameSplitter()
+      let read = 0
+      let readWhenWritten: number | undefined
+      splitter.write(Buffer.alloc(64 * 1024, EOT), () => { readWhenWritten = read })
+      await settle(3)
+      expect(splitter.readableLength).to.be.at.most(splitter.readableHighWaterMark)
+      expect(readWhenWritten, 'the write was called back before anything was read').to.equal(undefined)
+      splitter.on('data', () => { read++ })
+      const frames = await within(10_000, collect(splitter, []), 'the end of the frames')
+      expect(frames).to.have.length(64 * 1024)
+      expect(frames.every((frame) => Buffer.isBuffer(frame) && frame.length === 0), 'every frame an empty Buffer').to.equal(true)
+      // Called back once the last frames were pushed, not before: only those may be unread.
+      expect(readWhenWritten).to.be.at.least(64 * 1024 - splitter.readableHighWaterMark - 1)
+    })
+
+    it('keeps a 1 MiB frame trickled in a byte at a time in about its own length of memory', async function () {
+      const gc = globalThis.gc
+      if (gc === undefined) {
+        this.test!.title += ' (skipped: needs global.gc; run node with --expose-gc)'
+        this.skip()
+      }
+      /** Bytes in use on and off the heap after full collections. */
+      const inUse = (): number => {
+        gc(); gc()
+        const { heapUsed, arrayBuffers } = process.memoryUsage()
+        return heapUsed + arrayBuffers
+      }
+      const length = DEFAULT_MAX_FRAME_LENGTH - 1
+      const source = Buffer.alloc(length, 0x41)
+      const splitter = new FrameSplitter()
+      const frames: Buffer[] = []
+      splitter.on('data', (frame: Buffer) => { frames.push(frame) })
+      const before = inUse()
+      for (let i = 0; i < length; i++) splitter.write(source.subarray(i, i + 1))
+      await settle()
+      const held = inUse() - before
+      expect(held, `${held} bytes held for ${length} bytes pending`).to.be.below(3 * length)
+      splitter.end(Buffer.from([EOT]))
+      await once(splitter, 'end')
+      expect(frames).to.have.length(1)
+      expect(frames[0]!.equals(source)).to.equal(true)
+    })
+
+    /**
+     * Feeds numbered frames (and empty ones) in chunks of random size, many frames to a chunk,
+     * to a splitter paused, resumed and read() at random, by a driver and by its own 'data'
+     * listener; returns the frames read, as strings, with those expected.
+     */
+    async function stress (seed: number): Promise<{ got: string[], expected: string[] }> {
+      const random = seededRandom(seed)
+      const expected = Array.from({ length: 3000 }, (_, i) => random() < 0.1 ? '' : `${i}:${'x'.repeat(Math.floor(random() * 24))}`)
+      const bytes = wire(...expected)
+      const cuts: number[] = []
+      for (let at = 0; at < bytes.length; at += 1 + Math.floor(random() * 600)) cuts.push(at)
+      const splitter = new FrameSplitter()
+      const got: string[] = []
+      let nested = 0
+      splitter.on('data', (frame: Buffer) => {
+        got.push(frame.toString('latin1'))
+        // As pipe() does when its destination is full, and a listener that reads on its own.
+        const r = random()
+        if (r < 0.05) splitter.pause()
+        else if (r < 0.1 && nested < 3) {
+          nested++
+          splitter.read()
+          nested--
+        }
+      })
+      const ended = once(splitter, 'end')
+      let done = false
+      void ended.then(() => { done = true }, () => { done = true })
+      const writer = (async () => {
+        for (const chunk of rechunk(bytes, cuts)) {
+          if (!splitter.write(chunk) && random() < 0.5) await once(splitter, 'drain')
+        }
+        splitter.end()
+      })()
+      const driver = (async () => {
+        while (!done) {
+          const r = random()
+          if (r < 0.3) splitter.pause()
+          else if (r < 0.5) splitter.resume()
+          else if (r < 0.9) for (let i = Math.floor(random() * 4); i >= 0; i--) splitter.read()
+          // A chunk written while the buffer is full still pushes one frame: a read asked for
+          // since the last push may be waiting for it.
+          expect(splitter.readableLength).to.be.at.most(splitter.readableHighWaterMark + 1)
+          await settle()
+        }
+      })()
+      try {
+        await within(10_000, Promise.all([ended, writer, driver]), `the end of the input (seed ${seed})`)
+      } finally {
+        done = true // a stalled run stops its driver too
+      }
+      return { got, expected }
+    }
+
+    it('loses, repeats and reorders no frame and never stalls, paused, resumed and read at random (seeded)', async () => {
+      for (let seed = 1; seed <= 8; seed++) {
+        const { got, expected } = await stress(seed)
+        expect(got, `seed ${seed}`).to.deep.equal(expected)
+      }
     })
   })
 })
