@@ -3,6 +3,7 @@
  * TLS clients and servers with the reference's request/reply way of working.
  * @module
  */
+import type { KeyObject } from 'node:crypto'
 import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -10,6 +11,7 @@ import type { Duplex as NodeDuplex } from 'node:stream'
 import Pumpify from 'pumpify'
 import { Duplex } from 'readable-stream'
 import { checkLimit, toBuffer } from './arguments.js'
+import { authenticate, authenticationContext, type AuthenticationTlsOptions } from './authentication.js'
 import { Base64Codec } from './base64-codec.js'
 import { P2snError, toP2snError } from './errors.js'
 import { FrameJoiner } from './frame-joiner.js'
@@ -53,18 +55,31 @@ export interface ChannelOptions extends Omit<HandshakeOptions, 'role' | 'pool'>,
    * Default: inline.
    */
   pool?: RsaPool
+  /**
+   * The authenticated mode: run P2SN inside mutual TLS 1.3, each side presenting a certificate
+   * of its own P2SN key, and require that the key each peer proves in TLS is the key it presents
+   * in the P2SN handshake (else `ERR_P2SN_KEY_MISMATCH`). Then the fingerprint that `verifyPeer`
+   * and `'handshake'` see is proven, and {@link PeerInfo.authenticated} is true. Both sides must
+   * turn it on: a plain peer, the Python reference included, fails at once with
+   * `ERR_P2SN_AUTHENTICATION`. TLS options of your own go in `tls`. Default `false`: plain P2SN,
+   * which authenticates nobody.
+   */
+  authenticate?: boolean
 }
 
 /** Options of {@link wrap}. */
 export interface WrapOptions extends ChannelOptions {
   /** This side's role: the client speaks first. */
   role: HandshakeOptions['role']
+  /** With `authenticate` only: TLS options of your own; see {@link AuthenticationTlsOptions}. */
+  tls?: AuthenticationTlsOptions
 }
 
 /**
  * An encrypted message duplex: each write is one message, each `'data'` one message (Buffers).
  * Made by {@link wrap}, {@link connect} and servers. Emits `'handshake'` with a
- * {@link PeerInfo} once the peer is proven; writes made before then wait, and are not lost.
+ * {@link PeerInfo} once the handshake is done (the peer's key is proven only in the
+ * authenticated mode: see `authenticate`); writes made before then wait, and are not lost.
  * `end()` half-closes: the peer sees `'end'` and can still write back, and the channel closes
  * once both sides have ended (so end yours when the peer's `'end'` comes; a server with a
  * `handler` does). `destroy()` closes quietly and tears down the whole chain, underlying stream
@@ -322,22 +337,50 @@ function writeSideDone (stream: ChainMiddle): boolean {
  * channel.on('data', (message) => console.log(message.toString()))
  */
 export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
+  return wrapChannel(duplex, options)
+}
+
+/** {@link wrap}, and for {@link connect} the host the client dialled, which TLS checks certificates against. */
+function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): Channel {
   let checked: ReturnType<typeof checkChannelOptions>
   try {
     checked = checkChannelOptions(options)
     checkRole(options.role)
+    if (options.tls !== undefined && options.authenticate !== true) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
+    }
   } catch (err) {
     // Nothing was built on it yet: do not leave the stream open behind a thrown error.
     duplex.destroy()
     throw err
   }
   const splitter = new FrameSplitter({ maxFrameLength: checked.maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
-  const framed = new MessageChain(new FrameJoiner(), duplex, splitter, new HalfCloseGate(duplex))
+  const framed = new MessageChain()
+  const attach = (transport: NodeDuplex): void => {
+    framed.setPipeline(new FrameJoiner(), transport, splitter, new HalfCloseGate(transport))
+  }
+  // One key pair for TLS and the handshake, even when it is generated here.
+  const keys = loadKeys(checked.keyPair)
+  let provenPeerKey: (() => KeyObject | undefined) | undefined
+  if (options.authenticate === true) {
+    // The frames wait (pumpify holds them) until TLS is up and the peer has proven a key.
+    const tlsUp = authenticate(duplex, options.role, keys, options.tls, host)
+    let proven: KeyObject | undefined
+    provenPeerKey = () => proven
+    framed.once('close', tlsUp.abort)
+    tlsUp.ready.then(({ socket, peerKey }) => {
+      framed.removeListener('close', tlsUp.abort)
+      proven = peerKey
+      attach(socket)
+    }, (err: unknown) => { framed.destroy(err as Error) })
+  } else {
+    attach(duplex)
+  }
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
   const pool = options.pool ?? own
   try {
-    const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: checked.keyPair, pool })
+    const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: keys, pool, provenPeerKey })
     const channel = new Channel(handshake, { ...options, pool, workers: undefined })
     if (own !== undefined) channel.once('close', () => { void own.close() })
     return channel
@@ -353,8 +396,11 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
  * Checks the options every channel takes, before anything is opened, so that a bad option
  * throws at once instead of leaving a socket behind.
  */
-function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number, keyPair: ChannelOptions['keyPair'] } {
+function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, keyPair: ChannelOptions['keyPair'] } {
   checkLimit('idleTimeout', options.idleTimeout, 0)
+  if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `authenticate must be true or false, not ${String(options.authenticate)}`)
+  }
   if (options.workers !== undefined) {
     checkLimit('workers', options.workers, 1, 1)
     poolEngineName(options.engine)
@@ -362,6 +408,8 @@ function checkChannelOptions (options: ChannelOptions): { maxFrameLength: number
   checkHandshakeOptions(options)
   // A key given as PEM is read now, once, so that a bad one throws before anything opens.
   const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
+  // TLS options of one's own that cannot work should throw now too.
+  if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
   return {
     maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
     keyPair
@@ -388,13 +436,15 @@ export interface ConnectOptions extends ChannelOptions {
  */
 export function connect (options: ConnectOptions): Channel {
   const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
-  rest.keyPair = checkChannelOptions(rest).keyPair
+  rest.keyPair = checkChannelOptions(options).keyPair
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
   // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
-  const socket = tlsOptions === undefined
-    ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
-    : tls.connect(halfOpen({ host, port, ...tlsOptions }))
-  return wrap(socket, { ...rest, role: 'client' })
+  if (rest.authenticate === true || tlsOptions === undefined) {
+    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true })
+    // The authenticated mode runs its own TLS over the socket, with the options given.
+    return wrapChannel(socket, { ...rest, role: 'client', tls: rest.authenticate === true ? tlsOptions : undefined }, host)
+  }
+  return wrap(tls.connect(halfOpen({ host, port, ...tlsOptions })), { ...rest, role: 'client' })
 }
 
 function halfOpen (options: tls.ConnectionOptions): tls.ConnectionOptions {
@@ -412,7 +462,12 @@ export interface ServerOptions extends ChannelOptions {
    * `P2SN:UNEXPECTEDERROR`, as the reference does. Leave out to handle channels yourself.
    */
   handler?: Handler
-  /** Serve over TLS with these options (`key`, `cert`, …); plain TCP when left out. */
+  /**
+   * Serve over TLS with these options (`key`, `cert`, …); plain TCP when left out. With
+   * `authenticate`, these are TLS options of your own for the authenticated mode (`cert` of the
+   * P2SN key signed by your CA, `ca` to check clients' certificates): see
+   * {@link AuthenticationTlsOptions}.
+   */
   tls?: tls.TlsOptions
   /**
    * Open connections at most, handshaking or not; more are closed at once, with
@@ -459,7 +514,9 @@ export class Server extends EventEmitter {
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
-    this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined }
+    const authenticated = options.authenticate === true
+    // Plain TLS is the listening server's; the authenticated mode runs TLS in each channel.
+    this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined, tls: authenticated ? options.tls : undefined }
     // One key pair for every connection: generated once when none is given.
     this.#keyPair = loadKeys(checked.keyPair)
     this.#keyPair.catch(() => {})
@@ -472,13 +529,13 @@ export class Server extends EventEmitter {
       socket.setNoDelay(true)
       this.#accept(socket)
     }
-    this.server = options.tls === undefined
+    this.server = options.tls === undefined || authenticated
       ? net.createServer(onSocket)
       : tls.createServer(options.tls, onSocket)
     this.server.on('listening', () => this.emit('listening'))
     this.server.on('error', (err) => this.emit('error', err))
     this.server.on('close', () => this.emit('close'))
-    if (options.tls !== undefined) {
+    if (options.tls !== undefined && !authenticated) {
       this.server.on('tlsClientError', (err: Error) => this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`)))
     }
   }
@@ -498,9 +555,16 @@ export class Server extends EventEmitter {
     }
     if (callback !== undefined) this.once('listening', callback)
     this.#starting = true
-    const start = (): void => {
+    const start = (keyPair: KeyPair): void => {
       if (!this.#starting) return
       this.#starting = false
+      try {
+        // Fail now, not at every client, when TLS options of one's own cannot work with the key.
+        if (this.#options.authenticate === true) authenticationContext(keyPair, this.#options.tls)
+      } catch (err) {
+        this.emit('error', err)
+        return
+      }
       this.server.listen(port, host as string | undefined)
     }
     // The key must exist before the first client is served.

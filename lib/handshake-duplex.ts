@@ -10,9 +10,14 @@
  * | 4 | server | `P2SN:PUBKEY`                                 |
  * | 5 | client | Base64(its public key PEM)                    |
  * | 6 | server | Base64(RSA(`P2SN:KEYCHECK`, client key))      |
+ *
+ * The key checks catch a key damaged or misread on the way; they prove nobody's key. The server
+ * answers step 3 with a plain `P2SN:PUBKEY` that anyone can send, and anyone who has the
+ * client's public key can make step 6. So the keys swapped here are claims, until a layer below
+ * proves them (`provenPeerKey`, the authenticated mode).
  * @module
  */
-import crypto from 'node:crypto'
+import crypto, { type KeyObject } from 'node:crypto'
 import { Duplex } from 'readable-stream'
 import { checkLimit } from './arguments.js'
 import { decodeBase64, encodeBase64 } from './base64-codec.js'
@@ -33,12 +38,22 @@ export type ServerKeyEncoding = 'base64' | 'pem'
 
 /** What {@link HandshakeDuplex} learned of the peer: the `'handshake'` event's argument and `verifyPeer`'s. */
 export interface PeerInfo {
-  /** The peer's public key, proven at the key check. */
+  /**
+   * The public key the peer presented. In plain P2SN it is a claim, not a proof: the key checks
+   * show nobody's possession of a private key, and anyone can present anyone's public key.
+   * Only when `authenticated` is true has the peer proven that it holds this key's private half.
+   */
   publicKey: PublicKey
-  /** Its fingerprint, `SHA256:…`. */
+  /** Its fingerprint, `SHA256:…`: as claimed, or as proven when `authenticated` is true. */
   fingerprint: string
   /** This side's role. */
   role: Role
+  /**
+   * True when a layer below proved that the peer holds `publicKey`'s private half: the
+   * authenticated mode (mutual TLS 1.3 with certificates of the P2SN keys). False in plain
+   * P2SN, where the fingerprint identifies nobody.
+   */
+  authenticated: boolean
 }
 
 /** Names of the frames, for tracing. */
@@ -84,6 +99,14 @@ export interface HandshakeOptions {
   pool?: RsaPool
   /** Called with every frame sent or received, handshake and messages alike. */
   trace?: (event: TraceEvent) => void
+  /**
+   * The key the peer proved it holds in a layer below, read when its P2SN key arrives (the
+   * authenticated mode passes the key of the peer's TLS certificate, proven by TLS 1.3's
+   * `CertificateVerify`). The key the peer presents must be the same, or the handshake fails
+   * with `ERR_P2SN_KEY_MISMATCH` before `verifyPeer` sees it; {@link PeerInfo.authenticated} is
+   * then true. Default: none, plain P2SN, and `authenticated` is false.
+   */
+  provenPeerKey?: () => KeyObject | undefined
 }
 
 /** The stream interface this needs of its transport: an object-mode duplex of frames. */
@@ -134,6 +157,7 @@ export class HandshakeDuplex extends Duplex {
   /** Cancels a key check still queued in the pool when this is destroyed: no RSA work for it. */
   readonly #cancel: AbortController | undefined
   readonly #trace: HandshakeOptions['trace']
+  readonly #provenPeerKey: HandshakeOptions['provenPeerKey']
 
   // Handshake state
   #keyPair: KeyPair | undefined
@@ -169,6 +193,7 @@ export class HandshakeDuplex extends Duplex {
     this.#pool = options.pool
     this.#cancel = options.pool === undefined ? undefined : new AbortController()
     this.#trace = options.trace
+    this.#provenPeerKey = options.provenPeerKey
     const keys = loadKeys(options.keyPair)
 
     transport.on('data', this.#onFrame)
@@ -226,7 +251,11 @@ export class HandshakeDuplex extends Duplex {
   async #run (keys: Promise<KeyPair>): Promise<PeerInfo> {
     this.#keyPair = await keys
     const remote = this.role === 'client' ? await this.#client(this.#keyPair) : await this.#server(this.#keyPair)
-    return { publicKey: remote, fingerprint: remote.fingerprint, role: this.role }
+    return this.#peerInfo(remote)
+  }
+
+  #peerInfo (publicKey: PublicKey): PeerInfo {
+    return { publicKey, fingerprint: publicKey.fingerprint, role: this.role, authenticated: this.#provenPeerKey !== undefined }
   }
 
   async #client (keys: KeyPair): Promise<PublicKey> {
@@ -268,7 +297,7 @@ export class HandshakeDuplex extends Duplex {
     while (this.#inbox.length === 0) {
       if (this.destroyed) throw new P2snError('ERR_P2SN_CLOSED', 'the handshake was cancelled because the stream was destroyed')
       if (this.#transportEnded) {
-        throw new P2snError('ERR_P2SN_CLOSED', `the peer closed the connection during the handshake (waiting for ${step}); it may have refused our key or does not speak p2sn`)
+        throw new P2snError('ERR_P2SN_CLOSED', `the peer closed the connection during the handshake (waiting for ${step}); it may have refused our key, require the authenticated mode, or not speak p2sn`)
       }
       this.#transport.resume()
       await new Promise<void>((resolve) => { this.#wake = resolve })
@@ -321,11 +350,21 @@ export class HandshakeDuplex extends Duplex {
     return encryptMessage(key, message, { strict: true, engine: this.#engine })
   }
 
+  /** Whether to go on with the peer's key: the proven key must match it, then verifyPeer decides. */
   async #verify (publicKey: PublicKey): Promise<void> {
+    if (this.#provenPeerKey !== undefined) {
+      const proven = this.#provenPeerKey()
+      if (proven === undefined) {
+        throw new P2snError('ERR_P2SN_AUTHENTICATION', 'the peer proved no key in the layer below (tls); it cannot be authenticated')
+      }
+      if (!proven.equals(publicKey.keyObject)) {
+        throw new P2snError('ERR_P2SN_KEY_MISMATCH', `the peer presented the p2sn key ${publicKey.fingerprint}, but proved another key in tls; it may be an impostor or a man in the middle that knows only the public key`)
+      }
+    }
     if (this.#verifyPeer === undefined) return
     let verdict: boolean | undefined
     try {
-      verdict = await this.#verifyPeer({ publicKey, fingerprint: publicKey.fingerprint, role: this.role })
+      verdict = await this.#verifyPeer(this.#peerInfo(publicKey))
     } catch (err) {
       throw new P2snError('ERR_P2SN_PEER_REJECTED', `verifyPeer refused the peer ${publicKey.fingerprint}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }
@@ -514,6 +553,10 @@ function errorKeyReceived (): P2snError {
 }
 
 function expectKeyword (frame: Buffer, keyword: Buffer, step: number): void {
+  // A TLS record (handshake, version 3.x) where P2SN:PUBKEY should be: a client of the authenticated mode.
+  if (step === 1 && frame[0] === 0x16 && frame[1] === 0x03) {
+    throw new P2snError('ERR_P2SN_PROTOCOL', 'the client opened with a tls handshake instead of P2SN:PUBKEY: it runs the authenticated mode, which this side does not; turn on authenticate (p2sn listen --auth) on both sides')
+  }
   if (!frame.equals(keyword)) {
     throw new P2snError('ERR_P2SN_PROTOCOL', `expected ${keyword.toString()} at handshake step ${step} but got ${frame.length} other bytes; the peer does not speak p2sn or plays the same role`)
   }

@@ -22,4 +22,5 @@ export {
   type ChannelOptions, type WrapOptions, type ConnectOptions, type ServerOptions, type Handler
 } from './channel.js'
 export { joinDuplex } from './join-duplex.js'
+export { selfSignedCertificate, type AuthenticationTlsOptions } from './authentication.js'
 export { RsaPool, type RsaPoolOptions, type PoolDecryptOptions } from './rsa-pool.js'

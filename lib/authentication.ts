@@ -1,0 +1,244 @@
+/**
+ * The authenticated mode: P2SN run inside mutual TLS 1.3, each side's certificate made from its
+ * own P2SN key pair, so that TLS's `CertificateVerify` proves the very key that the P2SN
+ * handshake then presents. Plain P2SN proves nobody's key (see SECURITY.md); this is what makes a
+ * fingerprint mean something. The cryptography is TLS's (OpenSSL's), not ours.
+ *
+ * A layer below the frames: it turns a byte duplex into a TLS socket and reports the key the
+ * peer proved. {@link wrap} compares that key with the one the peer presents at step 2 or 5.
+ * @module
+ */
+import crypto, { type KeyObject } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import tls from 'node:tls'
+import forge from 'node-forge'
+import { P2snError } from './errors.js'
+import type { KeyPair, PrivateKey } from './keys.js'
+
+/**
+ * TLS options of your own for the authenticated mode: `tls.connect` options for a client,
+ * `tls.createServer` options for a server. The defaults are a self-signed certificate of this
+ * side's P2SN key and no certificate-authority check, since the fingerprint is what is checked.
+ * Give `cert` (a certificate of this side's P2SN key, signed by your CA) and `ca` to check the
+ * peer's certificate against your CA as well: `rejectUnauthorized` is then `true` unless set.
+ * `key`, when given, must be this side's P2SN private key. TLS 1.3 is required whatever is set.
+ */
+export type AuthenticationTlsOptions = tls.ConnectionOptions | tls.TlsOptions
+
+/** What a finished TLS handshake gives: the socket to run P2SN over and the key the peer proved. */
+export interface AuthenticatedTransport {
+  /** The TLS socket, its handshake done. */
+  socket: tls.TLSSocket
+  /** The public key of the peer's certificate, whose private half signed the handshake. */
+  peerKey: KeyObject
+}
+
+/** A TLS handshake under way: its result, and a way to give up on it. */
+export interface Authentication {
+  /** Resolves once the peer has proven a key; rejects with `ERR_P2SN_AUTHENTICATION` or `ERR_P2SN_CONNECTION`. */
+  ready: Promise<AuthenticatedTransport>
+  /** Destroys the TLS socket and the duplex under it; `ready` then never resolves. */
+  abort: () => void
+}
+
+/** Certificates never expire (RFC 5280's "no well-defined expiration"): the key, not a date, is what is trusted. */
+const NOT_BEFORE = new Date(Date.UTC(2000, 0, 1))
+const NOT_AFTER = new Date(Date.UTC(9999, 11, 31, 23, 59, 59))
+
+// Made once per private key (a key pair object may be made afresh around the same key).
+const certificates = new WeakMap<PrivateKey, string>()
+/** Secure contexts per private key and per options object: parsing a key and a certificate costs milliseconds. */
+const contexts = new WeakMap<PrivateKey, WeakMap<object, tls.SecureContext>>()
+const NO_OPTIONS = {}
+
+/**
+ * A self-signed X.509 certificate (PEM) of `keyPair`'s public key, as the authenticated mode
+ * presents it: subject and issuer `CN=p2sn <fingerprint>`, SHA-256 with RSA, no expiry. Built
+ * with node-forge, signed with `node:crypto`. Made once per key pair.
+ */
+export function selfSignedCertificate (keyPair: KeyPair): string {
+  let pem = certificates.get(keyPair.privateKey)
+  if (pem !== undefined) return pem
+  const cert = forge.pki.createCertificate()
+  cert.publicKey = forge.pki.publicKeyFromPem(keyPair.publicKey.toPem())
+  // A positive serial from the key, so that the same key always makes the same certificate.
+  cert.serialNumber = '01' + keyPair.publicKey.der.subarray(-15).toString('hex')
+  cert.validity.notBefore = NOT_BEFORE
+  cert.validity.notAfter = NOT_AFTER
+  const name = [{ name: 'commonName', value: `p2sn ${keyPair.publicKey.fingerprint}` }]
+  cert.setSubject(name)
+  cert.setIssuer(name)
+  // forge's own signing would run its pure-JavaScript RSA (tens of ms); OpenSSL signs the same bytes.
+  cert.signatureOid = cert.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption!
+  cert.tbsCertificate = (forge.pki as unknown as { getTBSCertificate: (c: forge.pki.Certificate) => forge.asn1.Asn1 }).getTBSCertificate(cert)
+  const tbs = Buffer.from(forge.asn1.toDer(cert.tbsCertificate).getBytes(), 'binary')
+  cert.signature = crypto.sign('sha256', tbs, keyPair.privateKey.keyObject).toString('binary')
+  pem = forge.pki.certificateToPem(cert)
+  certificates.set(keyPair.privateKey, pem)
+  return pem
+}
+
+/**
+ * The TLS 1.3 context of the authenticated mode for `keyPair`, with `options` of one's own.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` when `options` name a certificate or key that is
+ *   not this side's P2SN key, or allow only TLS versions below 1.3
+ */
+export function authenticationContext (keyPair: KeyPair, options?: AuthenticationTlsOptions): tls.SecureContext {
+  let byOptions = contexts.get(keyPair.privateKey)
+  if (byOptions === undefined) contexts.set(keyPair.privateKey, byOptions = new WeakMap())
+  let context = byOptions.get(options ?? NO_OPTIONS)
+  if (context !== undefined) return context
+  const own = options ?? {}
+  if (own.maxVersion !== undefined && own.maxVersion !== 'TLSv1.3') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `the authenticated mode needs tls 1.3, but tls.maxVersion is ${own.maxVersion}; leave it out`)
+  }
+  checkOwnCertificate(keyPair, own)
+  try {
+    context = tls.createSecureContext({
+      ...own,
+      key: own.key ?? keyPair.privateKey.toPem(),
+      cert: own.cert ?? selfSignedCertificate(keyPair),
+      minVersion: 'TLSv1.3'
+    })
+  } catch (err) {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `the tls options of the authenticated mode are not usable: ${(err as Error).message}`, { cause: err })
+  }
+  byOptions.set(options ?? NO_OPTIONS, context)
+  return context
+}
+
+/** A certificate or key of one's own must be of this side's P2SN key, or the peer would see two keys. */
+function checkOwnCertificate (keyPair: KeyPair, own: AuthenticationTlsOptions): void {
+  const ours = keyPair.publicKey.keyObject
+  if (own.cert !== undefined) {
+    const first = ([] as Array<string | Buffer>).concat(own.cert)[0]
+    let key: KeyObject
+    try {
+      key = new crypto.X509Certificate(first ?? '').publicKey
+    } catch (err) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.cert could not be read as an x.509 certificate: ${(err as Error).message}`, { cause: err })
+    }
+    if (!key.equals(ours)) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.cert is a certificate of another key, not of this side's p2sn key ${keyPair.publicKey.fingerprint}; certify the p2sn key itself`)
+    }
+  }
+  if (own.key !== undefined) {
+    const first = ([] as Array<string | Buffer | tls.KeyObject>).concat(own.key)[0]
+    let key: KeyObject
+    try {
+      // A key given as { pem, passphrase }, or as PEM with the options' passphrase.
+      const pem = typeof first === 'object' && 'pem' in first ? first : { pem: first ?? '', passphrase: own.passphrase }
+      key = crypto.createPublicKey(crypto.createPrivateKey({ key: pem.pem, passphrase: pem.passphrase }))
+    } catch (err) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.key could not be read: ${(err as Error).message}`, { cause: err })
+    }
+    if (!key.equals(ours)) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.key is not this side's p2sn private key ${keyPair.publicKey.fingerprint}; leave it out, the p2sn key is used`)
+    }
+  }
+}
+
+/**
+ * Starts mutual TLS 1.3 over `duplex` as `role`, once the key pair is there. Resolves when the
+ * peer has proven a key; a failed TLS handshake, or a peer without a certificate, rejects with
+ * `ERR_P2SN_AUTHENTICATION`, a failed connection with `ERR_P2SN_CONNECTION`. A client checks a
+ * CA-signed certificate (with `ca` given) against `host`, or `servername`.
+ */
+export function authenticate (duplex: Duplex, role: 'client' | 'server', keys: Promise<KeyPair>, options?: AuthenticationTlsOptions, host?: string): Authentication {
+  let socket: tls.TLSSocket | undefined
+  let aborted = false
+  const ready = keys.then((keyPair) => new Promise<AuthenticatedTransport>((resolve, reject) => {
+    if (aborted) return
+    const own = options ?? {}
+    const secureContext = authenticationContext(keyPair, options)
+    const rejectUnauthorized = own.rejectUnauthorized ?? own.ca !== undefined
+    const secured = (tlsSocket: tls.TLSSocket): void => {
+      const certificate = tlsSocket.getPeerX509Certificate()
+      if (certificate === undefined) {
+        failed(new P2snError('ERR_P2SN_AUTHENTICATION', `the ${peerName(role)} presented no tls certificate, so it proved no key; it must run the authenticated mode too`), tlsSocket)
+        return
+      }
+      resolve({ socket: tlsSocket, peerKey: certificate.publicKey })
+    }
+    const failed = (err: P2snError, tlsSocket: tls.TLSSocket | undefined): void => {
+      tlsSocket?.destroy()
+      reject(err)
+    }
+    if (role === 'client') {
+      watchHandshake(socket = tls.connect({ host, ...own as tls.ConnectionOptions, socket: duplex, secureContext, rejectUnauthorized }), 'secureConnect', role, secured, failed)
+    } else if (!rejectUnauthorized) {
+      watchHandshake(socket = new tls.TLSSocket(duplex, { ...own as tls.TlsOptions, isServer: true, secureContext, requestCert: true, rejectUnauthorized }), 'secure', role, secured, failed)
+    } else {
+      // Node checks a client's certificate against `ca` only in a tls.Server, not in a TLSSocket
+      // made by hand: a server of this connection's own, which sees no other.
+      const server = tls.createServer({
+        ...own as tls.TlsOptions,
+        key: own.key ?? keyPair.privateKey.toPem(),
+        cert: own.cert ?? selfSignedCertificate(keyPair),
+        minVersion: 'TLSv1.3',
+        requestCert: true,
+        rejectUnauthorized
+      })
+      server.once('secureConnection', secured)
+      server.once('tlsClientError', (err: Error, tlsSocket: tls.TLSSocket) => { failed(tlsFailure(err, role, tlsSocket.authorizationError), tlsSocket) })
+      server.emit('connection', duplex)
+    }
+  }))
+  return {
+    ready,
+    abort: () => {
+      aborted = true
+      socket?.destroy()
+      duplex.destroy()
+    }
+  }
+}
+
+/** Follows one TLS socket's handshake to `secured` or `failed`, whichever comes first. */
+function watchHandshake (tlsSocket: tls.TLSSocket, event: 'secure' | 'secureConnect', role: 'client' | 'server', secured: (tlsSocket: tls.TLSSocket) => void, failed: (err: P2snError, tlsSocket: tls.TLSSocket) => void): void {
+  const settle = (): void => {
+    tlsSocket.removeListener(event, onSecure)
+    tlsSocket.removeListener('error', onError)
+    tlsSocket.removeListener('close', onClose)
+  }
+  const onSecure = (): void => {
+    settle()
+    secured(tlsSocket)
+  }
+  const onError = (err: Error): void => {
+    settle()
+    failed(tlsFailure(err, role, tlsSocket.authorizationError), tlsSocket)
+  }
+  const onClose = (): void => {
+    settle()
+    failed(tlsFailure(undefined, role, tlsSocket.authorizationError), tlsSocket)
+  }
+  tlsSocket.once(event, onSecure)
+  tlsSocket.once('error', onError)
+  tlsSocket.once('close', onClose)
+}
+
+/** The error for a TLS handshake that failed with `err` (none: the peer closed), as the peer of `role` sees it. */
+function tlsFailure (err: Error | undefined, role: 'client' | 'server', refusal: string | Error | null): P2snError {
+  const peer = peerName(role)
+  if (err !== undefined && 'syscall' in err) {
+    return new P2snError('ERR_P2SN_CONNECTION', `the connection failed before the tls handshake was done: ${err.message}`, { cause: err })
+  }
+  if (refusal !== null && refusal !== undefined) {
+    return new P2snError('ERR_P2SN_AUTHENTICATION', `the ${peer}'s tls certificate was refused (${String(refusal)}); it is not signed by the ca given, or names another host`, { cause: err })
+  }
+  if (err === undefined) {
+    return new P2snError('ERR_P2SN_AUTHENTICATION', `the ${peer} closed the connection during the tls handshake; it does not run the authenticated mode, or refused our certificate`)
+  }
+  return new P2snError('ERR_P2SN_AUTHENTICATION', `the tls 1.3 handshake with the ${peer} failed (${tlsReason(err)}); it does not run the authenticated mode (a plain p2sn peer, such as the python reference, cannot), or one side's certificate was refused`, { cause: err })
+}
+
+/** OpenSSL's reason alone ("wrong version number"), not its whole multi-line error string. */
+function tlsReason (err: Error): string {
+  const reason = (err as Error & { reason?: unknown }).reason
+  return typeof reason === 'string' ? reason : err.message
+}
+
+function peerName (role: 'client' | 'server'): string {
+  return role === 'client' ? 'server' : 'client'
+}
