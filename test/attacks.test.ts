@@ -15,6 +15,7 @@ import {
 import { authenticationContext } from '../lib/authentication.js'
 import { expectP2snError } from './helpers/errors.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
+import { impersonate, nextFrame } from './helpers/impostor.js'
 import { listenLocal } from './helpers/net.js'
 import { within } from './helpers/timing.js'
 
@@ -38,12 +39,6 @@ async function until (condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10))
 }
 
-/** The next frame from `peer`, failing when the side under test hangs up instead. */
-async function frame (peer: ScriptedPeer): Promise<Buffer> {
-  const next = await within(3000, peer.read(), 'the next frame')
-  if (next === null) throw new Error('the other side hung up')
-  return next
-}
 
 describe('attacks on the protocol\'s known limits', function () {
   this.timeout(30_000)
@@ -101,19 +96,9 @@ describe('attacks on the protocol\'s known limits', function () {
     return session
   }
 
-  /**
-   * The impostor's client handshake, played by hand: step 3 honestly to the server's key, and at
-   * step 5 alice's public key, which is all it has of her; step 6 it cannot read, and ignores.
-   * Then it sends `request`, encrypted to the server.
-   */
+  /** The impostor's handshake with alice's public key, all it has of her, then `request`. */
   async function impersonateAlice (peer: ScriptedPeer, request: string): Promise<void> {
-    peer.send('P2SN:PUBKEY')
-    const serverKey = parsePublicKey(decodeBase64(await frame(peer)))
-    peer.send(encodeBase64(encryptMessage(serverKey, KEYCHECK)))
-    expect((await frame(peer)).toString()).to.equal('P2SN:PUBKEY')
-    peer.send(encodeBase64(Buffer.from(alice.publicKey.toPem())))
-    await frame(peer)
-    peer.send(encodeBase64(encryptMessage(serverKey, request)))
+    await impersonate(peer, alice.publicKey, request)
   }
 
   describe('an impostor holding only alice\'s public key', () => {
@@ -122,7 +107,7 @@ describe('attacks on the protocol\'s known limits', function () {
       const peer = new ScriptedPeer(await dial(port))
       await impersonateAlice(peer, 'id > pwned')
       // The reply is encrypted to alice's key: the impostor cannot read it, but the server acted.
-      await frame(peer)
+      await nextFrame(peer)
       expect(handled).to.deep.equal([{ fingerprint: alice.publicKey.fingerprint, authenticated: false, message: 'id > pwned' }])
     })
 
@@ -169,11 +154,11 @@ describe('attacks on the protocol\'s known limits', function () {
         toClient.on('error', () => {})
         void (async () => {
           const client = new ScriptedPeer(toClient)
-          expect((await frame(client)).toString()).to.equal('P2SN:PUBKEY')
+          expect((await nextFrame(client)).toString()).to.equal('P2SN:PUBKEY')
           client.send(encodeBase64(Buffer.from(serverKeys.publicKey.toPem())))
-          await frame(client)
+          await nextFrame(client)
           client.send('P2SN:PUBKEY')
-          const clientKey: PublicKey = parsePublicKey(decodeBase64(await frame(client)))
+          const clientKey: PublicKey = parsePublicKey(decodeBase64(await nextFrame(client)))
           client.send(encodeBase64(encryptMessage(clientKey, KEYCHECK)))
           const upstream = await frameSession(await dial(serverPort), mallory)
           upstream.on('data', (reply: Buffer) => {

@@ -8,7 +8,7 @@ import { MAX_MODULUS_BITS, MIN_MODULUS_BYTES } from '../index.js'
 import { UsageError, errorMessage } from './cli-error.js'
 
 /** Options of one command, as `parseArgs` takes them. */
-export type OptionSpecs = Record<string, { type: 'string' | 'boolean', short?: string }>
+export type OptionSpecs = Record<string, { type: 'string' | 'boolean', short?: string, multiple?: boolean }>
 
 /** A parsed command line. */
 export interface ParsedArgs {
@@ -16,8 +16,10 @@ export interface ParsedArgs {
   positionals: string[]
   /** True when the boolean option was given. */
   flag (name: string): boolean
-  /** The string option's value, or `undefined` when it was not given. */
+  /** The string option's value, or `undefined` when it was not given (the last, when given twice). */
   string (name: string): string | undefined
+  /** Every value of a string option that may be repeated (`multiple`), in order; none: `[]`. */
+  strings (name: string): string[]
 }
 
 /** True when `--help` or `-h` comes before any `--`: help wins over every other mistake. */
@@ -34,7 +36,7 @@ export function wantsHelp (argv: readonly string[]): boolean {
  * {@link UsageError}s.
  */
 export function parseCommandLine (argv: readonly string[], options: OptionSpecs): ParsedArgs {
-  let parsed: { values: Record<string, string | boolean | undefined>, positionals: string[] }
+  let parsed: { values: Record<string, string | boolean | string[] | undefined>, positionals: string[] }
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true }) as typeof parsed
   } catch (err) {
@@ -47,6 +49,10 @@ export function parseCommandLine (argv: readonly string[], options: OptionSpecs)
     string: (name) => {
       const value = values[name]
       return typeof value === 'string' ? value : undefined
+    },
+    strings: (name) => {
+      const value = values[name]
+      return Array.isArray(value) ? value : typeof value === 'string' ? [value] : []
     }
   }
 }
@@ -118,11 +124,14 @@ export function parseWorkers (text: string): number {
   return workers
 }
 
-/** A fingerprint as `p2sn fingerprint` prints it, `SHA256:` and 43 Base64 characters; padding is dropped. */
-export function parseFingerprint (text: string): string {
+/**
+ * A fingerprint as `p2sn fingerprint` prints it, `SHA256:` and 43 Base64 characters; padding is
+ * dropped. `flag` names the option it came with, for the message.
+ */
+export function parseFingerprint (text: string, flag = '--fingerprint'): string {
   const match = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(text.trim())
   if (match === null) {
-    throw new UsageError(`bad --fingerprint '${text}'; expected SHA256: and 43 base64 characters, as p2sn fingerprint prints it`)
+    throw new UsageError(`bad ${flag} '${text}'; expected SHA256: and 43 base64 characters, as p2sn fingerprint prints it`)
   }
   return `SHA256:${match[1]}`
 }

@@ -91,7 +91,8 @@ export function errorMessage (err: unknown): string {
 export function describeError (err: unknown): { message: string, exitCode: ExitCode } {
   if (err instanceof CliError) return { message: oneLine(err.message), exitCode: err.exitCode }
   if (err instanceof P2snError) {
-    return { message: oneLine(err.message), exitCode: err.code === 'ERR_P2SN_PEER_REJECTED' ? EXIT.peerRefused : EXIT.failure }
+    const refused = err.code === 'ERR_P2SN_PEER_REJECTED' || err.code === 'ERR_P2SN_KEY_MISMATCH'
+    return { message: oneLine(err.message), exitCode: refused ? EXIT.peerRefused : EXIT.failure }
   }
   const code = systemErrorCode(err)
   if (code !== undefined) {

@@ -10,7 +10,7 @@ import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, pars
 import { CliError, UsageError, describeError, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { processEndpoint, type Endpoint } from './endpoint.js'
-import { execEndpoint } from './exec.js'
+import { execEndpoint, peerEnvironment, warnUnauthenticatedExec } from './exec.js'
 import { EXIT, type ExitCode } from './exit-codes.js'
 import { knownPeersPath, loadKeyPair } from './identity.js'
 import { KnownPeers, peerTarget } from './known-peers.js'
@@ -24,8 +24,8 @@ import { StdioDuplex, checkStdioUse } from './stdio-duplex.js'
 import { frameTracer } from './trace.js'
 import { watchChannel } from './watched-channel.js'
 
-const usage = `p2sn connect HOST PORT [--key FILE] [--stream] [--raw] [--progress] [--exec CMD]
-       p2sn connect --stdio --exec CMD [--key FILE] [--stream] [--raw]`
+const usage = `p2sn connect HOST PORT [--key FILE] [--auth] [--stream] [--raw] [--progress] [--exec CMD]
+       p2sn connect --stdio --exec CMD [--key FILE] [--auth] [--stream] [--raw]`
 
 export const connect: Command = {
   name: 'connect',
@@ -39,6 +39,12 @@ and reply: one message in flight, the next line sent when the reply is in (the P
 reference server loses a request that comes early). With --stream it sends without waiting,
 for peers that do not answer one for one, such as p2sn listen relaying its stdin.
 
+Plain P2SN authenticates nobody. Checking the server's key (known peers, --fingerprint)
+keeps what you send readable only by that key's holder, but a man in the middle who knows
+the server's public key can still read every reply and pass itself off. With --auth (the
+server needs listen --auth), P2SN runs inside mutual TLS 1.3 with certificates made from both
+sides' keys: the server proves the key it presents, so the checks below identify it.
+
 Options:
   --key FILE             private key to use (default: the identity ~/.p2sn/identity.pem,
                          made on first use)
@@ -46,8 +52,11 @@ Options:
   --raw                  carry bytes, not lines (see "Lines and bytes")
   --progress             show bytes sent and received on stderr, for long transfers
   --exec CMD             talk for CMD instead of stdin and stdout: its stdout is sent, what
-                         is received goes to its stdin (P2SN_PEER and
-                         P2SN_PEER_FINGERPRINT are set for it)
+                         is received goes to its stdin (P2SN_PEER, P2SN_PEER_FINGERPRINT
+                         and P2SN_PEER_AUTHENTICATED, 1 with --auth, are set for it)
+  --auth                 the authenticated mode: mutual TLS 1.3 with certificates of both
+                         sides' keys (the server needs listen --auth); a plain server
+                         fails at once
   --stdio                speak P2SN over stdin and stdout instead of TCP (for example with
                          ssh at the other end); needs --exec
   --fingerprint SHA256:… accept only a server with this key (as p2sn listen and
@@ -55,7 +64,7 @@ Options:
   --accept-new           accept a server whose key has changed, and record the new key
   --no-verify            accept any server key; read and write no known_peers
   --trace                print every frame on stderr: direction, step, length
-  -q, --quiet            print nothing on stderr but errors
+  -q, --quiet            print nothing on stderr but errors and warnings
   -h, --help             show this help
 
 Known peers (~/.p2sn/known_peers, like ssh's known_hosts): the first connection to
@@ -90,6 +99,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     fingerprint: { type: 'string' },
     'accept-new': { type: 'boolean' },
     'no-verify': { type: 'boolean' },
+    auth: { type: 'boolean' },
     trace: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' }
   },
@@ -105,6 +115,8 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     checkExecCommand(command)
     if (target === undefined) checkStdioUse(command !== undefined, '--exec CMD')
     setQuiet(args.flag('quiet'))
+    const auth = args.flag('auth')
+    if (command !== undefined && !auth) warnUnauthenticatedExec('server')
     const framing: Framing = args.flag('raw') ? 'raw' : 'lines'
     const keyPair = await loadKeyPair(args.string('key'))
     const name = target === undefined ? 'the server on stdio' : peerTarget(target.host, target.port)
@@ -131,7 +143,8 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
       role: 'client',
       keyPair,
       verifyPeer: check.verifyPeer,
-      trace: args.flag('trace') ? frameTracer() : undefined
+      trace: args.flag('trace') ? frameTracer() : undefined,
+      authenticate: auth
     }))
 
     let peer: PeerInfo
@@ -146,7 +159,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
 
     const endpoint: Endpoint = command === undefined
       ? processEndpoint()
-      : execEndpoint(command, { P2SN_PEER: target === undefined ? 'stdio' : name, P2SN_PEER_FINGERPRINT: peer.fingerprint })
+      : execEndpoint(command, peerEnvironment(target === undefined ? 'stdio' : name, peer))
     const progress = args.flag('progress') ? new Progress() : undefined
     let exitCode: ExitCode = EXIT.ok
     try {

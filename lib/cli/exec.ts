@@ -4,8 +4,10 @@
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import type { PeerInfo } from '../index.js'
 import { CliError, errorMessage, systemReason } from './cli-error.js'
 import type { Endpoint } from './endpoint.js'
+import { warn } from './log.js'
 
 const children = new Set<ChildProcess>()
 
@@ -30,6 +32,20 @@ export function execEndpoint (command: string, env: Record<string, string>): End
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
     }
   }
+}
+
+/**
+ * What an `--exec` child learns of its peer: `P2SN_PEER` (`label`, its address),
+ * `P2SN_PEER_FINGERPRINT`, and `P2SN_PEER_AUTHENTICATED`, `1` when the peer proved that key
+ * (`--auth`) and `0` when it only claimed it.
+ */
+export function peerEnvironment (label: string, peer: PeerInfo): Record<string, string> {
+  return { P2SN_PEER: label, P2SN_PEER_FINGERPRINT: peer.fingerprint, P2SN_PEER_AUTHENTICATED: peer.authenticated ? '1' : '0' }
+}
+
+/** Says, once, that without `--auth` the `--exec` child's fingerprint is no identity. */
+export function warnUnauthenticatedExec (peer: 'client' | 'server'): void {
+  warn(`without --auth, P2SN_PEER_FINGERPRINT is the key the ${peer} claims, not one it proved: anyone who knows that public key can present it (P2SN_PEER_AUTHENTICATED=0); use --auth on both sides to authenticate the ${peer}`)
 }
 
 /** Sends `signal` to every child still running: when p2sn itself is interrupted. */

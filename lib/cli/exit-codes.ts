@@ -11,7 +11,10 @@ export const EXIT = {
   failure: 1,
   /** The command line is wrong: unknown command or option, missing or malformed argument. */
   usage: 2,
-  /** The peer's key was refused: it differs from known_peers or from `--fingerprint`. */
+  /**
+   * The peer's key was refused: it differs from known_peers, `--fingerprint` or `--allow`, or
+   * (with `--auth`) from the key the peer proved in TLS.
+   */
   peerRefused: 3,
   /** A key file could not be used: missing, unreadable or invalid, or keygen's target exists. */
   keyFile: 4
@@ -26,6 +29,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   1  failure at run time: connection refused or lost, handshake or protocol error,
      I/O error, a request the server's handler failed on (P2SN:UNEXPECTEDERROR)
   2  usage error: unknown command or option, missing or malformed argument
-  3  peer key refused: the peer's key differs from known_peers or --fingerprint
+  3  peer key refused: the peer's key differs from known_peers, --fingerprint or
+     --allow, or (with --auth) from the key it proved
   4  key file error: missing, unreadable or invalid key file, or keygen's target exists
   130, 143  interrupted (SIGINT, SIGTERM)`

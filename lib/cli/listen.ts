@@ -5,13 +5,13 @@
  */
 import net from 'node:net'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, RsaPool, wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
-import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parsePort, parseWorkers, type ParsedArgs } from './args.js'
+import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseFingerprint, parsePort, parseWorkers, type ParsedArgs } from './args.js'
 import { Broadcast } from './broadcast.js'
 import { CliError, UsageError, describeError, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { echo } from './echo.js'
 import { processEndpoint } from './endpoint.js'
-import { execEndpoint } from './exec.js'
+import { execEndpoint, peerEnvironment, warnUnauthenticatedExec } from './exec.js'
 import { EXIT } from './exit-codes.js'
 import { loadKeyPair } from './identity.js'
 import { peerTarget } from './known-peers.js'
@@ -23,7 +23,8 @@ import { frameTracer } from './trace.js'
 import { watchChannel, type WatchedChannel } from './watched-channel.js'
 
 const usage = `p2sn listen PORT [--host 127.0.0.1] [--key FILE] [--keep-open] [--echo | --exec CMD] [--raw] [--workers N]
-       p2sn listen --stdio (--echo | --exec CMD) [--key FILE] [--raw] [--workers N]`
+                   [--auth [--allow SHA256:…]...]
+       p2sn listen --stdio (--echo | --exec CMD) [--key FILE] [--raw] [--workers N] [--auth [--allow SHA256:…]...]`
 
 /** Everything a listener needs, from the command line and the key. */
 interface ListenSettings {
@@ -38,6 +39,10 @@ interface ListenSettings {
   trace: boolean
   /** Worker threads for the private-key operations, shared by every connection; none: inline. */
   workers: number | undefined
+  /** `--auth`: the authenticated mode, P2SN inside mutual TLS 1.3. */
+  auth: boolean
+  /** `--allow`: the only client keys admitted (proven ones, since it needs `--auth`); empty: any. */
+  allow: ReadonlySet<string>
 }
 
 export const listen: Command = {
@@ -55,6 +60,12 @@ it serves any number at once until interrupted, and stdin goes to every client.
 On start it prints "p2sn: listening on HOST:PORT with key SHA256:..." on stderr: give that
 fingerprint to clients (connect --fingerprint). PORT 0 picks a free port.
 
+Plain P2SN authenticates nobody: a client's fingerprint is the key it claims, and anyone who
+knows a public key can claim it. With --auth, P2SN runs inside mutual TLS 1.3 with
+certificates made from both sides' keys, so each side proves the key it presents; clients
+need connect --auth. Only then does a fingerprint identify a client, and only then can
+--allow admit chosen clients.
+
 Options:
   --host ADDR        address to listen on (default 127.0.0.1; 0.0.0.0 or :: for every
                      interface)
@@ -64,7 +75,14 @@ Options:
   --echo             answer each message with itself
   --exec CMD         run CMD with the shell for each connection: messages received go to
                      its stdin, its stdout is sent back; its environment has P2SN_PEER
-                     (the client's address) and P2SN_PEER_FINGERPRINT (its key)
+                     (the client's address), P2SN_PEER_FINGERPRINT (its key) and
+                     P2SN_PEER_AUTHENTICATED (1 with --auth, when the key is proven; 0
+                     without, when it is only claimed: do not trust it then)
+  --auth             the authenticated mode: mutual TLS 1.3 with certificates of both
+                     sides' P2SN keys; clients must prove the key they present, and must
+                     use connect --auth too (plain clients fail at once)
+  --allow SHA256:…   with --auth: admit only a client with this key; repeat it to admit
+                     several
   --raw              carry bytes, not lines (see "Lines and bytes" in p2sn connect --help)
   --stdio            speak P2SN over stdin and stdout instead of TCP, for one connection
                      (for example at the far end of ssh); needs --echo or --exec
@@ -74,12 +92,13 @@ Options:
   --pem-server-key   send this side's key as raw PEM, which the Python reference client
                      needs (the standard, and the default, is Base64)
   --trace            print every frame on stderr: direction, step, length
-  -q, --quiet        print nothing on stderr but errors
+  -q, --quiet        print nothing on stderr but errors and warnings
   -h, --help         show this help
 
 Examples:
   p2sn listen 7000 --echo
   p2sn listen 7000 --keep-open --exec 'tr a-z A-Z'
+  p2sn listen 7000 --keep-open --auth --allow SHA256:uRfW… --exec 'sh'
   ssh server p2sn listen --stdio --exec 'sort'
 
 Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
@@ -96,6 +115,8 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     'pem-server-key': { type: 'boolean' },
     trace: { type: 'boolean' },
     workers: { type: 'string' },
+    auth: { type: 'boolean' },
+    allow: { type: 'string', multiple: true },
     quiet: { type: 'boolean', short: 'q' }
   },
   async run (args) {
@@ -119,6 +140,11 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
   const workers = workersText === undefined ? undefined : parseWorkers(workersText)
   if (echoMode && command !== undefined) throw new UsageError('choose one of --echo and --exec')
   checkExecCommand(command)
+  const auth = args.flag('auth')
+  const allow = new Set(args.strings('allow').map((text) => parseFingerprint(text, '--allow')))
+  if (allow.size > 0 && !auth) {
+    throw new UsageError('--allow needs --auth: without it a fingerprint is only what a client claims, and anyone who knows a public key can claim it')
+  }
   if (host !== undefined && host.trim() === '') throw new UsageError('--host needs an address')
   let port = 0
   if (stdio) {
@@ -131,6 +157,7 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
     port = parsePort(portText!, true)
   }
   setQuiet(args.flag('quiet'))
+  if (command !== undefined && !auth) warnUnauthenticatedExec('client')
   return {
     port,
     host: host ?? '127.0.0.1',
@@ -141,7 +168,9 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
     framing: args.flag('raw') ? 'raw' : 'lines',
     serverKeyEncoding: args.flag('pem-server-key') ? 'pem' : 'base64',
     trace: args.flag('trace'),
-    workers
+    workers,
+    auth,
+    allow
   }
 }
 
@@ -151,8 +180,18 @@ function channelOptions (settings: ListenSettings, label: string | undefined, po
     keyPair: settings.keyPair,
     serverKeyEncoding: settings.serverKeyEncoding,
     trace: settings.trace ? frameTracer(label) : undefined,
-    pool
+    pool,
+    authenticate: settings.auth,
+    verifyPeer: settings.allow.size === 0 ? undefined : (peer) => allowed(settings.allow, peer)
   }
+}
+
+/** `--allow`: the client's proven key must be one of those listed. */
+function allowed (allow: ReadonlySet<string>, peer: PeerInfo): boolean {
+  if (!peer.authenticated || !allow.has(peer.fingerprint)) {
+    throw new Error(`its key is not one given with --allow`)
+  }
+  return true
 }
 
 async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): Promise<number> {
@@ -243,7 +282,7 @@ async function serveChannel (watched: WatchedChannel, peer: PeerInfo, label: str
     return
   }
   if (settings.command !== undefined) {
-    const endpoint = execEndpoint(settings.command, { P2SN_PEER: label, P2SN_PEER_FINGERPRINT: peer.fingerprint })
+    const endpoint = execEndpoint(settings.command, peerEnvironment(label, peer))
     await relay(watched, endpoint, { framing: settings.framing })
     return
   }

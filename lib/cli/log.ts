@@ -17,6 +17,11 @@ export function note (text: string): void {
   if (!quiet) process.stderr.write(`p2sn: ${oneLine(text)}\n`)
 }
 
+/** A warning about safety, on one line: printed even with `--quiet`, like errors. */
+export function warn (text: string): void {
+  process.stderr.write(`p2sn: warning: ${oneLine(text)}\n`)
+}
+
 /** An error, on exactly one line; `command` names the command a usage error is about. */
 export function printError (text: string, command?: string): void {
   process.stderr.write(`p2sn${command === undefined ? '' : ' ' + command}: ${oneLine(text)}\n`)
