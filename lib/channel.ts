@@ -19,7 +19,7 @@ import { FrameSplitter } from './frame-splitter.js'
 import { checkHandshakeOptions, checkRole, HandshakeDuplex, loadKeys, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
 import { toKeyPair, type KeyPair, type PublicKey } from './keys.js'
 import {
-  DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
+  DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_MESSAGE_BLOCKS, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
   KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
 import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
@@ -31,7 +31,7 @@ const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 const MessageChain = Pumpify.ctor({ autoDestroy: false, destroy: false, objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
 
 /** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
-export interface ChannelOptions extends Omit<HandshakeOptions, 'role' | 'pool'>, Pick<RsaCipherOptions, 'strict' | 'rejection'> {
+export interface ChannelOptions extends Omit<HandshakeOptions, 'role' | 'pool' | 'provenPeerKey'>, Pick<RsaCipherOptions, 'strict' | 'rejection' | 'maxMessageBlocks'> {
   /**
    * Longest frame accepted after the handshake, in bytes: `ERR_P2SN_FRAME_TOO_LONG`. Default
    * 1 MiB. Handshake frames are held to 8 KiB whatever this says.
@@ -101,7 +101,7 @@ export class Channel extends MessageChain {
    * `workers` decrypts the messages only: the handshake was built before it (wrap() gives
    * both the same pool).
    */
-  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'engine' | 'pool' | 'workers' | 'idleTimeout'> = {}) {
+  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'maxMessageBlocks' | 'engine' | 'pool' | 'workers' | 'idleTimeout'> = {}) {
     super()
     this.handshake = handshake
     this.#idleTimeout = checkLimit('idleTimeout', options.idleTimeout, 0)
@@ -118,7 +118,7 @@ export class Channel extends MessageChain {
       if (this.destroyed) return
       // From here pump reports the handshake's errors.
       handshake.removeListener('error', onEarlyError)
-      const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine }
+      const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks: options.maxMessageBlocks }
       // A frame that is not Base64 or not whole blocks is answered P2SN:ERRORKEY, then fails us.
       const onInvalid = (error: P2snError): void => { handshake.refuse(error) }
       this.setPipeline(
@@ -398,6 +398,7 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
  */
 function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, keyPair: ChannelOptions['keyPair'] } {
   checkLimit('idleTimeout', options.idleTimeout, 0)
+  checkLimit('maxMessageBlocks', options.maxMessageBlocks, DEFAULT_MAX_MESSAGE_BLOCKS, 1)
   if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `authenticate must be true or false, not ${String(options.authenticate)}`)
   }

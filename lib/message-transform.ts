@@ -41,9 +41,10 @@ const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE6
 
 /**
  * An object-mode Transform that maps each message (a Buffer, Uint8Array or string) through a
- * function; an error thrown by the function is emitted by the stream. A function that returns
- * a Promise (work done elsewhere, such as in a worker) is awaited before the next message, or
- * with `concurrency` above 1 runs alongside the next few; either way order is kept.
+ * function; an error thrown by the function is emitted by the stream. A function may answer
+ * some messages at once and others with a Promise (work done elsewhere, such as in a worker, or
+ * spread over turns of the event loop): a Promise is awaited before the next message, or with
+ * `concurrency` above 1 runs alongside the next few; either way order is kept.
  */
 export class MessageTransform extends Transform {
   readonly #apply: (message: Buffer) => Buffer | Promise<Buffer>

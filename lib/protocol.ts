@@ -11,7 +11,7 @@ export const FRAME_TERMINATOR = 0x04
 
 /** Sent in plain by a peer that asks for the other side's public key. */
 export const KEYWORD_PUBKEY = 'P2SN:PUBKEY'
-/** Encrypted to a freshly received public key to prove that the peer can decrypt with it. */
+/** Encrypted to a freshly received public key: it catches a key damaged on the way, and proves no one holds the key. */
 export const KEYWORD_KEYCHECK = 'P2SN:KEYCHECK'
 /** Sent in plain when a key check, a key or a ciphertext could not be read. */
 export const KEYWORD_ERRORKEY = 'P2SN:ERRORKEY'
@@ -33,6 +33,15 @@ export const DEFAULT_KEY_BITS = 2048
  * 1 MiB holds a message of about 750 KiB with 2048-bit keys.
  */
 export const DEFAULT_MAX_FRAME_LENGTH = 1024 * 1024
+/**
+ * Default for `maxMessageBlocks`: the most RSA blocks one received message may have; a longer
+ * one is `ERR_P2SN_MESSAGE_TOO_LONG` before any of it is decrypted. Each block costs a
+ * private-key operation, so this bounds the CPU one message can claim: about 31 ms at 2048 bits
+ * on a machine doing some 1,000 private operations a second (a full 1 MiB frame was 3,072 of
+ * them, 4.4 s). 32 blocks hold 7,840 bytes of plaintext at 2048 bits (3,744 at 1024, 16,032 at
+ * 4096); the standard's messages are one block.
+ */
+export const DEFAULT_MAX_MESSAGE_BLOCKS = 32
 /**
  * Longest frame accepted during the handshake, in bytes: enough for the Base64 PEM of a
  * 16384-bit public key (about 3.8 KB), far below the data-frame limit.

@@ -3,16 +3,18 @@
  *
  * A message of at most k − 11 bytes is one k-byte block, exactly as Python's `rsa.encrypt`
  * makes it. A longer message is this project's extension: its (k − 11)-byte pieces encrypted
- * one by one and concatenated in one frame. Decryption uses implicit rejection unless told
- * otherwise.
+ * one by one and concatenated in one frame, up to `maxMessageBlocks` blocks. Decryption uses
+ * implicit rejection unless told otherwise.
  * @module
  */
 import { setMaxListeners } from 'node:events'
-import { toBuffer } from './arguments.js'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { checkLimit, toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKey, type PublicKeyInput } from './keys.js'
 import { MessageTransform, type InvalidInputOptions } from './message-transform.js'
 import { unpadImplicit } from './implicit-rejection.js'
+import { DEFAULT_MAX_MESSAGE_BLOCKS } from './protocol.js'
 import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
 import type { RsaPool } from './rsa-pool.js'
 
@@ -37,6 +39,15 @@ export interface DecryptOptions extends EncryptOptions {
    * padding oracle (Bleichenbacher 1998, the Marvin attack) that can decrypt recorded traffic.
    */
   rejection?: 'implicit' | 'error'
+  /**
+   * The most RSA blocks one message may have. A longer ciphertext is refused with
+   * `ERR_P2SN_MESSAGE_TOO_LONG` before any of it is decrypted: each block costs a private-key
+   * operation (about 1 ms at 2048 bits, 6 ms at 4096), so this bounds the CPU one message of a
+   * peer can claim. A whole number of at least 1, or `Infinity`. Default
+   * {@link DEFAULT_MAX_MESSAGE_BLOCKS} (32: 7,840 bytes of plaintext at 2048 bits). With
+   * `strict`, one whatever this says.
+   */
+  maxMessageBlocks?: number
 }
 
 /** Messages one pooled decryptor may have in the pool at once, whatever the number of workers. */
@@ -46,8 +57,9 @@ const MAX_POOLED_IN_FLIGHT = 16
 export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
   /**
    * Decrypt in this pool's worker threads instead of on the event loop (decryptor only), up to
-   * four messages a worker at once (sixteen at most); they still come out in order. When the pool's queue is
-   * full the stream waits for room instead of failing. Default: inline.
+   * four messages a worker at once (sixteen at most), each block of a message on its own; they
+   * still come out in order. When the pool's queue is full the stream waits for room instead of
+   * failing. Default: inline.
    */
   pool?: RsaPool
 }
@@ -77,43 +89,100 @@ function encryptWith (key: PublicKey, engine: RsaEngine, plaintext: Buffer, opti
 }
 
 /**
- * Decrypts one message with a private key.
+ * Decrypts one message with a private key, all of its blocks in this one synchronous call (up
+ * to `maxMessageBlocks` private-key operations). Streams, channels and pools do not hold the
+ * event loop that long: they decrypt a longer message a block per turn, or in workers.
  *
  * @throws P2snError `ERR_P2SN_BAD_CIPHERTEXT` when the length is not a multiple of k or a block
  *   is not below the modulus (public facts, so no oracle); `ERR_P2SN_MESSAGE_TOO_LONG` when
- *   `strict` and there is more than one block; `ERR_P2SN_DECRYPT` only with `rejection: 'error'`
+ *   there are more blocks than `maxMessageBlocks`, or than one with `strict`; both before any
+ *   block is decrypted. `ERR_P2SN_DECRYPT` only with `rejection: 'error'`;
+ *   `ERR_P2SN_INVALID_ARGUMENT` for a bad `maxMessageBlocks`
  */
 export function decryptMessage (privateKey: PrivateKeyInput, ciphertext: Uint8Array, options: DecryptOptions = {}): Buffer {
   const key = toPrivateKey(privateKey)
-  return decryptWith(key, resolveEngine(options.engine), toBuffer(ciphertext), options)
+  const engine = resolveEngine(options.engine)
+  const bytes = toBuffer(ciphertext)
+  const blocks = countBlocks(key, bytes, options)
+  const parts: Buffer[] = []
+  let valid = 1
+  for (let i = 0; i < blocks; i++) valid &= decryptBlock(key, engine, bytes, i, parts)
+  return joinBlocks(parts, valid, options.rejection)
 }
 
-function decryptWith (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, options: DecryptOptions): Buffer {
+/** The most blocks `options` let one message have. */
+function blockLimit (options: DecryptOptions): number {
+  const limit = checkLimit('maxMessageBlocks', options.maxMessageBlocks, DEFAULT_MAX_MESSAGE_BLOCKS, 1)
+  return options.strict === true ? 1 : limit
+}
+
+/**
+ * Checks what anyone can see of a ciphertext, before any private-key operation: whole k-byte
+ * blocks, no more of them than the options allow, each below the modulus.
+ * @returns the number of blocks
+ * @throws P2snError as {@link decryptMessage} does, but never `ERR_P2SN_DECRYPT`
+ */
+export function countBlocks (key: PrivateKey, ciphertext: Buffer, options: DecryptOptions): number {
   const k = key.size
   const blocks = ciphertext.length / k
   if (ciphertext.length === 0 || !Number.isInteger(blocks)) {
     throw new P2snError('ERR_P2SN_BAD_CIPHERTEXT', `a ${ciphertext.length}-byte ciphertext is not made of ${k}-byte rsa blocks; the peer encrypted to another key or the data was damaged`)
   }
-  if (blocks > 1 && options.strict === true) {
-    throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the ciphertext holds ${blocks} rsa blocks and strict allows one; turn off strict to accept multi-block messages`)
+  if (blocks > blockLimit(options)) {
+    throw options.strict === true
+      ? new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the ciphertext holds ${blocks} rsa blocks and strict allows one; turn off strict to accept multi-block messages`)
+      : new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the ciphertext holds ${blocks} rsa blocks, more than maxMessageBlocks (${options.maxMessageBlocks ?? DEFAULT_MAX_MESSAGE_BLOCKS}) allows; raise maxMessageBlocks on the receiver, or send shorter messages`)
   }
   const modulus = key.publicKey.numbers.n
-  const rejectionKey = key.rejectionKey
-  const parts: Buffer[] = []
-  let valid = 1
   for (let i = 0; i < blocks; i++) {
-    const block = ciphertext.subarray(i * k, (i + 1) * k)
-    if (Buffer.compare(block, modulus) >= 0) {
+    if (ciphertext.compare(modulus, 0, modulus.length, i * k, (i + 1) * k) >= 0) {
       throw new P2snError('ERR_P2SN_BAD_CIPHERTEXT', 'an rsa block is not below the modulus; the peer encrypted to another key or the data was damaged')
     }
-    const { message, valid: blockValid } = unpadImplicit(engine.decryptRaw(key, block), block, rejectionKey)
-    valid &= blockValid
-    parts.push(message)
   }
-  if (options.rejection === 'error' && valid === 0) {
+  return blocks
+}
+
+/**
+ * Decrypts block `index` of a checked ciphertext, with implicit rejection, onto `parts`.
+ * @returns 1 if its padding was good, else 0 (never branched on)
+ */
+function decryptBlock (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, index: number, parts: Buffer[]): number {
+  const k = key.size
+  const block = ciphertext.subarray(index * k, (index + 1) * k)
+  const { message, valid } = unpadImplicit(engine.decryptRaw(key, block), block, key.rejectionKey)
+  parts.push(message)
+  return valid
+}
+
+/** The message from its blocks' plaintexts; with `rejection: 'error'`, one error for any bad block, once all are done. */
+function joinBlocks (parts: Buffer[], valid: number, rejection: DecryptOptions['rejection']): Buffer {
+  if (rejection === 'error' && valid === 0) {
     throw new P2snError('ERR_P2SN_DECRYPT', 'could not decrypt the message; it was not encrypted to this key or was damaged')
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+}
+
+/**
+ * Decrypts one message for a stream: a single block (the standard's message) at once, as
+ * {@link decryptMessage} does; a longer one a block per turn of the event loop, as a Promise,
+ * so that other connections, timers and I/O run between its blocks. The checks of
+ * {@link countBlocks} throw at once, before any block is decrypted.
+ * @param signal - once aborted (the stream closed), the blocks not yet decrypted are skipped
+ */
+function decryptInTurns (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, options: DecryptOptions, signal: AbortSignal): Buffer | Promise<Buffer> {
+  const blocks = countBlocks(key, ciphertext, options)
+  const parts: Buffer[] = []
+  const valid = decryptBlock(key, engine, ciphertext, 0, parts)
+  if (blocks === 1) return joinBlocks(parts, valid, options.rejection)
+  return (async () => {
+    let allValid = valid
+    for (let i = 1; i < blocks; i++) {
+      await nextTurn()
+      if (signal.aborted) throw new P2snError('ERR_P2SN_CLOSED', 'the stream closed while a message was being decrypted')
+      allValid &= decryptBlock(key, engine, ciphertext, i, parts)
+    }
+    return joinBlocks(parts, allValid, options.rejection)
+  })()
 }
 
 /**
@@ -132,28 +201,36 @@ export class RsaCipher extends MessageTransform {
   }
 
   /**
-   * Decrypts each ciphertext written to it with `privateKey`.
+   * Decrypts each ciphertext written to it with `privateKey`. A message of one block is
+   * decrypted at once; a longer one a block per turn of the event loop, or in the pool's workers,
+   * so that no message holds the event loop for more than one block. A ciphertext of more than
+   * `maxMessageBlocks` blocks fails with `ERR_P2SN_MESSAGE_TOO_LONG` (or goes to `onInvalid`)
+   * before any of it is decrypted.
    * @param privateKey - a private key, a key pair, or PEM text
+   * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` for a bad engine or `maxMessageBlocks`
    */
   static decryptor (privateKey: PrivateKeyInput, options: RsaCipherOptions = {}): RsaCipher {
     const key = toPrivateKey(privateKey)
     const engine = resolveEngine(options.engine)
+    blockLimit(options)
     const { pool } = options
-    if (pool !== undefined) {
-      // A full queue slows the channel down rather than failing it, and what a closed stream
-      // left queued is dropped: no RSA work for a connection that is gone.
-      const cancel = new AbortController()
+    // What a closed stream left undone is dropped: no RSA work for a connection that is gone.
+    const cancel = new AbortController()
+    let cipher: RsaCipher
+    if (pool === undefined) {
+      cipher = new RsaCipher((ciphertext) => decryptInTurns(key, engine, ciphertext, options, cancel.signal), options)
+    } else {
+      // A full queue slows the channel down rather than failing it.
+      const settings = { ...options, waitForRoom: true, signal: cancel.signal }
       // One listener a message in flight: as many as `concurrency`, not a leak.
       setMaxListeners(0, cancel.signal)
-      const settings = { ...options, waitForRoom: true, signal: cancel.signal }
       // Several messages a worker in flight, so that one busy channel keeps every worker busy
       // and its messages go in batches (one at a time, a pooled channel ran at 0.7× inline);
       // sixteen at most, as each may be a frame of maxFrameLength.
       const concurrency = Math.min(4 * pool.workers, MAX_POOLED_IN_FLIGHT)
-      const cipher = new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, settings), { ...options, concurrency })
-      cipher.once('close', () => { cancel.abort() })
-      return cipher
+      cipher = new RsaCipher((ciphertext) => pool.decrypt(key, ciphertext, settings), { ...options, concurrency })
     }
-    return new RsaCipher((ciphertext) => decryptWith(key, engine, ciphertext, options), options)
+    cipher.once('close', () => { cancel.abort() })
+    return cipher
   }
 }

@@ -1,6 +1,7 @@
 /**
  * A pool of worker threads for the private-key operations, so that a busy server decrypts on
- * every core instead of stalling its event loop. Built on Piscina.
+ * every core instead of stalling its event loop. Built on Piscina. Each RSA block is one entry
+ * in the queue, so a long message's blocks batch and spread across the workers like any others.
  * @module
  */
 import { availableParallelism } from 'node:os'
@@ -9,16 +10,18 @@ import { checkLimit } from './arguments.js'
 import { P2snError } from './errors.js'
 import type { PrivateKey } from './keys.js'
 import { forgeEngine, opensslEngine, type EngineName } from './rsa-engine.js'
-import type { DecryptOptions } from './rsa-cipher.js'
-import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, FLAG_STRICT, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
+import { countBlocks, type DecryptOptions } from './rsa-cipher.js'
+import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
 
 /** Options of {@link RsaPool}. */
 export interface RsaPoolOptions {
   /** Worker threads. Default: `os.availableParallelism()`. */
   workers?: number
   /**
-   * Decryptions that may be waiting for a worker or running at one before new ones fail with
-   * `ERR_P2SN_POOL_BUSY`, or with `waitForRoom` wait for room outside the queue. Default 4096.
+   * RSA blocks (one a message of the standard, n for a message of n blocks) that may be waiting
+   * for a worker or running at one before new decryptions fail with `ERR_P2SN_POOL_BUSY`, or with
+   * `waitForRoom` wait for room outside the queue. A decryption let in is let in whole: those of
+   * its blocks beyond the limit wait for room. Default 4096.
    */
   maxQueue?: number
 }
@@ -26,32 +29,54 @@ export interface RsaPoolOptions {
 /** Options of {@link RsaPool.decrypt}. */
 export interface PoolDecryptOptions extends DecryptOptions {
   /**
-   * Aborting it drops the decryption if it is still waiting for a worker (it fails with
-   * `ERR_P2SN_CLOSED`); one already at a worker runs to its end.
+   * Aborting it fails the decryption with `ERR_P2SN_CLOSED` and drops its blocks still waiting
+   * for a worker, ciphertext and all; blocks already at a worker run to their end.
    */
   signal?: AbortSignal
   /**
-   * When `maxQueue` decryptions already wait, wait for room instead of failing with
+   * When `maxQueue` blocks already wait, wait for room instead of failing with
    * `ERR_P2SN_POOL_BUSY`. Channels do, so that an overloaded server slows down (its sockets are
    * read no further) rather than dropping them. Default false.
    */
   waitForRoom?: boolean
 }
 
-/** Decryptions collected in one turn of the event loop go to the workers as a few batches. */
+/** A key as the workers get it: an id for their cache, and its PKCS#1 DER. */
+interface PoolKey { id: string, der: Uint8Array }
+
+/** One RSA block to decrypt, of one {@link Job}. Blocks collected in one turn of the event loop go to the workers as a few batches. */
 interface Pending {
-  key: { id: string, der: Uint8Array }
+  key: PoolKey
+  /** Its k bytes; emptied once the bytes are on their way to a worker, or no longer wanted. */
   ciphertext: Uint8Array
   flags: number
-  resolve: (message: Buffer) => void
-  reject: (err: Error) => void
+  job: Job
+  /** Its place in the job's message. */
+  index: number
   /**
-   * Waiting for room (in #overflow), in the queue (#pending), sent to a worker, or cancelled by
-   * its signal: a cancelled one stays where it is and is skipped, so that cancelling many at
-   * once (a flood of closing channels) costs no search through long lists.
+   * Waiting for room (in #overflow), in the queue (#pending), sent to a worker, or cancelled (its
+   * job ended first): a cancelled one stays where it is and is skipped, so that cancelling many
+   * at once (a flood of closing channels) costs no search through long lists.
    */
   state: 'overflow' | 'queued' | 'sent' | 'cancelled'
 }
+
+/** One call of {@link RsaPool.decrypt}: its blocks, their results as they come in, and its promise. */
+interface Job {
+  blocks: Pending[]
+  parts: Buffer[]
+  /** Blocks whose result is still to come. */
+  left: number
+  over: boolean
+  resolve: (message: Buffer) => void
+  reject: (err: Error) => void
+  /** Takes the job's listener off its signal. */
+  unlisten: () => void
+}
+
+const NO_BYTES = new Uint8Array(0)
+const NO_KEY: PoolKey = { id: '', der: NO_BYTES }
+function nothing (): void {}
 
 function cancelled (): P2snError {
   return new P2snError('ERR_P2SN_CLOSED', 'the decryption was cancelled (its signal was aborted) before a worker took it')
@@ -81,10 +106,11 @@ export class RsaPool {
   readonly workers: number
   readonly #piscina: Piscina
   readonly #maxQueue: number
-  readonly #keyDer = new WeakMap<PrivateKey, { id: string, der: Uint8Array }>()
+  readonly #keyDer = new WeakMap<PrivateKey, PoolKey>()
+  /** Blocks in the queue, not yet sent; #queued counts these and those at the workers. */
   #pending: Pending[] = []
   #queued = 0
-  /** Decryptions waiting for room in a full queue (waitForRoom), oldest first from #overflowHead; not counted in #queued. */
+  /** Blocks waiting for room in a full queue (waitForRoom), oldest first from #overflowHead; not counted in #queued. */
   #overflow: Pending[] = []
   #overflowHead = 0
   /** Cancelled entries still in #pending, for #flush to drop. */
@@ -115,65 +141,123 @@ export class RsaPool {
     })
   }
 
-  /** Decrypts one message in a worker; the same result and errors as `decryptMessage`. */
+  /**
+   * Decrypts one message in the workers, each of its blocks an entry of the queue; the same
+   * result and errors as `decryptMessage`. The public facts (whole blocks, `maxMessageBlocks`,
+   * each block below the modulus) are checked here, before any block is queued.
+   */
   decrypt (key: PrivateKey, ciphertext: Buffer, options: PoolDecryptOptions = {}): Promise<Buffer> {
     if (this.#closed) return Promise.reject(new P2snError('ERR_P2SN_CLOSED', 'the rsa pool is closed; create a new one'))
     if (this.#queued >= this.#maxQueue && options.waitForRoom !== true) {
-      return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} decryptions waiting or running (maxQueue); the server is overloaded`))
+      return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} rsa blocks waiting or running (maxQueue); the server is overloaded`))
     }
     let engine: EngineName
+    let blocks: number
     try {
       engine = poolEngineName(options.engine)
+      blocks = countBlocks(key, ciphertext, options)
     } catch (err) {
       return Promise.reject(err)
     }
-    const flags = (options.strict === true ? FLAG_STRICT : 0) | (options.rejection === 'error' ? FLAG_REJECT_WITH_ERROR : 0) |
-      (engine === 'forge' ? FLAG_FORGE : 0)
+    const flags = (options.rejection === 'error' ? FLAG_REJECT_WITH_ERROR : 0) | (engine === 'forge' ? FLAG_FORGE : 0)
     const { signal } = options
     if (signal?.aborted === true) return Promise.reject(cancelled())
     return new Promise((resolve, reject) => {
-      const entry: Pending = { key: this.#keyOf(key), ciphertext, flags, resolve, reject, state: 'queued' }
+      const job: Job = { blocks: [], parts: [], left: blocks, over: false, resolve, reject, unlisten: nothing }
+      this.#queue(job, this.#keyOf(key), ciphertext, flags)
+      if (signal !== undefined) this.#cancelOnAbort(job, signal)
+    })
+  }
+
+  /** Stops the workers; decryptions still waiting fail, and the pool lets go of their ciphertexts. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const waiting = new Set<Job>()
+    for (const entry of this.#pending) if (entry.state === 'queued') waiting.add(entry.job)
+    for (let i = this.#overflowHead; i < this.#overflow.length; i++) {
+      const entry = this.#overflow[i]!
+      if (entry.state === 'overflow') waiting.add(entry.job)
+    }
+    const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool was closed before this decryption was done')
+    for (const job of waiting) this.#fail(job, error)
+    this.#pending = []
+    this.#overflow = []
+    this.#overflowHead = 0
+    this.#cancelledInQueue = 0
+    await this.#piscina.destroy()
+  }
+
+  /** Puts each block of `ciphertext` in the queue, or to wait for room once it is full. */
+  #queue (job: Job, key: PoolKey, ciphertext: Buffer, flags: number): void {
+    const k = ciphertext.length / job.left
+    for (let index = 0; index < job.left; index++) {
+      const block = job.left === 1 ? ciphertext : ciphertext.subarray(index * k, (index + 1) * k)
+      const entry: Pending = { key, ciphertext: block, flags, job, index, state: 'queued' }
+      job.blocks.push(entry)
       if (this.#queued < this.#maxQueue) {
         this.#queued++
         this.#pending.push(entry)
-        this.#scheduleFlush()
       } else {
         entry.state = 'overflow'
         this.#overflow.push(entry)
       }
-      if (signal === undefined) return
-      const onAbort = (): void => {
-        const was = entry.state
-        if (was !== 'overflow' && was !== 'queued') return
-        entry.state = 'cancelled'
-        if (was === 'queued') {
-          this.#cancelledInQueue++
-          this.#dequeued(1)
-        }
-        entry.reject(cancelled())
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      // Once settled, the listener has nothing left to do.
-      entry.resolve = (message) => { signal.removeEventListener('abort', onAbort); resolve(message) }
-      entry.reject = (err) => { signal.removeEventListener('abort', onAbort); reject(err) }
-    })
+    }
+    this.#scheduleFlush()
   }
 
-  /** Stops the workers; decryptions still waiting fail. */
-  async close (): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    const queued = this.#pending.splice(0).filter((entry) => entry.state === 'queued')
-    this.#queued -= queued.length
-    const waiting = [...queued, ...this.#overflow.splice(0).filter((entry) => entry.state === 'overflow')]
-    this.#overflowHead = 0
-    this.#cancelledInQueue = 0
-    const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool was closed before this decryption started')
-    for (const { reject } of waiting) reject(error)
-    await this.#piscina.destroy()
+  // Apart from decrypt(), so that this listener's closure holds the job and no ciphertext.
+  #cancelOnAbort (job: Job, signal: AbortSignal): void {
+    const onAbort = (): void => { this.#fail(job, cancelled()) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    job.unlisten = () => { signal.removeEventListener('abort', onAbort) }
   }
 
-  #keyOf (key: PrivateKey): { id: string, der: Uint8Array } {
+  /** A block's result: the job's message once every block is in. */
+  #blockDone (entry: Pending, message: Buffer): void {
+    const job = entry.job
+    if (job.over) return
+    job.parts[entry.index] = message
+    if (--job.left > 0) return
+    const { parts } = job
+    this.#end(job)
+    job.resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts))
+  }
+
+  /**
+   * Fails a job at once (a block failed, its signal was aborted, or the pool closed): its
+   * blocks still waiting leave the queue, and their places go to those waiting for room.
+   */
+  #fail (job: Job, err: Error): void {
+    if (job.over) return
+    let dequeued = 0
+    for (const entry of job.blocks) {
+      if (entry.state === 'queued') dequeued++
+      if (entry.state === 'queued' || entry.state === 'overflow') entry.state = 'cancelled'
+    }
+    this.#cancelledInQueue += dequeued
+    this.#end(job)
+    if (dequeued > 0) this.#dequeued(dequeued)
+    job.reject(err)
+  }
+
+  /**
+   * Lets go of all a job holds: a cancelled entry may sit in a list a while, but without its
+   * ciphertext (a frame of up to maxFrameLength) or key.
+   */
+  #end (job: Job): void {
+    job.over = true
+    job.unlisten()
+    job.unlisten = nothing
+    for (const entry of job.blocks) {
+      entry.ciphertext = NO_BYTES
+      entry.key = NO_KEY
+    }
+    job.blocks = []
+    job.parts = []
+  }
+
+  #keyOf (key: PrivateKey): PoolKey {
     let entry = this.#keyDer.get(key)
     if (entry === undefined) {
       entry = { id: key.publicKey.fingerprint, der: key.keyObject.export({ type: 'pkcs1', format: 'der' }) }
@@ -185,6 +269,7 @@ export class RsaPool {
   /** Takes `count` off the queue, and lets in as many of those waiting for room. */
   #dequeued (count: number): void {
     this.#queued -= count
+    if (this.#closed) return
     const overflow = this.#overflow
     while (this.#overflowHead < overflow.length && this.#queued < this.#maxQueue) {
       const entry = overflow[this.#overflowHead++]!
@@ -256,30 +341,32 @@ export class RsaPool {
     for (const entry of batch) {
       ciphertexts.set(entry.ciphertext, offset)
       offset += entry.ciphertext.length
+      // The bytes travel in the batch's copy: the caller's frame is not kept while it runs.
+      entry.ciphertext = NO_BYTES
     }
     const task: DecryptBatch = { keys, ciphertexts, lengths, keyIndex, flags }
     this.#batchesOut++
     this.#piscina.run(task, { transferList: [ciphertexts.buffer] }).then((result: DecryptBatchResult) => {
       this.#batchesOut--
       this.#dequeued(batch.length)
-      // A failed message has length −1 and the next of the errors, which come in its order.
+      // A failed block has length −1 and the next of the errors, which come in its order.
       let at = 0
       let failed = 0
-      batch.forEach(({ resolve, reject }, i) => {
+      batch.forEach((entry, i) => {
         const length = result.lengths[i]!
         if (length < 0) {
           const { code, message } = result.errors[failed++]!
-          reject(new P2snError(code, message))
+          this.#fail(entry.job, new P2snError(code, message))
           return
         }
-        resolve(Buffer.from(result.messages.buffer, result.messages.byteOffset + at, length))
+        this.#blockDone(entry, Buffer.from(result.messages.buffer, result.messages.byteOffset + at, length))
         at += length
       })
     }, (err: unknown) => {
       this.#batchesOut--
       this.#dequeued(batch.length)
       const error = new P2snError('ERR_P2SN_CLOSED', 'the rsa pool stopped before this decryption finished', { cause: err })
-      for (const { reject } of batch) reject(error)
+      for (const entry of batch) this.#fail(entry.job, error)
     })
   }
 }

@@ -1,8 +1,10 @@
 /**
- * The worker side of {@link RsaPool}: decrypts batches of messages with private keys it caches
- * by id. Runs the same code as the inline path, implicit rejection included.
+ * The worker side of {@link RsaPool}: decrypts batches of RSA blocks with private keys it
+ * caches by id. Runs the same code as the inline path, implicit rejection included. The pool
+ * checks each message's public facts (its length, `strict`, `maxMessageBlocks`) and sends it
+ * as blocks, one entry each, which it joins again.
  *
- * A batch travels as a few typed arrays, not an object per message: cloning many small
+ * A batch travels as a few typed arrays, not an object per block: cloning many small
  * objects between threads cost the main thread about 15 µs a message.
  * @module
  */
@@ -12,30 +14,30 @@ import { PrivateKey } from './keys.js'
 import { decryptMessage } from './rsa-cipher.js'
 import type { EngineName } from './rsa-engine.js'
 
-/** Per-message flags of a {@link DecryptBatch}. */
-export const FLAG_STRICT = 1
+/** Per-block flag of a {@link DecryptBatch}: `rejection: 'error'`. */
 export const FLAG_REJECT_WITH_ERROR = 2
+/** Per-block flag of a {@link DecryptBatch}: the forge engine. */
 export const FLAG_FORGE = 4
 
-/** Decryptions as the pool sends them. */
+/** Blocks as the pool sends them. */
 export interface DecryptBatch {
   /** The keys the batch uses: an id for this worker's cache, and PKCS#1 DER read on first sight. */
   keys: Array<{ id: string, der: Uint8Array }>
-  /** Every ciphertext, one after the other. */
+  /** Every block, one after the other. */
   ciphertexts: Uint8Array
-  /** Each ciphertext's length. */
+  /** Each block's length (its key's k). */
   lengths: Uint32Array
-  /** Each ciphertext's key, as an index into `keys`. */
+  /** Each block's key, as an index into `keys`. */
   keyIndex: Uint16Array
-  /** Each message's FLAG_* bits. */
+  /** Each block's FLAG_* bits. */
   flags: Uint8Array
 }
 
-/** The answers: every message, one after the other, with its length, or −1 and an error. */
+/** The answers: every block's plaintext, one after the other, with its length, or −1 and an error. */
 export interface DecryptBatchResult {
   messages: Uint8Array
   lengths: Int32Array
-  /** A P2snError's code and message per failed message, in order (errors lose their class across threads). */
+  /** A P2snError's code and message per failed block, in order (errors lose their class across threads). */
   errors: Array<{ code: P2snError['code'], message: string }>
 }
 
@@ -55,7 +57,7 @@ function keyFor (entry: { id: string, der: Uint8Array }): PrivateKey {
 
 /** Decrypts a batch; Piscina calls this in a worker thread. */
 export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
-  // A key that cannot be read fails its own messages, not the whole batch.
+  // A key that cannot be read fails its own blocks, not the whole batch.
   const keys = batch.keys.map((entry) => {
     try {
       return keyFor(entry)
@@ -77,9 +79,7 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
     try {
       const key = keys[batch.keyIndex[i]!]!
       if (key instanceof Error) throw key
-      const message = decryptMessage(key, ciphertext, {
-        strict: (flags & FLAG_STRICT) !== 0, rejection: (flags & FLAG_REJECT_WITH_ERROR) !== 0 ? 'error' : 'implicit', engine
-      })
+      const message = decryptMessage(key, ciphertext, { rejection: (flags & FLAG_REJECT_WITH_ERROR) !== 0 ? 'error' : 'implicit', engine })
       lengths[i] = message.length
       parts.push(message)
     } catch (err) {

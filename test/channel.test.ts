@@ -306,10 +306,27 @@ describe('Channel end to end', function () {
     })
 
     it('round-trips multi-block messages (longer than k - 11) both ways', async () => {
-      const { client } = await overTcp({ keyPair: keys.s2048 }, { keyPair: keys.c1024 })
+      // The 5,005-byte reply is 43 blocks of the 1024-bit client key, over the default of 32.
+      const { client } = await overTcp({ keyPair: keys.s2048 }, { keyPair: keys.c1024, maxMessageBlocks: 43 })
       for (const length of [245, 246, 490, 491, 5000]) {
         const message = randomBytes(length)
         expect(await client.request(message), `${length} bytes`).to.deep.equal(echoOf(message))
+      }
+    })
+
+    it('maxMessageBlocks: a server refuses a message over it with P2SN:ERRORKEY, before its handler', async () => {
+      const seen: number[] = []
+      const { server, client } = await overTcp({ keyPair: keys.s1024, maxMessageBlocks: 2, handler: (m) => { seen.push(m.length); return m } }, { keyPair: keys.c1024 })
+      const refusal = new Promise<P2snError>((resolve) => { server.once('clientError', resolve) })
+      expect((await client.request(randomBytes(234))).length).to.equal(234)
+      await expectP2snError(client.request(randomBytes(235)), 'ERR_P2SN_ERRORKEY')
+      expect((await refusal).code).to.equal('ERR_P2SN_MESSAGE_TOO_LONG')
+      expect(seen).to.deep.equal([234])
+    })
+
+    it('maxMessageBlocks must be a whole number of at least 1, checked before anything opens', () => {
+      for (const value of [0, 1.5, -1, '3']) {
+        expectP2snErrorSync(() => connect({ port: 1, maxMessageBlocks: value as number }), 'ERR_P2SN_INVALID_ARGUMENT')
       }
     })
 

@@ -174,6 +174,25 @@ describe('MessageTransform (message-transform.ts)', function () {
       expect(errors).to.deep.equal([])
     })
 
+    it('1, with results now at once and now a Promise (a decryptor\'s one-block and longer messages): in order, one at a time', async () => {
+      let running = 0
+      let most = 0
+      const mixed = (message: Buffer): Buffer | Promise<Buffer> => {
+        const text = message.toString()
+        if (text.endsWith('bad')) return Promise.reject(new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', 'too long'))
+        if (!text.startsWith('long')) return Buffer.from(text.toUpperCase())
+        most = Math.max(most, ++running)
+        return delay(Math.floor(Math.random() * 4)).then(() => { running--; return Buffer.from(text.toUpperCase()) })
+      }
+      const invalid: string[] = []
+      const messages = Array.from({ length: 60 }, (_, i) => i % 3 === 0 ? `long ${i}` : i % 7 === 0 ? `short ${i} bad` : `short ${i}`)
+      const { out, error } = await run(new MessageTransform(mixed, { onInvalid: (err) => { invalid.push(err.code) } }), messages)
+      expect(error).to.equal(undefined)
+      expect(out).to.deep.equal(messages.filter((m) => !m.endsWith('bad')).map((m) => m.toUpperCase()))
+      expect(invalid).to.have.length(messages.filter((m) => m.endsWith('bad')).length)
+      expect(most).to.equal(1)
+    })
+
     it('must be a whole number of at least 1: ERR_P2SN_INVALID_ARGUMENT', () => {
       for (const concurrency of [0, 1.5, -1, Number.NaN]) {
         expectP2snErrorSync(() => new MessageTransform((m) => m, { concurrency }), 'ERR_P2SN_INVALID_ARGUMENT')

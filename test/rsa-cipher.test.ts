@@ -1,13 +1,13 @@
 import crypto from 'node:crypto'
 import { expect } from 'chai'
 import {
-  decryptMessage, encryptMessage, forgeEngine, generateKeyPair, opensslEngine, P2snError, parsePrivateKey, RsaCipher,
-  type KeyPair, type RsaEngine
+  DEFAULT_MAX_MESSAGE_BLOCKS, decryptMessage, encryptMessage, forgeEngine, generateKeyPair, opensslEngine, P2snError,
+  parsePrivateKey, RsaCipher, type KeyPair, type RsaEngine
 } from '../lib/index.js'
 import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { collect } from './helpers/chunking.js'
 import { expectP2snErrorSync, thrown } from './helpers/errors.js'
-import { settle } from './helpers/timing.js'
+import { settle, within } from './helpers/timing.js'
 
 const ENGINES = ['openssl', 'forge'] as const
 /** Modulus length in bytes of the 1024-bit test keys, and the plaintext one block holds. */
@@ -37,6 +37,29 @@ function message (length: number): Buffer {
   const out = Buffer.alloc(length)
   for (let i = 0; i < length; i++) out[i] = (i * 7 + 3) & 0xff
   return out
+}
+
+/** `block` `count` times over: a ciphertext of that many blocks without as many encryptions. */
+function blocks (block: Buffer, count: number): Buffer {
+  return Buffer.concat(Array.from({ length: count }, () => block))
+}
+
+/**
+ * The OpenSSL engine, counting its private-key operations and noting for each the turn of the
+ * event loop (a count of `setImmediate` rounds, while `turns` runs) it ran in.
+ */
+function countingEngine (): { engine: RsaEngine, decrypted: () => number, turnsOfBlocks: number[], stop: () => void } {
+  let turn = 0
+  let timer = setImmediate(function next () { turn++; timer = setImmediate(next) })
+  const turnsOfBlocks: number[] = []
+  const engine: RsaEngine = {
+    ...opensslEngine,
+    decryptRaw (key, ciphertext) {
+      turnsOfBlocks.push(turn)
+      return opensslEngine.decryptRaw(key, ciphertext)
+    }
+  }
+  return { engine, decrypted: () => turnsOfBlocks.length, turnsOfBlocks, stop: () => { clearImmediate(timer) } }
 }
 
 /** Checks that `block` is a well-formed RSAES-PKCS1-v1_5 block holding `plaintext`. */
@@ -199,6 +222,151 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
         expectP2snErrorSync(() => decryptMessage(pair, Buffer.concat([good, pair.publicKey.numbers.n]), { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
       })
     }
+  })
+
+  describe('maxMessageBlocks', function () {
+    let block: Buffer
+    before(function () { block = encryptMessage(pair, message(room)) })
+
+    it(`is DEFAULT_MAX_MESSAGE_BLOCKS (32) by default: 32 blocks decrypt, 33 are ERR_P2SN_MESSAGE_TOO_LONG before any block is`, async function () {
+      expect(DEFAULT_MAX_MESSAGE_BLOCKS).to.equal(32)
+      const counting = countingEngine()
+      try {
+        const longest = blocks(block, 32)
+        expect(decryptMessage(pair, longest, { engine: counting.engine }).equals(blocks(message(room), 32))).to.equal(true)
+        expect(counting.decrypted()).to.equal(32)
+        const err = expectP2snErrorSync(() => decryptMessage(pair, blocks(block, 33), { engine: counting.engine }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+        expect(err.message).to.match(/^the ciphertext holds 33 rsa blocks, more than maxMessageBlocks \(32\) allows; raise maxMessageBlocks on the receiver, or send shorter messages$/)
+        const streamed = await streamError(RsaCipher.decryptor(pair, { engine: counting.engine }), [blocks(block, 33)])
+        expect(streamed).to.be.instanceOf(P2snError).with.property('code', 'ERR_P2SN_MESSAGE_TOO_LONG')
+        expect(counting.decrypted(), 'no block of a 33-block message').to.equal(32)
+      } finally {
+        counting.stop()
+      }
+    })
+
+    it('takes a limit of one\'s own, Infinity included, in decryptMessage and decryptors alike', async function () {
+      expect(decryptMessage(pair, blocks(block, 3), { maxMessageBlocks: 3 }).length).to.equal(3 * room)
+      expectP2snErrorSync(() => decryptMessage(pair, blocks(block, 4), { maxMessageBlocks: 3 }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+      expect(decryptMessage(pair, blocks(block, 40), { maxMessageBlocks: Infinity }).length).to.equal(40 * room)
+      expect(decryptMessage(pair, block, { maxMessageBlocks: 1 }).length).to.equal(room)
+      const out = await collect(RsaCipher.decryptor(pair, { maxMessageBlocks: 40 }), [blocks(block, 40)])
+      expect(out.map((m) => m.length)).to.deep.equal([40 * room])
+      const err = await streamError(RsaCipher.decryptor(pair, { maxMessageBlocks: 2 }), [blocks(block, 3)])
+      expect(err).to.be.instanceOf(P2snError).with.property('code', 'ERR_P2SN_MESSAGE_TOO_LONG')
+    })
+
+    it('strict still allows one block, whatever maxMessageBlocks says', function () {
+      const err = expectP2snErrorSync(() => decryptMessage(pair, blocks(block, 2), { strict: true, maxMessageBlocks: 10 }), 'ERR_P2SN_MESSAGE_TOO_LONG')
+      expect(err.message).to.include('strict allows one')
+      expect(decryptMessage(pair, block, { strict: true, maxMessageBlocks: 10 }).length).to.equal(room)
+    })
+
+    it('must be a whole number of at least 1, or Infinity: ERR_P2SN_INVALID_ARGUMENT, a decryptor\'s when it is made', function () {
+      for (const maxMessageBlocks of [0, -1, 1.5, Number.NaN, '3' as unknown as number]) {
+        expectP2snErrorSync(() => decryptMessage(pair, block, { maxMessageBlocks }), 'ERR_P2SN_INVALID_ARGUMENT')
+        expectP2snErrorSync(() => RsaCipher.decryptor(pair, { maxMessageBlocks }), 'ERR_P2SN_INVALID_ARGUMENT')
+      }
+    })
+
+    it('every public fact is checked before any block is decrypted: a last block not below the modulus is refused first', async function () {
+      const counting = countingEngine()
+      try {
+        const lastBad = Buffer.concat([blocks(block, 5), pair.publicKey.numbers.n])
+        expectP2snErrorSync(() => decryptMessage(pair, lastBad, { engine: counting.engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
+        const streamed = await streamError(RsaCipher.decryptor(pair, { engine: counting.engine }), [lastBad])
+        expect(streamed).to.be.instanceOf(P2snError).with.property('code', 'ERR_P2SN_BAD_CIPHERTEXT')
+        // The length first: not whole blocks is BAD_CIPHERTEXT however many blocks it would be.
+        expectP2snErrorSync(() => decryptMessage(pair, blocks(block, 40).subarray(1), { engine: counting.engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
+        expect(counting.decrypted()).to.equal(0)
+      } finally {
+        counting.stop()
+      }
+    })
+  })
+
+  describe('decryptors and multi-block messages', function () {
+    it('decrypt a single block within write(), and a multi-block message a block per turn of the event loop', async function () {
+      const counting = countingEngine()
+      try {
+        const decryptor = RsaCipher.decryptor(pair, { engine: counting.engine })
+        const out: Buffer[] = []
+        decryptor.on('data', (chunk: Buffer) => out.push(chunk))
+        decryptor.write(encryptMessage(pair, 'one'))
+        expect(counting.decrypted(), 'a single block, decrypted before write() returned').to.equal(1)
+        decryptor.write(encryptMessage(pair, message(8 * room)))
+        expect(counting.decrypted(), 'only the first of 8 blocks so far').to.equal(2)
+        decryptor.write(encryptMessage(pair, 'two'))
+        decryptor.end()
+        await within(5000, new Promise((resolve) => decryptor.once('end', resolve)), 'the end')
+        expect(out.map((m) => m.toString('hex'))).to.deep.equal([Buffer.from('one'), message(8 * room), Buffer.from('two')].map((m) => m.toString('hex')))
+        const turns = counting.turnsOfBlocks.slice(1, 9)
+        expect(new Set(turns).size, `the turns of the 8 blocks: ${turns.join(', ')}`).to.equal(8)
+      } finally {
+        counting.stop()
+      }
+    })
+
+    for (const engine of ENGINES) {
+      it(`give byte for byte what decryptMessage gives, bad paddings (implicit rejection) included, in order (engine ${engine})`, async function () {
+        const bad = rawEncrypt(pair, encodedMessage(k, 7, Buffer.alloc(k - 10, 0x41)))
+        const good = encryptMessage(pair, message(room))
+        const ciphertexts = [
+          encryptMessage(pair, message(5 * room + 3)), Buffer.concat([good, bad, good]), bad, encryptMessage(pair, 'short'),
+          Buffer.concat([bad, bad]), encryptMessage(pair, message(2 * room))
+        ]
+        const out = await collect(RsaCipher.decryptor(pair, { engine }), ciphertexts)
+        expect(out.map((m) => m.toString('hex'))).to.deep.equal(ciphertexts.map((c) => decryptMessage(pair, c, { engine }).toString('hex')))
+      })
+    }
+
+    it('with rejection: \'error\', fail with one ERR_P2SN_DECRYPT for a bad block anywhere, once every block is decrypted', async function () {
+      const bad = rawEncrypt(pair, encodedMessage(k, 7, Buffer.alloc(k - 10, 0x41)))
+      const good = encryptMessage(pair, message(room))
+      const expected = thrown(() => decryptMessage(pair, Buffer.concat([good, bad]), { rejection: 'error' })) as P2snError
+      for (const ciphertext of [Buffer.concat([bad, good, good]), Buffer.concat([good, bad, good]), Buffer.concat([good, good, bad])]) {
+        const counting = countingEngine()
+        try {
+          const decryptor = RsaCipher.decryptor(pair, { rejection: 'error', engine: counting.engine })
+          const out: string[] = []
+          decryptor.on('data', (chunk: Buffer) => out.push(chunk.toString()))
+          const err = await streamError(decryptor, [encryptMessage(pair, 'before'), ciphertext, encryptMessage(pair, 'after')])
+          expect(err).to.be.instanceOf(P2snError)
+          expect((err as P2snError).code).to.equal('ERR_P2SN_DECRYPT')
+          expect((err as P2snError).message).to.equal(expected.message)
+          expect(out).to.deep.equal(['before'])
+          expect(counting.decrypted(), 'the message before and all three blocks').to.equal(4)
+        } finally {
+          counting.stop()
+        }
+      }
+    })
+
+    it('stop decrypting a message when destroyed in the middle of it, quietly', async function () {
+      const counting = countingEngine()
+      try {
+        const decryptor = RsaCipher.decryptor(pair, { engine: counting.engine, maxMessageBlocks: 30 })
+        const events: unknown[] = []
+        decryptor.on('data', (chunk) => events.push(chunk))
+        decryptor.on('error', (err) => events.push(err))
+        decryptor.write(blocks(encryptMessage(pair, 'x'), 30))
+        await settle(3)
+        decryptor.destroy()
+        await settle(40)
+        expect(counting.decrypted()).to.be.within(1, 5)
+        expect(events).to.deep.equal([])
+      } finally {
+        counting.stop()
+      }
+    })
+
+    it('hand a message of too many blocks to onInvalid, and go on with the next', async function () {
+      const invalid: string[] = []
+      const decryptor = RsaCipher.decryptor(pair, { maxMessageBlocks: 2, onInvalid: (err) => { invalid.push(err.code) } })
+      const out = await within(5000, collect(decryptor, [encryptMessage(pair, message(3 * room)), encryptMessage(pair, message(2 * room))]), 'the messages')
+      expect(invalid).to.deep.equal(['ERR_P2SN_MESSAGE_TOO_LONG'])
+      expect(out.map((m) => m.toString('hex'))).to.deep.equal([message(2 * room).toString('hex')])
+    })
   })
 
   describe('bad padding', function () {

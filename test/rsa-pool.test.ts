@@ -1,24 +1,61 @@
 import { expect } from 'chai'
 import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, opensslEngine, parsePrivateKey, type KeyPair } from '../lib/index.js'
-import { RsaPool } from '../lib/rsa-pool.js'
+import { RsaPool, type PoolDecryptOptions, type RsaPoolOptions } from '../lib/rsa-pool.js'
+import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { expectP2snError } from './helpers/errors.js'
 import { loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
+import { settle } from './helpers/timing.js'
 
 /** What the inline path gives: the message, or the error code. */
-function inline (keys: KeyPair, ciphertext: Buffer, rejection: 'implicit' | 'error' = 'implicit'): string {
+function inline (keys: KeyPair, ciphertext: Buffer, rejection: 'implicit' | 'error' = 'implicit', strict = false): string {
   try {
-    return decryptMessage(keys, ciphertext, { rejection }).toString('hex')
+    return decryptMessage(keys, ciphertext, { rejection, strict }).toString('hex')
   } catch (err) {
     return (err as P2snError).code
   }
 }
 
-async function pooled (pool: RsaPool, keys: KeyPair, ciphertext: Buffer, rejection: 'implicit' | 'error' = 'implicit'): Promise<string> {
+async function pooled (pool: RsaPool, keys: KeyPair, ciphertext: Buffer, rejection: 'implicit' | 'error' = 'implicit', strict = false): Promise<string> {
   try {
-    return (await pool.decrypt(keys.privateKey, ciphertext, { rejection })).toString('hex')
+    return (await pool.decrypt(keys.privateKey, ciphertext, { rejection, strict })).toString('hex')
   } catch (err) {
     expect(err).to.be.instanceOf(P2snError)
     return (err as P2snError).code
+  }
+}
+
+/** `block` `count` times over: a ciphertext of that many blocks without as many encryptions. */
+function blocks (block: Buffer, count: number): Buffer {
+  return Buffer.concat(Array.from({ length: count }, () => block))
+}
+
+/** Runs `test` with a pool of its own, closed after. */
+async function withPool (options: RsaPoolOptions, test: (pool: RsaPool) => Promise<void>): Promise<void> {
+  const pool = new RsaPool(options)
+  try {
+    await test(pool)
+  } finally {
+    await pool.close()
+  }
+}
+
+/** How a decryption ended: 'decrypted', or its error code. */
+async function outcomeOf (decryption: Promise<Buffer>): Promise<string> {
+  return decryption.then(() => 'decrypted', (err: P2snError) => err.code)
+}
+
+/**
+ * Starts decrypting a ciphertext of `count` copies of `block`, made here in memory of its own
+ * and referenced by nothing of the caller's, so that only the pool can keep it alive.
+ * @returns how it ends, and whether the ciphertext and its memory have been collected
+ */
+function decryptUnheld (pool: RsaPool, keys: KeyPair, block: Buffer, count: number, options: PoolDecryptOptions): { outcome: Promise<string>, collected: () => boolean } {
+  const ciphertext = Buffer.alloc(count * block.length)
+  for (let i = 0; i < count; i++) block.copy(ciphertext, i * block.length)
+  const refs = [new WeakRef(ciphertext), new WeakRef(ciphertext.buffer)]
+  return {
+    outcome: outcomeOf(pool.decrypt(keys.privateKey, ciphertext, { ...options, maxMessageBlocks: Infinity })),
+    collected: () => refs.every((ref) => ref.deref() === undefined)
   }
 }
 
@@ -30,10 +67,13 @@ describe('RsaPool (rsa-pool.ts)', function () {
   // distinct, for the test that needs several.
   let keys: KeyPair
   let manyKeys: KeyPair[]
+  /** One block of `keys` that decrypts to 'b'. */
+  let block: Buffer
 
   before(async () => {
     manyKeys = await Promise.all([1024, 1024, 2048].map(async (bits) => generateKeyPair({ bits })))
     keys = manyKeys[0]!
+    block = encryptMessage(keys, 'b')
   })
   before(() => { pool = new RsaPool({ workers: 2 }) })
   after(async () => { await pool.close() })
@@ -196,6 +236,121 @@ describe('RsaPool (rsa-pool.ts)', function () {
     } finally {
       await small.close()
     }
+  })
+
+  describe('multi-block messages', function () {
+    it('give the inline path\'s results and errors: bad paddings, rejection: \'error\', maxMessageBlocks, strict, bad blocks', async function () {
+      const k = keys.privateKey.size
+      const bad = rawEncrypt(keys, encodedMessage(k, 7, Buffer.alloc(k - 10, 0x41)))
+      const good = encryptMessage(keys, Buffer.alloc(117, 7))
+      const ciphertexts = [
+        encryptMessage(keys, Buffer.alloc(10 * 117 + 5, 3)), Buffer.concat([good, bad, good]), Buffer.concat([bad, bad]),
+        blocks(good, 32), blocks(good, 33), Buffer.concat([good, good, keys.publicKey.numbers.n]), blocks(good, 2).subarray(1), bad
+      ]
+      for (const rejection of ['implicit', 'error'] as const) {
+        for (const strict of [false, true]) {
+          const results = await Promise.all(ciphertexts.map(async (ct) => pooled(pool, keys, ct, rejection, strict)))
+          expect(results, `${rejection}, strict ${strict}`).to.deep.equal(ciphertexts.map((ct) => inline(keys, ct, rejection, strict)))
+        }
+      }
+      // And the same words, not only the same code.
+      const inlineError = await outcomeOf(Promise.resolve().then(() => decryptMessage(keys, blocks(good, 33))))
+      expect(inlineError).to.equal('ERR_P2SN_MESSAGE_TOO_LONG')
+      const [fromPool, fromInline] = await Promise.all([
+        pool.decrypt(keys.privateKey, Buffer.concat([good, bad]), { rejection: 'error' }).catch((err: Error) => err.message),
+        Promise.resolve().then(() => decryptMessage(keys, Buffer.concat([good, bad]), { rejection: 'error' })).catch((err: Error) => err.message)
+      ])
+      expect(fromPool).to.equal(fromInline)
+    })
+
+    it('each block is an entry of the queue: a message of maxQueue blocks fills it, a longer one waits for room', async function () {
+      await withPool({ workers: 1, maxQueue: 4 }, async (small) => {
+        const full = small.decrypt(keys.privateKey, blocks(block, 4))
+        await expectP2snError(small.decrypt(keys.privateKey, block), 'ERR_P2SN_POOL_BUSY')
+        expect(String(await full)).to.equal('bbbb')
+        const long = small.decrypt(keys.privateKey, blocks(block, 10), { waitForRoom: true })
+        const after = small.decrypt(keys.privateKey, encryptMessage(keys, 'after'), { waitForRoom: true })
+        expect(String(await long) + String(await after)).to.equal('bbbbbbbbbbafter')
+      })
+    })
+
+    it('are refused for their public faults before anything is queued, even when the queue is full', async function () {
+      await withPool({ workers: 1, maxQueue: 1 }, async (small) => {
+        const running = small.decrypt(keys.privateKey, block)
+        const refused = [
+          small.decrypt(keys.privateKey, blocks(block, 33), { waitForRoom: true }),
+          small.decrypt(keys.privateKey, blocks(block, 3), { waitForRoom: true, maxMessageBlocks: 2 }),
+          small.decrypt(keys.privateKey, blocks(block, 2), { waitForRoom: true, strict: true }),
+          small.decrypt(keys.privateKey, Buffer.concat([block, keys.publicKey.numbers.n]), { waitForRoom: true }),
+          small.decrypt(keys.privateKey, block.subarray(1), { waitForRoom: true }),
+          small.decrypt(keys.privateKey, block, { waitForRoom: true, maxMessageBlocks: 0 })
+        ].map(outcomeOf)
+        // Settled before a turn of the event loop has passed: none of them waited.
+        const settled = await Promise.race([Promise.all(refused), settle(1).then(() => 'still waiting')])
+        expect(settled).to.deep.equal([
+          'ERR_P2SN_MESSAGE_TOO_LONG', 'ERR_P2SN_MESSAGE_TOO_LONG', 'ERR_P2SN_MESSAGE_TOO_LONG',
+          'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_INVALID_ARGUMENT'
+        ])
+        expect(String(await running)).to.equal('b')
+      })
+    })
+
+    it('an abort cancels every block of a message, queued or waiting for room, and frees their places at once', async function () {
+      await withPool({ workers: 1, maxQueue: 4 }, async (small) => {
+        const controller = new AbortController()
+        const cancelled = outcomeOf(small.decrypt(keys.privateKey, blocks(block, 10), { waitForRoom: true, signal: controller.signal }))
+        controller.abort()
+        expect(await cancelled).to.equal('ERR_P2SN_CLOSED')
+        // Its four places in the queue are free again, and nothing of it waits before these.
+        const next = await Promise.all(Array.from({ length: 4 }, async () => small.decrypt(keys.privateKey, block)))
+        expect(next.map(String)).to.deep.equal(['b', 'b', 'b', 'b'])
+      })
+    })
+  })
+
+  describe('memory of cancelled decryptions', function () {
+    // 2,000 blocks: a 256 KB ciphertext, in memory of its own.
+    const BLOCKS = 2000
+
+    beforeEach(function () {
+      if (typeof global.gc !== 'function') {
+        this.currentTest!.title += ' (skipped: global.gc is missing; run mocha with --node-option expose-gc)'
+        this.skip()
+      }
+    })
+
+    it('a cancelled decryption still in the queue lets go of its ciphertext at once', async function () {
+      await withPool({ workers: 1 }, async (small) => {
+        // Two slow batches keep the one worker busy (one running, one waiting at it), so that
+        // what comes next stays in the queue.
+        const busy = [small.decrypt(keys.privateKey, blocks(block, 8), { engine: 'forge' })]
+        await settle()
+        busy.push(small.decrypt(keys.privateKey, blocks(block, 8), { engine: 'forge' }))
+        await settle()
+        const controller = new AbortController()
+        const queued = decryptUnheld(small, keys, block, BLOCKS, { signal: controller.signal })
+        await settle()
+        controller.abort()
+        global.gc!()
+        expect(queued.collected(), 'the ciphertext was collected').to.equal(true)
+        expect(await queued.outcome).to.equal('ERR_P2SN_CLOSED')
+        expect((await Promise.all(busy)).map(String)).to.deep.equal(['bbbbbbbb', 'bbbbbbbb'])
+      })
+    })
+
+    it('a cancelled decryption waiting for room lets go of its ciphertext at once', async function () {
+      await withPool({ workers: 1, maxQueue: 1 }, async (small) => {
+        const first = small.decrypt(keys.privateKey, block)
+        const controller = new AbortController()
+        const waiting = decryptUnheld(small, keys, block, BLOCKS, { waitForRoom: true, signal: controller.signal })
+        await settle()
+        controller.abort()
+        global.gc!()
+        expect(waiting.collected(), 'the ciphertext was collected').to.equal(true)
+        expect(await waiting.outcome).to.equal('ERR_P2SN_CLOSED')
+        expect(String(await first)).to.equal('b')
+      })
+    })
   })
 
   it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {

@@ -1,0 +1,190 @@
+/**
+ * Fair CPU over loopback TCP: peers that send the longest messages allowed, non-stop, cannot
+ * hold a server's event loop for more than about a block at a time, so a normal client still
+ * gets its handshake and its reply; and a message of more blocks than allowed is refused at
+ * once, with no private-key operation.
+ */
+import { expect } from 'chai'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import net from 'node:net'
+import Pumpify from 'pumpify'
+import {
+  connect, createServer, DEFAULT_MAX_MESSAGE_BLOCKS, decryptMessage, encodeBase64, encryptMessage, FrameJoiner, FrameSplitter,
+  generateKeyPair, HandshakeDuplex, opensslEngine, P2snError, parsePrivateKey,
+  type FrameTransport, type KeyPair, type PeerInfo, type RsaEngine, type Server
+} from '../lib/index.js'
+import { fixtureText } from './helpers/fixtures.js'
+import { listenLocal } from './helpers/net.js'
+import { delay, within } from './helpers/timing.js'
+
+/** A client built from the layers, after a real handshake: it sends frames as they are. */
+async function rawPeer (port: number, keyPair: KeyPair): Promise<{ peer: HandshakeDuplex, serverKey: PeerInfo['publicKey'] }> {
+  const socket = net.connect({ port, host: '127.0.0.1' })
+  socket.on('error', () => {})
+  const framed = new Pumpify.obj(new FrameJoiner(), socket, new FrameSplitter()) as unknown as FrameTransport
+  const peer = new HandshakeDuplex(framed, { role: 'client', keyPair })
+  peer.resume()
+  const [info] = await within(5000, once(peer, 'handshake'), 'a raw peer\'s handshake') as [PeerInfo]
+  return { peer, serverKey: info.publicKey }
+}
+
+/** Writes `frame` over and over, as fast as `peer` takes it, until `peer` closes. */
+function flood (peer: HandshakeDuplex, frame: Buffer): void {
+  const more = (): void => {
+    while (!peer.destroyed && peer.write(frame));
+    if (!peer.destroyed) peer.once('drain', more)
+  }
+  more()
+}
+
+/** What a {@link stallProbe} saw of the event loop. */
+interface Stalls {
+  /** The longest gap between two ticks, in ms of wall-clock time. */
+  longest: number
+  /** The 95th percentile of the gaps, in ms: the longest once the worst few are left out. */
+  p95: number
+  /** The most private-key operations done between two ticks. */
+  mostBlocks: number
+}
+
+/**
+ * Watches the event loop with a 1 ms interval from now until `stop()`: the gaps between its
+ * ticks, and how many private-key operations (`blocksDone()`, a running count) each gap held.
+ * On shared, loaded cores the longest gap also counts the moments the process was not running
+ * at all; the blocks a gap held are what the loop itself did.
+ */
+function stallProbe (blocksDone: () => number): { stop: () => Stalls } {
+  let last = performance.now()
+  let lastBlocks = blocksDone()
+  const gaps: number[] = []
+  let mostBlocks = 0
+  const timer = setInterval(() => {
+    const now = performance.now()
+    gaps.push(now - last)
+    mostBlocks = Math.max(mostBlocks, blocksDone() - lastBlocks)
+    last = now
+    lastBlocks = blocksDone()
+  }, 1)
+  return {
+    stop: () => {
+      clearInterval(timer)
+      gaps.sort((a, b) => a - b)
+      return { longest: gaps.at(-1) ?? 0, p95: gaps[Math.floor(gaps.length * 0.95)] ?? 0, mostBlocks }
+    }
+  }
+}
+
+describe('fair CPU under maximal messages (loopback TCP)', function () {
+  this.timeout(20_000)
+
+  let serverKeys: KeyPair
+  let clientKeys: KeyPair[]
+  before(async function () {
+    serverKeys = parsePrivateKey(fixtureText('implicit-rejection/k2048.pem'))
+    expect(serverKeys.privateKey.bits).to.equal(2048)
+    clientKeys = await Promise.all([1, 2, 3].map(async () => generateKeyPair({ bits: 1024 })))
+  })
+
+  // Private-key operations of the server, counted.
+  let decryptions = 0
+  const countingEngine: RsaEngine = {
+    ...opensslEngine,
+    decryptRaw (key, ciphertext) {
+      decryptions++
+      return opensslEngine.decryptRaw(key, ciphertext)
+    }
+  }
+
+  let server: Server | undefined
+  const peers: HandshakeDuplex[] = []
+  afterEach(async function () {
+    for (const peer of peers.splice(0)) peer.destroy()
+    if (server !== undefined) await new Promise((resolve) => server!.close(resolve))
+    server = undefined
+  })
+
+  /** A server whose handler answers each message with its length, and the errors of its clients. */
+  async function listen (): Promise<{ port: number, clientErrors: P2snError[] }> {
+    const clientErrors: P2snError[] = []
+    server = createServer({ keyPair: serverKeys, engine: countingEngine, handler: (message) => String(message.length) })
+    server.on('clientError', (err: P2snError) => clientErrors.push(err))
+    return { port: await listenLocal(server), clientErrors }
+  }
+
+  it(`two peers sending ${DEFAULT_MAX_MESSAGE_BLOCKS}-block messages non-stop: a normal client's handshake and request go through, and no stall comes near one message's decryption`, async function () {
+    const { port, clientErrors } = await listen()
+    const message = randomBytes(DEFAULT_MAX_MESSAGE_BLOCKS * serverKeys.publicKey.maxBlockPlaintext)
+    const ciphertext = encryptMessage(serverKeys, message)
+    expect(ciphertext.length).to.equal(DEFAULT_MAX_MESSAGE_BLOCKS * serverKeys.publicKey.size)
+    // What one such message costs in one go, here and now: the best of three.
+    let oneMessage = Infinity
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now()
+      decryptMessage(serverKeys, ciphertext)
+      oneMessage = Math.min(oneMessage, performance.now() - started)
+    }
+
+    const flooders = await Promise.all(clientKeys.slice(0, 2).map(async (keys) => rawPeer(port, keys)))
+    const frame = encodeBase64(ciphertext)
+    for (const { peer } of flooders) {
+      peers.push(peer)
+      flood(peer, frame)
+    }
+    const before = decryptions
+    await delay(200)
+    const probe = stallProbe(() => decryptions)
+    const started = performance.now()
+    const client = connect({ port, keyPair: clientKeys[2]!, handshakeTimeout: 5000 })
+    try {
+      await within(5000, once(client, 'handshake'), 'the normal client\'s handshake')
+      const handshaken = performance.now() - started
+      const reply = await within(5000, client.request('hello'), 'the normal client\'s reply')
+      const answered = performance.now() - started
+      // Keep the flood on a while longer, for the probe to see it at length: a second at least,
+      // and until eight flood messages are in (a loaded machine is slower), four seconds at most.
+      while (performance.now() - started < 1000 || (decryptions - before < 8 * DEFAULT_MAX_MESSAGE_BLOCKS && performance.now() - started < 4000)) await delay(50)
+      const stalls = probe.stop()
+      const messages = (decryptions - before) / DEFAULT_MAX_MESSAGE_BLOCKS
+      // What was measured, for every failure message: the longest stall is reported, not asserted,
+      // since a shared machine can deschedule the process for longer than any block takes.
+      const measured = `handshake ${handshaken.toFixed(0)} ms, reply ${answered.toFixed(0)} ms; event loop stalls: longest ${stalls.longest.toFixed(1)} ms, ` +
+        `p95 ${stalls.p95.toFixed(1)} ms, at most ${stalls.mostBlocks} blocks; one message ${oneMessage.toFixed(1)} ms; ${messages.toFixed(1)} flood messages decrypted`
+      expect(String(reply), measured).to.equal('5')
+      expect(clientErrors).to.deep.equal([])
+      expect(messages, `the flood kept the server busy: ${measured}`).to.be.at.least(4)
+      // One block a flooding connection a turn, and the first block of a message as its frame
+      // comes in: a few, where a message in one go is 32.
+      expect(stalls.mostBlocks, `private-key operations between two ticks of the event loop: ${measured}`).to.be.at.most(DEFAULT_MAX_MESSAGE_BLOCKS / 4)
+      expect(stalls.p95, `the event loop's stalls, 95th percentile, in ms: ${measured}`).to.be.below(oneMessage / 3)
+    } finally {
+      probe.stop()
+      client.destroy()
+    }
+  })
+
+  for (const blocks of [DEFAULT_MAX_MESSAGE_BLOCKS + 1, 3072]) {
+    it(`a frame of ${blocks} blocks${blocks === 3072 ? ' (1 MiB)' : ''} is refused with ERR_P2SN_MESSAGE_TOO_LONG and P2SN:ERRORKEY at once, with no decryption`, async function () {
+      const { port, clientErrors } = await listen()
+      const { peer, serverKey } = await rawPeer(port, clientKeys[0]!)
+      peers.push(peer)
+      const block = encryptMessage(serverKey, 'x')
+      const frame = encodeBase64(Buffer.concat(Array.from({ length: blocks }, () => block)))
+      expect(frame.length).to.be.at.most(1024 * 1024)
+      const before = decryptions
+      const refused = new Promise<P2snError>((resolve) => peer.once('error', resolve))
+      const failed = once(server!, 'clientError')
+      const started = performance.now()
+      peer.write(frame)
+      const err = await within(2000, refused, 'the refusal')
+      const took = performance.now() - started
+      await within(2000, failed, 'the server\'s clientError')
+      if (!peer.closed) await within(2000, once(peer, 'close'), 'the server closing the connection')
+      expect(err.code, `the server answered P2SN:ERRORKEY (refused in ${took.toFixed(0)} ms)`).to.equal('ERR_P2SN_ERRORKEY')
+      expect(clientErrors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_MESSAGE_TOO_LONG'])
+      expect(decryptions - before, 'private-key operations').to.equal(0)
+      // Decrypting it would take one private-key operation a block (3 s and more for 1 MiB).
+      expect(took).to.be.below(500)
+    })
+  }
+})
