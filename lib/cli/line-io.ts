@@ -4,36 +4,35 @@
  * Line mode: each line of input is one message, without its `\n` (and without a `\r` before
  * it); a last line without `\n` is a message too. A received message is written as exactly
  * one line: one final `\n` (or `\r\n`) in it is dropped, every other CR or LF becomes a space,
- * and `\n` ends it. Raw mode: input is cut into messages of at most {@link RAW_CHUNK} bytes and
- * received messages are written as they are.
+ * and `\n` ends it. Raw mode: input is cut into messages that a p2sn receiver accepts by
+ * default (`DEFAULT_MAX_MESSAGE_BLOCKS` blocks of its key) and received messages are written as
+ * they are.
  * @module
  */
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { DEFAULT_MAX_MESSAGE_BLOCKS, MIN_MODULUS_BYTES, PKCS1_OVERHEAD } from '../index.js'
 import { CliError } from './cli-error.js'
 
 /** `'lines'`: a message per line; `'raw'`: bytes as they come. */
 export type Framing = 'lines' | 'raw'
 
-/**
- * Longest line sent as one message: 512 KiB. With 1024-bit keys, the worst case, such a
- * message makes a frame of about 750 KiB, inside the default 1 MiB frame limit.
- */
-const MAX_LINE = 512 * 1024
-/** Largest message cut from raw input: 64 KiB, well inside every peer's frame limit. */
-const RAW_CHUNK = 64 * 1024
+/** What one block holds with the smallest key accepted (1024 bits): 117 bytes. */
+const SMALLEST_BLOCK_PLAINTEXT = MIN_MODULUS_BYTES - PKCS1_OVERHEAD
 
 const LF = 0x0a
 const CR = 0x0d
 const SPACE = 0x20
 
-/** Splits bytes into line messages (object mode out). */
+/** Splits bytes into line messages (object mode out), refusing lines longer than `maxLine`. */
 class LineSplitter extends Transform {
+  readonly #maxLine: number
   #pending: Buffer[] = []
   #pendingLength = 0
   #lines = 0
 
-  constructor () {
+  constructor (maxLine: number) {
     super({ readableObjectMode: true })
+    this.#maxLine = maxLine
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -45,8 +44,8 @@ class LineSplitter extends Transform {
     if (start < chunk.length) {
       this.#pending.push(chunk.subarray(start))
       this.#pendingLength += chunk.length - start
-      if (this.#pendingLength > MAX_LINE) {
-        callback(lineTooLong(this.#lines + 1))
+      if (this.#pendingLength > this.#maxLine) {
+        callback(this.#tooLong())
         return
       }
     }
@@ -62,35 +61,47 @@ class LineSplitter extends Transform {
     let line = this.#pending.length === 0 ? tail : Buffer.concat([...this.#pending, tail])
     this.#pending = []
     this.#pendingLength = 0
-    if (line.length > MAX_LINE) {
-      this.destroy(lineTooLong(this.#lines + 1))
+    if (line.length > this.#maxLine) {
+      this.destroy(this.#tooLong())
       return
     }
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, -1)
     this.#lines++
     this.push(line)
   }
+
+  #tooLong (): CliError {
+    return new CliError(`line ${this.#lines + 1} of the input is longer than ${this.#maxLine} bytes, the most a p2sn receiver takes as one message by default (${DEFAULT_MAX_MESSAGE_BLOCKS} rsa blocks of its key); use --raw for long lines or binary data`)
+  }
 }
 
-function lineTooLong (line: number): CliError {
-  return new CliError(`line ${line} of the input is longer than ${MAX_LINE / 1024} KiB; use --raw for long lines or binary data`)
-}
-
-/** Cuts bytes into messages of at most {@link RAW_CHUNK} bytes (object mode out). */
+/** Cuts bytes into messages of at most `size` bytes (object mode out). */
 class RawChunker extends Transform {
-  constructor () {
+  readonly #size: number
+
+  constructor (size: number) {
     super({ readableObjectMode: true })
+    this.#size = size
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    for (let start = 0; start < chunk.length; start += RAW_CHUNK) this.push(chunk.subarray(start, start + RAW_CHUNK))
+    for (let start = 0; start < chunk.length; start += this.#size) this.push(chunk.subarray(start, start + this.#size))
     callback()
   }
 }
 
-/** The messages read from `input`, one Buffer per read; errors of `input` come out of it. */
-export function messageReader (input: Readable, framing: Framing): Readable {
-  const splitter = framing === 'lines' ? new LineSplitter() : new RawChunker()
+/**
+ * The messages read from `input`, one Buffer per read; errors of `input` come out of it.
+ * Messages are at most `DEFAULT_MAX_MESSAGE_BLOCKS` blocks of the receiver's key, what a p2sn
+ * receiver accepts by default (7,840 bytes at 2048 bits): raw input is cut to that size, and a
+ * longer line is refused.
+ * @param blockPlaintext - the bytes one block of the receiver's key holds (its
+ *   `maxBlockPlaintext`). Default 117, a 1024-bit key's, the smallest: 3,744 bytes a message,
+ *   which fits every receiver (for many receivers at once).
+ */
+export function messageReader (input: Readable, framing: Framing, blockPlaintext = SMALLEST_BLOCK_PLAINTEXT): Readable {
+  const most = DEFAULT_MAX_MESSAGE_BLOCKS * blockPlaintext
+  const splitter = framing === 'lines' ? new LineSplitter(most) : new RawChunker(most)
   input.once('error', (err) => splitter.destroy(err))
   return input.pipe(splitter)
 }

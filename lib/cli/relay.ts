@@ -23,7 +23,7 @@ export function relay (watched: WatchedChannel, endpoint: Endpoint, options: Ses
   const { framing, progress } = options
   return new Promise<void>((resolve, reject) => {
     closed.then(resolve, reject)
-    const messages = messageReader(endpoint.input, framing)
+    const messages = messageReader(endpoint.input, framing, channel.remotePublicKey!.maxBlockPlaintext)
     const sink = new Sink(endpoint.output, endpoint.ownsOutput)
     let sending = true
 

@@ -26,7 +26,7 @@ export function requestReply (watched: WatchedChannel, endpoint: Endpoint, optio
   const { framing, progress } = options
   const noun = framing === 'lines' ? 'line' : 'message'
   return new Promise<ExitCode>((resolve, reject) => {
-    const messages = messageReader(endpoint.input, framing)
+    const messages = messageReader(endpoint.input, framing, channel.remotePublicKey!.maxBlockPlaintext)
     const sink = new Sink(endpoint.output, endpoint.ownsOutput)
     let count = 0
     let failures = 0
