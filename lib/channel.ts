@@ -361,6 +361,15 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
   }
   // One key pair for TLS and the handshake, even when it is generated here.
   const keys = loadKeys(checked.keyPair)
+  // A frame longer than the Base64 of maxMessageBlocks blocks of our key holds no message we
+  // take: refused as it arrives (P2SN:ERRORKEY), not buffered up to maxFrameLength first.
+  keys.then((keyPair) => {
+    const longest = 4 * Math.ceil(checked.maxMessageBlocks * keyPair.privateKey.size / 3)
+    if (longest >= checked.maxFrameLength) return
+    splitter.refuseFramesOver(longest, () => {
+      handshake?.refuse(new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a frame of more than ${longest} bytes cannot hold a message of maxMessageBlocks (${checked.maxMessageBlocks}) rsa blocks of this side's key; raise maxMessageBlocks on this side if the peer really sends messages this long`))
+    })
+  }, () => {})
   let provenPeerKey: (() => KeyObject | undefined) | undefined
   if (options.authenticate === true) {
     // The frames wait (pumpify holds them) until TLS is up and the peer has proven a key.
@@ -379,8 +388,9 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
   const pool = options.pool ?? own
+  let handshake: HandshakeDuplex | undefined
   try {
-    const handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: keys, pool, provenPeerKey })
+    handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: keys, pool, provenPeerKey })
     const channel = new Channel(handshake, { ...options, pool, workers: undefined })
     if (own !== undefined) channel.once('close', () => { void own.close() })
     return channel
@@ -396,9 +406,9 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
  * Checks the options every channel takes, before anything is opened, so that a bad option
  * throws at once instead of leaving a socket behind.
  */
-function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, keyPair: ChannelOptions['keyPair'] } {
+function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, maxMessageBlocks: number, keyPair: ChannelOptions['keyPair'] } {
   checkLimit('idleTimeout', options.idleTimeout, 0)
-  checkLimit('maxMessageBlocks', options.maxMessageBlocks, DEFAULT_MAX_MESSAGE_BLOCKS, 1)
+  const maxMessageBlocks = checkLimit('maxMessageBlocks', options.maxMessageBlocks, DEFAULT_MAX_MESSAGE_BLOCKS, 1)
   if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `authenticate must be true or false, not ${String(options.authenticate)}`)
   }
@@ -413,6 +423,7 @@ function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTl
   if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
   return {
     maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
+    maxMessageBlocks: options.strict === true ? 1 : maxMessageBlocks,
     keyPair
   }
 }

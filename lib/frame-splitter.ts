@@ -49,6 +49,12 @@ export class FrameSplitter extends Transform {
   readonly #maxLeadingFrameLength: number
   #frames = 0
 
+  // refuseFramesOver(): the longest data frame the owner takes, what to call once one is
+  // longer, and whether one was (everything is dropped from then on)
+  #refuseOver = Infinity
+  #onRefused: (() => void) | undefined
+  #refused = false
+
   // The unterminated start of the next frame: one buffer, grown by doubling, and how much of it
   // is used (none allocated while nothing is pending)
   #pending: Buffer | undefined
@@ -72,12 +78,32 @@ export class FrameSplitter extends Transform {
     this.#maxLeadingFrameLength = checkLimit('maxLeadingFrameLength', options.maxLeadingFrameLength, this.maxFrameLength)
   }
 
+  /**
+   * Refuses the frames still to come, after the leading ones, that are longer than `length`
+   * bytes, checked as bytes arrive like `maxFrameLength` (which still holds where it is lower).
+   * Such a frame is no error of this stream: it is dropped, with everything after it, and
+   * `onRefused` is called once, for the owner to refuse the peer. A channel sets this once its
+   * key is known, to the longest frame that a message it accepts can take (`maxMessageBlocks`),
+   * and answers `P2SN:ERRORKEY` with `ERR_P2SN_MESSAGE_TOO_LONG`: no frame it would refuse anyway
+   * is ever buffered whole.
+   * @param length - bytes, terminator excluded; at least 1
+   */
+  refuseFramesOver (length: number, onRefused: () => void): void {
+    this.#refuseOver = checkLimit('length', length, Infinity, 1)
+    this.#onRefused = onRefused
+  }
+
   /** The limit for the frame now arriving. */
   get #limit (): number {
-    return this.#frames < this.#leadingFrames ? this.#maxLeadingFrameLength : this.maxFrameLength
+    return this.#frames < this.#leadingFrames ? this.#maxLeadingFrameLength : Math.min(this.maxFrameLength, this.#refuseOver)
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    // Refused: the owner closes; until then nothing more is kept.
+    if (this.#refused) {
+      callback()
+      return
+    }
     this.#chunk = chunk
     this.#offset = 0
     this.#callback = callback
@@ -93,7 +119,7 @@ export class FrameSplitter extends Transform {
   }
 
   override _flush (callback: TransformCallback): void {
-    if (this.#pendingLength > 0) {
+    if (this.#pendingLength > 0 && !this.#refused) {
       const length = this.#pendingLength
       this.#dropPending()
       callback(new P2snError('ERR_P2SN_TRUNCATED', `the input ended inside a frame, ${length} bytes after the last 0x04; the peer closed mid-message or does not speak p2sn`))
@@ -208,10 +234,22 @@ export class FrameSplitter extends Transform {
     this.#pendingLength = length
   }
 
-  /** Ends the held chunk with `ERR_P2SN_FRAME_TOO_LONG`; returns `pushed`. */
+  /**
+   * Ends the held chunk with `ERR_P2SN_FRAME_TOO_LONG`, or when the frame is over the limit of
+   * {@link refuseFramesOver} alone, drops it and all that follows and calls its owner; returns
+   * `pushed`.
+   */
   #fail (pushed: number): number {
-    this.#error = this.#tooLong()
     this.#chunk = undefined
+    if (this.#frames >= this.#leadingFrames && this.#refuseOver < this.maxFrameLength) {
+      this.#refused = true
+      this.#dropPending()
+      const onRefused = this.#onRefused
+      this.#onRefused = undefined
+      onRefused?.()
+      return pushed
+    }
+    this.#error = this.#tooLong()
     return pushed
   }
 

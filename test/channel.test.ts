@@ -564,7 +564,8 @@ describe('Channel end to end', function () {
         { name: 'a frame that is not Base64', code: 'ERR_P2SN_BAD_BASE64', send: (raw) => raw.write(Buffer.from('garbage!')) },
         { name: 'P2SN:ERRORKEY', code: 'ERR_P2SN_ERRORKEY', send: (raw) => raw.write(Buffer.from('P2SN:ERRORKEY')) },
         { name: 'a ciphertext that is not whole RSA blocks', code: 'ERR_P2SN_BAD_CIPHERTEXT', send: (raw) => raw.write(encodeBase64(Buffer.from('short'))) },
-        { name: 'a frame longer than maxFrameLength', code: 'ERR_P2SN_FRAME_TOO_LONG', send: (raw) => raw.write(Buffer.alloc(9000, 'A')), options: { maxFrameLength: 8192 } },
+        { name: 'a frame longer than maxFrameLength', code: 'ERR_P2SN_FRAME_TOO_LONG', send: (raw) => raw.write(Buffer.alloc(9000, 'A')), options: { maxFrameLength: 8192, maxMessageBlocks: Infinity } },
+        { name: 'a frame longer than a message of maxMessageBlocks blocks takes', code: 'ERR_P2SN_MESSAGE_TOO_LONG', send: (raw) => raw.write(Buffer.alloc(600, 'A')), options: { maxMessageBlocks: 2 } },
         { name: 'half a frame, then the end', code: 'ERR_P2SN_TRUNCATED', send: (_raw, b) => { b.end('QUJD') } }
       ]
       for (const { name, code, send, options } of cases) {

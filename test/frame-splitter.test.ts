@@ -197,6 +197,32 @@ describe('FrameSplitter', () => {
     }
   })
 
+  describe('refuseFramesOver', () => {
+    it('drops a data frame over the limit and all after it, and calls its owner once, with no error', async () => {
+      const splitter = new FrameSplitter({ leadingFrames: 1, maxLeadingFrameLength: 4 })
+      let refused = 0
+      splitter.refuseFramesOver(3, () => { refused++ })
+      const frames = await collect(splitter, rechunk(wire('abcd', 'xyz', 'toolong', 'ok'), 'byte'))
+      expect(frames.map((f) => f.toString())).to.deep.equal(['abcd', 'xyz'])
+      expect(refused).to.equal(1)
+    })
+
+    it('checks as bytes arrive: a frame with no terminator is refused past the limit, and the end is no truncation', async () => {
+      const splitter = new FrameSplitter()
+      let refused = 0
+      splitter.refuseFramesOver(10, () => { refused++ })
+      const frames = await collect(splitter, [Buffer.alloc(11, 0x41), Buffer.alloc(1024, 0x41)])
+      expect(frames).to.deep.equal([])
+      expect(refused).to.equal(1)
+    })
+
+    it('leaves maxFrameLength in force where it is lower', async () => {
+      const splitter = new FrameSplitter({ maxFrameLength: 5 })
+      splitter.refuseFramesOver(10, () => { expect.fail('maxFrameLength is the lower limit') })
+      await expectP2snError(collect(splitter, [wire('123456')]), 'ERR_P2SN_FRAME_TOO_LONG')
+    })
+  })
+
   describe('destroy', () => {
     it('closes without an error on a plain destroy()', async () => {
       await expectQuietDestroy(new FrameSplitter())

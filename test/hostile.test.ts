@@ -176,6 +176,11 @@ describe('hostile peers over loopback TCP', function () {
 
     for (const stage of [0, 6]) {
       it(`a 100 MB frame with no terminator ${stage === 0 ? 'instead of the handshake' : 'after the handshake'}: refused as it arrives, never buffered`, async () => {
+        if (stage > 0) {
+          // Held to maxFrameLength alone: by default the server refuses such a frame far sooner (below).
+          await new Promise((resolve) => server.close(resolve))
+          await start({ maxMessageBlocks: Infinity })
+        }
         const { socket } = await handshakeUpTo(stage)
         const heapBefore = process.memoryUsage().heapUsed + process.memoryUsage().external
         const chunk = Buffer.alloc(64 * 1024, 0x41)
@@ -197,6 +202,19 @@ describe('hostile peers over loopback TCP', function () {
         await served()
       })
     }
+
+    it('a frame after the handshake longer than maxMessageBlocks blocks can take: refused with P2SN:ERRORKEY as it arrives', async () => {
+      const { socket, peer } = await handshakeUpTo(6)
+      // The Base64 of 32 blocks of the server's 1024-bit key is 5,464 bytes.
+      const closed = once(socket, 'close')
+      for (let i = 0; i < 64 && !socket.destroyed; i++) socket.write(Buffer.alloc(1024, 0x41))
+      expect((await peer.read())?.toString()).to.equal('P2SN:ERRORKEY')
+      await closed
+      for (let i = 0; i < 100 && errors.length === 0; i++) await delay(20)
+      expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_MESSAGE_TOO_LONG'])
+      expect(errors[0]!.message).to.include('5464 bytes')
+      await served()
+    })
 
     it('messages nobody reads: the server takes a few frames off the socket, then pushes back', async () => {
       await new Promise((resolve) => server.close(resolve))
