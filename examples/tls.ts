@@ -1,5 +1,6 @@
-// P2SN inside TLS: TLS authenticates the server's certificate, P2SN encrypts each message
-// end to end to the peer's RSA key.
+// P2SN inside plain server TLS: TLS checks the server's certificate against a CA, and P2SN
+// encrypts each message to the peer's RSA key. Nothing here ties the P2SN keys to the
+// certificate: for peers that prove their P2SN keys, see authenticated.ts.
 import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { connect, createServer } from 'p2sn'

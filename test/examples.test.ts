@@ -29,6 +29,10 @@ describe('examples', function () {
     expect(await example('tls')).to.equal('tls echo: hello over tls\n')
   })
 
+  it('authenticated.ts: alice admitted and proven, mallory refused', async () => {
+    expect(await example('authenticated')).to.equal('alice: server proven: true\nalice: hello, alice\nserver refused a client: ERR_P2SN_PEER_REJECTED\nmallory: ERR_P2SN_CLOSED\n')
+  })
+
   it('child-process.ts: a child speaking P2SN on its stdio', async () => {
     expect(await example('child-process')).to.equal('child PID got: ping\nchild PID got: pong\nchild exited with 0\n')
   })
@@ -52,7 +56,7 @@ describe('examples', function () {
     writeFileSync(file, code.replaceAll('7000', String(await unusedPort())))
     try {
       const out = await example('_readme-example')
-      expect(out).to.match(/^server is SHA256:[A-Za-z0-9+/]{43}\nyou said hello\n$/)
+      expect(out).to.match(/^server proved SHA256:[A-Za-z0-9+/]{43}\nyou said hello\n$/)
     } finally {
       rmSync(file)
     }
@@ -67,6 +71,9 @@ describe('examples', function () {
       'client → server message', 'server → client message', 'client → server message', 'server → client message'
     ])
     expect(out).to.include('got reply "Hello, Ada!"')
+    expect(out).to.match(/handshake complete: the server presented SHA256:\S+, a claim \(authenticated: false\)/)
+    expect(out).to.match(/the server proved SHA256:\S+ in TLS 1\.3 \(authenticated: true\)/)
+    expect(out).to.include('got reply "Hello, Alan!"')
     expect(out).to.include('npx p2sn listen 7000 --echo')
   })
 })
