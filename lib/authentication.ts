@@ -9,6 +9,8 @@
  * @module
  */
 import crypto, { type KeyObject } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import forge from 'node-forge'
@@ -49,7 +51,18 @@ const NOT_AFTER = new Date(Date.UTC(9999, 11, 31, 23, 59, 59))
 const certificates = new WeakMap<PrivateKey, string>()
 /** Secure contexts per private key and per options object: parsing a key and a certificate costs milliseconds. */
 const contexts = new WeakMap<PrivateKey, WeakMap<object, tls.SecureContext>>()
+/** The same for servers' side: a tls.Server that never listens (see {@link acceptTls}). */
+const servers = new WeakMap<PrivateKey, WeakMap<object, tls.Server>>()
 const NO_OPTIONS = {}
+
+/** The value cached in `cache` for `keyPair` and `options`, made with `make` the first time. */
+function cached<T> (cache: WeakMap<PrivateKey, WeakMap<object, T>>, keyPair: KeyPair, options: object | undefined, make: () => T): T {
+  let byOptions = cache.get(keyPair.privateKey)
+  if (byOptions === undefined) cache.set(keyPair.privateKey, byOptions = new WeakMap())
+  let value = byOptions.get(options ?? NO_OPTIONS)
+  if (value === undefined) byOptions.set(options ?? NO_OPTIONS, value = make())
+  return value
+}
 
 /**
  * A self-signed X.509 certificate (PEM) of `keyPair`'s public key, as the authenticated mode
@@ -84,27 +97,54 @@ export function selfSignedCertificate (keyPair: KeyPair): string {
  *   not this side's P2SN key, or allow only TLS versions below 1.3
  */
 export function authenticationContext (keyPair: KeyPair, options?: AuthenticationTlsOptions): tls.SecureContext {
-  let byOptions = contexts.get(keyPair.privateKey)
-  if (byOptions === undefined) contexts.set(keyPair.privateKey, byOptions = new WeakMap())
-  let context = byOptions.get(options ?? NO_OPTIONS)
-  if (context !== undefined) return context
-  const own = options ?? {}
+  return cached(contexts, keyPair, options, () => makeContext(keyPair, options ?? {}))
+}
+
+function makeContext (keyPair: KeyPair, own: AuthenticationTlsOptions): tls.SecureContext {
   if (own.maxVersion !== undefined && own.maxVersion !== 'TLSv1.3') {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `the authenticated mode needs tls 1.3, but tls.maxVersion is ${own.maxVersion}; leave it out`)
   }
   checkOwnCertificate(keyPair, own)
   try {
-    context = tls.createSecureContext({
-      ...own,
-      key: own.key ?? keyPair.privateKey.toPem(),
-      cert: own.cert ?? selfSignedCertificate(keyPair),
-      minVersion: 'TLSv1.3'
-    })
+    return tls.createSecureContext(contextOptions(keyPair, own))
   } catch (err) {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `the tls options of the authenticated mode are not usable: ${(err as Error).message}`, { cause: err })
   }
-  byOptions.set(options ?? NO_OPTIONS, context)
-  return context
+}
+
+/** The options of one's own, with this side's key and certificate, and TLS 1.3 at least. */
+function contextOptions (keyPair: KeyPair, own: AuthenticationTlsOptions): tls.SecureContextOptions {
+  return { ...own, key: own.key ?? keyPair.privateKey.toPem(), cert: own.cert ?? selfSignedCertificate(keyPair), minVersion: 'TLSv1.3' }
+}
+
+/** Whether the peer's certificate must also be signed by a CA: when one is given, unless told otherwise. */
+function checksCa (own: AuthenticationTlsOptions): boolean {
+  return own.rejectUnauthorized ?? own.ca !== undefined
+}
+
+/**
+ * The server's side of the TLS handshake over `duplex`, by Node's tls.Server, the one part of
+ * Node that checks a client's certificate against `ca` and reports every TLS error (a
+ * TLSSocket made by hand as a server does neither). The server is one per key and options, its
+ * context parsed once; it never listens. Each connection is handed to it through an object of
+ * its own over that server, so that the `'secureConnection'` and `'tlsClientError'` events, which
+ * a tls.Server emits on itself, are this connection's alone.
+ */
+function acceptTls (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOptions, options: AuthenticationTlsOptions | undefined): EventEmitter {
+  const shared = cached(servers, keyPair, options, () => {
+    authenticationContext(keyPair, options)
+    return tls.createServer({ ...own as tls.TlsOptions, ...contextOptions(keyPair, own), requestCert: true, rejectUnauthorized: checksCa(own) })
+  })
+  // The listener tls.Server gives net.Server: it makes the TLSSocket with the server's settings.
+  const takeConnection = shared.listeners('connection')[0] as ((this: tls.Server, socket: Duplex) => void) | undefined
+  if (takeConnection === undefined) throw new P2snError('ERR_P2SN_AUTHENTICATION', 'this runtime\'s tls.Server takes no connections handed to it; the authenticated mode cannot serve here')
+  const connection = Object.create(shared) as tls.Server
+  EventEmitter.call(connection)
+  // Told at the first read of a connection that hangs up before TLS is done, not at a timeout:
+  // half-open only once it is (see watchSecured).
+  if (duplex instanceof net.Socket) duplex.allowHalfOpen = false
+  process.nextTick(() => { takeConnection.call(connection, duplex) })
+  return connection
 }
 
 /** A certificate or key of one's own must be of this side's P2SN key, or the peer would see two keys. */
@@ -150,39 +190,31 @@ export function authenticate (duplex: Duplex, role: 'client' | 'server', keys: P
   const ready = keys.then((keyPair) => new Promise<AuthenticatedTransport>((resolve, reject) => {
     if (aborted) return
     const own = options ?? {}
-    const secureContext = authenticationContext(keyPair, options)
-    const rejectUnauthorized = own.rejectUnauthorized ?? own.ca !== undefined
+    const halfOpen = duplex instanceof net.Socket && duplex.allowHalfOpen
     const secured = (tlsSocket: tls.TLSSocket): void => {
+      socket = tlsSocket
       const certificate = tlsSocket.getPeerX509Certificate()
       if (certificate === undefined) {
         failed(new P2snError('ERR_P2SN_AUTHENTICATION', `the ${peerName(role)} presented no tls certificate, so it proved no key; it must run the authenticated mode too`), tlsSocket)
         return
       }
+      // The channel's half-close works over TLS as over TCP.
+      tlsSocket.allowHalfOpen = halfOpen || tlsSocket.allowHalfOpen
       resolve({ socket: tlsSocket, peerKey: certificate.publicKey })
     }
     const failed = (err: P2snError, tlsSocket: tls.TLSSocket | undefined): void => {
       tlsSocket?.destroy()
+      duplex.destroy()
       reject(err)
     }
     if (role === 'client') {
-      watchHandshake(socket = tls.connect({ host, ...own as tls.ConnectionOptions, socket: duplex, secureContext, rejectUnauthorized }), 'secureConnect', role, secured, failed)
-    } else if (!rejectUnauthorized) {
-      watchHandshake(socket = new tls.TLSSocket(duplex, { ...own as tls.TlsOptions, isServer: true, secureContext, requestCert: true, rejectUnauthorized }), 'secure', role, secured, failed)
-    } else {
-      // Node checks a client's certificate against `ca` only in a tls.Server, not in a TLSSocket
-      // made by hand: a server of this connection's own, which sees no other.
-      const server = tls.createServer({
-        ...own as tls.TlsOptions,
-        key: own.key ?? keyPair.privateKey.toPem(),
-        cert: own.cert ?? selfSignedCertificate(keyPair),
-        minVersion: 'TLSv1.3',
-        requestCert: true,
-        rejectUnauthorized
-      })
-      server.once('secureConnection', secured)
-      server.once('tlsClientError', (err: Error, tlsSocket: tls.TLSSocket) => { failed(tlsFailure(err, role, tlsSocket.authorizationError), tlsSocket) })
-      server.emit('connection', duplex)
+      const secureContext = authenticationContext(keyPair, options)
+      watchHandshake(socket = tls.connect({ host, ...own as tls.ConnectionOptions, socket: duplex, secureContext, rejectUnauthorized: checksCa(own) }), role, secured, failed)
+      return
     }
+    const server = acceptTls(duplex, keyPair, own, options)
+    server.once('secureConnection', secured)
+    server.once('tlsClientError', (err: Error, tlsSocket: tls.TLSSocket) => { failed(tlsFailure(err, role, tlsSocket.authorizationError), tlsSocket) })
   }))
   return {
     ready,
@@ -194,8 +226,9 @@ export function authenticate (duplex: Duplex, role: 'client' | 'server', keys: P
   }
 }
 
-/** Follows one TLS socket's handshake to `secured` or `failed`, whichever comes first. */
-function watchHandshake (tlsSocket: tls.TLSSocket, event: 'secure' | 'secureConnect', role: 'client' | 'server', secured: (tlsSocket: tls.TLSSocket) => void, failed: (err: P2snError, tlsSocket: tls.TLSSocket) => void): void {
+/** Follows a client's TLS handshake to `secured` or `failed`, whichever comes first. */
+function watchHandshake (tlsSocket: tls.TLSSocket, role: 'client' | 'server', secured: (tlsSocket: tls.TLSSocket) => void, failed: (err: P2snError, tlsSocket: tls.TLSSocket) => void): void {
+  const event = 'secureConnect'
   const settle = (): void => {
     tlsSocket.removeListener(event, onSecure)
     tlsSocket.removeListener('error', onError)

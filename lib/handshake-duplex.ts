@@ -24,7 +24,7 @@ import { decodeBase64, encodeBase64 } from './base64-codec.js'
 import { P2snError, toP2snError } from './errors.js'
 import { generateKeyPair, parsePublicKey, toKeyPair, type KeyPair, type PrivateKeyInput, type PublicKey } from './keys.js'
 import {
-  DEFAULT_HANDSHAKE_TIMEOUT, KEYWORD_ERRORKEY, KEYWORD_KEYCHECK, KEYWORD_PUBKEY, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
+  DEFAULT_HANDSHAKE_TIMEOUT, KEYWORD_END, KEYWORD_ERRORKEY, KEYWORD_KEYCHECK, KEYWORD_PUBKEY, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
 import { decryptMessage, encryptMessage } from './rsa-cipher.js'
 import type { EngineName, RsaEngine } from './rsa-engine.js'
@@ -57,7 +57,7 @@ export interface PeerInfo {
 }
 
 /** Names of the frames, for tracing. */
-export type FrameStep = 'PUBKEY' | 'server key' | 'client key' | 'KEYCHECK' | 'ERRORKEY' | 'message'
+export type FrameStep = 'PUBKEY' | 'server key' | 'client key' | 'KEYCHECK' | 'ERRORKEY' | 'message' | 'END'
 
 /** One frame seen by {@link HandshakeOptions.trace}. */
 export interface TraceEvent {
@@ -123,6 +123,7 @@ export interface FrameTransport {
 const PUBKEY = Buffer.from(KEYWORD_PUBKEY)
 const ERRORKEY = Buffer.from(KEYWORD_ERRORKEY)
 const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
+const END = Buffer.from(KEYWORD_END)
 const PEM_START = Buffer.from('-----BEGIN')
 /** What a pool's decrypt fails with that says nothing of the ciphertext. */
 const POOL_FAILURES = new Set<P2snError['code']>(['ERR_P2SN_CLOSED', 'ERR_P2SN_POOL_BUSY', 'ERR_P2SN_INVALID_ARGUMENT'])
@@ -166,6 +167,8 @@ export class HandshakeDuplex extends Duplex {
   #inbox: Buffer[] = []
   #wake: (() => void) | undefined
   #transportEnded = false
+  /** The authenticated mode: the peer's `P2SN:END` came, so its end of stream is no cut. */
+  #endSeen = false
   #timer: NodeJS.Timeout | undefined
 
   // A refusal: the reason, and the timer that closes anyway if P2SN:ERRORKEY does not flush
@@ -382,7 +385,7 @@ export class HandshakeDuplex extends Duplex {
     this.#inbox = []
     for (const frame of early) this.#deliver(frame)
     if (this.destroyed) return
-    if (this.#transportEnded) this.push(null)
+    if (this.#transportEnded) this.#peerEnded()
     // The last handshake frame paused the transport, and a _read() made during the handshake
     // did not resume it (nor will Readable call _read() again before a push): resume it here,
     // or a reader that came early would wait forever. #deliver pauses it again when full.
@@ -431,6 +434,15 @@ export class HandshakeDuplex extends Duplex {
       this.destroy(errorKeyReceived())
       return
     }
+    if (this.#endSeen) {
+      this.destroy(new P2snError('ERR_P2SN_PROTOCOL', 'the peer sent a frame after P2SN:END, its end of stream; it does not speak p2sn\'s authenticated mode'))
+      return
+    }
+    if (this.#provenPeerKey !== undefined && frame.equals(END)) {
+      this.#trace?.({ direction: 'in', step: 'END', frame })
+      this.#endSeen = true
+      return
+    }
     this.#trace?.({ direction: 'in', step: 'message', frame })
     if (!this.push(frame)) this.#transport.pause()
   }
@@ -438,8 +450,21 @@ export class HandshakeDuplex extends Duplex {
   readonly #onEnd = (): void => {
     this.#transportEnded = true
     // A refused peer's end is not passed on: the refusal's error is how this stream ends.
-    if (this.#peer !== undefined && this.#refusal === undefined) this.push(null)
+    if (this.#peer !== undefined && this.#refusal === undefined) this.#peerEnded()
     else this.#wakeUp()
+  }
+
+  /**
+   * The peer ended its stream after the handshake. In the authenticated mode it must have said
+   * so first (`P2SN:END`): over TCP, TLS cannot tell an end from a cut, and an attacker who cuts
+   * a stream short would otherwise pass for its end.
+   */
+  #peerEnded (): void {
+    if (this.#provenPeerKey !== undefined && !this.#endSeen) {
+      this.destroy(new P2snError('ERR_P2SN_TRUNCATED', 'the connection ended without the peer\'s P2SN:END: it was cut short (by the network, an attacker, or a peer that crashed or destroyed its side), and what came may be incomplete'))
+      return
+    }
+    this.push(null)
   }
 
   readonly #onError = (err: Error): void => {
@@ -491,6 +516,11 @@ export class HandshakeDuplex extends Duplex {
     if (this.#peer === undefined) {
       this.#heldFinal = callback
       return
+    }
+    // In the authenticated mode, say that this is the end, not a cut.
+    if (this.#provenPeerKey !== undefined) {
+      this.#trace?.({ direction: 'out', step: 'END', frame: END })
+      this.#transport.write(END)
     }
     this.#transport.end()
     callback()

@@ -17,6 +17,12 @@ export const KEYWORD_KEYCHECK = 'P2SN:KEYCHECK'
 export const KEYWORD_ERRORKEY = 'P2SN:ERRORKEY'
 /** Sent encrypted, instead of a reply, when the server's handler failed. */
 export const KEYWORD_UNEXPECTEDERROR = 'P2SN:UNEXPECTEDERROR'
+/**
+ * Sent in the authenticated mode only (this project's extension, inside TLS) as the last frame
+ * of a side's stream, before it ends: an end of stream without it is a cut, which TLS over TCP
+ * does not tell from an end (`ERR_P2SN_TRUNCATED`).
+ */
+export const KEYWORD_END = 'P2SN:END'
 
 /** Bytes that RSAES-PKCS1-v1_5 padding adds to a block: `00 02`, at least 8 random bytes, `00`. */
 export const PKCS1_OVERHEAD = 11

@@ -26,6 +26,11 @@ async function nextError (emitter: NodeJS.EventEmitter): Promise<never> {
   throw err
 }
 
+/** Resolves once `condition` holds, checking every 10 ms. */
+async function until (condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
 /** Resolves when `emitter` closes, whatever it failed with: listen before it can happen. */
 async function closing (emitter: NodeJS.EventEmitter): Promise<void> {
   await new Promise<void>((resolve) => { emitter.once('close', () => { resolve() }) })
@@ -135,7 +140,7 @@ describe('the authenticated mode', function () {
     })
 
     it('half-closes: a client that ends after its request still gets the reply', async () => {
-      const { port } = await serve({ handler: async (m) => await new Promise((resolve) => setTimeout(() => { resolve(m) }, 50)) })
+      const { port, errors } = await serve({ handler: async (m) => await new Promise((resolve) => setTimeout(() => { resolve(m) }, 50)) })
       const channel = connect({ port, keyPair: clientKeys, authenticate: true })
       const got: string[] = []
       channel.on('data', (m: Buffer) => got.push(m.toString()))
@@ -143,6 +148,35 @@ describe('the authenticated mode', function () {
       channel.end()
       await once(channel, 'close')
       expect(got).to.deep.equal(['late'])
+      // Each side said P2SN:END before its end: neither took the other's end for a cut.
+      expect(errors).to.deep.equal([])
+    })
+
+    it('a stream cut short on the way fails with ERR_P2SN_TRUNCATED, not a clean end', async () => {
+      const { port: serverPort, errors } = await serve()
+      // A relay that, once told, forwards nothing more from the client and ends its side (a FIN
+      // with no TLS close_notify before it), as an attacker on the path can.
+      let cut = false
+      const relay = net.createServer((socket) => {
+        const upstream = net.connect(serverPort, '127.0.0.1')
+        for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+        socket.on('data', (chunk: Buffer) => {
+          if (cut) upstream.end()
+          else upstream.write(chunk)
+        })
+        upstream.pipe(socket)
+      })
+      servers.push(relay)
+      const channel = connect({ port: await listenLocal(relay), keyPair: clientKeys, authenticate: true })
+      channel.on('error', () => {})
+      expect((await channel.request('part 1 of 2')).toString()).to.equal('you said part 1 of 2')
+      cut = true
+      channel.write('part 2 of 2')
+      channel.end()
+      const err = await within(AT_ONCE, firstError(errors), 'the server\'s error')
+      expect(err.code).to.equal('ERR_P2SN_TRUNCATED')
+      expect(handled).to.deep.equal(['part 1 of 2'])
+      channel.destroy()
     })
 
     it('works over any duplex with wrap(), and generates the key when none is given', async () => {
@@ -318,6 +352,48 @@ describe('the authenticated mode', function () {
       const closed = closing(socket)
       expect((await within(AT_ONCE, firstError(errors), 'the server\'s timeout')).code).to.equal('ERR_P2SN_HANDSHAKE_TIMEOUT')
       await within(AT_ONCE, closed, 'the server closing the connection')
+    })
+
+    it('a client that hangs up during the TLS handshake is let go at once, not at the timeout', async () => {
+      const { port, errors } = await serve()
+      const server = servers.at(-1) as Server
+      for (const partial of [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01, 0x00])]) {
+        const socket = net.connect(port, '127.0.0.1')
+        socket.on('error', () => {})
+        await once(socket, 'connect')
+        socket.end(partial)
+      }
+      await within(AT_ONCE, until(() => errors.length === 2 && server.connections === 0), 'both connections let go')
+      expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_AUTHENTICATION', 'ERR_P2SN_AUTHENTICATION'])
+    })
+
+    it('a TLS record tampered with after the handshake fails the server\'s channel with ERR_P2SN_CONNECTION, and nothing forged is handled', async () => {
+      const { port: serverPort, errors } = await serve()
+      // A relay that flips a bit in what the client sends once both handshakes are done.
+      let tamper = false
+      const relay = net.createServer((socket) => {
+        const upstream = net.connect(serverPort, '127.0.0.1')
+        for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+        socket.on('data', (chunk: Buffer) => {
+          if (tamper) chunk[chunk.length - 1]! ^= 1
+          upstream.write(chunk)
+        })
+        upstream.pipe(socket)
+      })
+      servers.push(relay)
+      const channel = connect({ port: await listenLocal(relay), keyPair: clientKeys, authenticate: true })
+      channel.on('error', () => {})
+      expect((await channel.request('before')).toString()).to.equal('you said before')
+      tamper = true
+      for (let i = 0; i < 5; i++) channel.write(`message ${i}`)
+      const err = await within(AT_ONCE, firstError(errors), 'the server\'s error')
+      expect(err.code).to.equal('ERR_P2SN_CONNECTION')
+      await within(AT_ONCE, until(() => (servers[0] as Server).connections === 0), 'the server letting go of the connection')
+      // Whatever was handled came whole and in order, as sent: a damaged record is never delivered.
+      const sent = ['before', ...[0, 1, 2, 3, 4].map((i) => `message ${i}`)]
+      expect(handled.length).to.be.below(sent.length)
+      expect(handled).to.deep.equal(sent.slice(0, handled.length))
+      channel.destroy()
     })
 
     it('maxPendingHandshakes counts connections still in their TLS handshake', async () => {

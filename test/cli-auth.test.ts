@@ -7,11 +7,12 @@ import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import { expect } from 'chai'
-import { generateKeyPair, type KeyPair } from '../lib/index.js'
+import { generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
 import { authenticationContext } from '../lib/authentication.js'
 import { assertBuilt, killAll, lines, makeHome, runCli, startListener, CLI_TIMEOUT_MS } from './helpers/cli.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
 import { impersonate } from './helpers/impostor.js'
+import { listenLocal } from './helpers/net.js'
 
 const WARNING = /^p2sn: warning: without --auth, P2SN_PEER_FINGERPRINT is the key the client claims, not one it proved/
 
@@ -162,6 +163,23 @@ describe('p2sn command line, authenticated mode', function () {
       expect(pinned.stdout.toString()).to.equal('two\n')
       const wrong = await runCli(['connect', '127.0.0.1', port, '--auth', '--key', aliceFile, '--fingerprint', mallory.publicKey.fingerprint], { home: clientHome, input: 'three\n' })
       expect(wrong.code).to.equal(3)
+    })
+
+    it('exits 3 when the server proves one key in TLS and presents another', async () => {
+      // A server that does TLS under mallory's key and P2SN under the real server's key.
+      const impostor = net.createServer((socket) => {
+        const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext: authenticationContext(mallory), requestCert: true, rejectUnauthorized: false })
+        tlsSocket.on('error', () => {})
+        wrap(tlsSocket, { role: 'server', keyPair: serverKey }).on('error', () => {})
+      })
+      const port = await listenLocal(impostor)
+      try {
+        const client = await runCli(['connect', '127.0.0.1', String(port), '--auth', '--key', aliceFile, '--no-verify'], { home: await home(), input: 'x\n' })
+        expect(client.code, client.stderr).to.equal(3)
+        expect(client.stderr).to.include('but proved another key in tls')
+      } finally {
+        await new Promise((resolve) => impostor.close(resolve))
+      }
     })
 
     it('fails at once against a plain listener, with a clear line', async () => {

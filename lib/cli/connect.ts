@@ -155,7 +155,9 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     } catch (err) {
       if (check.refusal !== undefined) throw check.refusal
       if (!connected) throw new CliError(`cannot connect to ${name}: ${systemReason(err, (e) => describeError(e).message)}`, EXIT.failure, { cause: err })
-      throw new CliError(`handshake with ${name} failed: ${describeError(err).message}`, EXIT.failure, { cause: err })
+      // A refused key (known peers, --fingerprint, or one other than it proved) keeps its exit code 3.
+      const { message, exitCode } = describeError(err)
+      throw new CliError(`handshake with ${name} failed: ${message}`, exitCode, { cause: err })
     }
     await check.record()
 

@@ -267,7 +267,8 @@ async function serveStdio (settings: ListenSettings, pool: RsaPool | undefined):
   try {
     peer = await watched.handshake
   } catch (err) {
-    throw new CliError(`handshake failed: ${describeError(err).message}`, EXIT.failure, { cause: err })
+    const { message, exitCode } = describeError(err)
+    throw new CliError(`handshake failed: ${message}`, exitCode, { cause: err })
   }
   note(`the client on stdio connected with key ${peer.fingerprint}`)
   await serveChannel(watched, peer, 'stdio', settings, undefined)
