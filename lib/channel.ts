@@ -356,7 +356,9 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
   }
   const splitter = new FrameSplitter({ maxFrameLength: checked.maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
   const framed = new MessageChain()
+  let attached: NodeDuplex | undefined
   const attach = (transport: NodeDuplex): void => {
+    attached = transport
     framed.setPipeline(new FrameJoiner(), transport, splitter, new HalfCloseGate(transport))
   }
   // One key pair for TLS and the handshake, even when it is generated here.
@@ -393,6 +395,12 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
     handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: keys, pool, provenPeerKey })
     const channel = new Channel(handshake, { ...options, pool, workers: undefined })
     if (own !== undefined) channel.once('close', () => { void own.close() })
+    // The connection goes with the channel: the chain lets go of a stream once its part is done,
+    // and a refused peer that neither reads nor hangs up would otherwise keep a half-open socket.
+    channel.once('close', () => {
+      if (attached !== undefined) release(attached)
+      release(duplex)
+    })
     return channel
   } catch (err) {
     void own?.close()
@@ -400,6 +408,28 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
     duplex.destroy()
     throw err
   }
+}
+
+/** How long a closed channel lets what it wrote flush before its connection is destroyed. */
+const RELEASE_LINGER = 1000
+
+/**
+ * Destroys `stream` once what was written to it is out: what the chain still passes on to it
+ * when the channel closes (a last P2SN:ERRORKEY or P2SN:END) goes first, within
+ * {@link RELEASE_LINGER} (a peer that does not read gets no longer).
+ */
+function release (stream: NodeDuplex): void {
+  if (stream.destroyed) return
+  if (stream.writableFinished) {
+    stream.destroy()
+    return
+  }
+  const timer = setTimeout(() => { stream.destroy() }, RELEASE_LINGER)
+  timer.unref()
+  stream.once('finish', () => {
+    clearTimeout(timer)
+    stream.destroy()
+  })
 }
 
 /**

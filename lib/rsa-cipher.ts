@@ -8,7 +8,6 @@
  * @module
  */
 import { setMaxListeners } from 'node:events'
-import { setImmediate as nextTurn } from 'node:timers/promises'
 import { checkLimit, toBuffer } from './arguments.js'
 import { P2snError } from './errors.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKey, type PublicKeyInput } from './keys.js'
@@ -16,6 +15,7 @@ import { MessageTransform, type InvalidInputOptions } from './message-transform.
 import { unpadImplicit } from './implicit-rejection.js'
 import { DEFAULT_MAX_MESSAGE_BLOCKS } from './protocol.js'
 import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
+import { spend, turnHasRoom, turnWithRoom } from './turn-budget.js'
 import type { RsaPool } from './rsa-pool.js'
 
 /** Options of the encrypting side. */
@@ -163,25 +163,27 @@ function joinBlocks (parts: Buffer[], valid: number, rejection: DecryptOptions['
 }
 
 /**
- * Decrypts one message for a stream: a single block (the standard's message) at once, as
- * {@link decryptMessage} does; a longer one a block per turn of the event loop, as a Promise,
- * so that other connections, timers and I/O run between its blocks. The checks of
- * {@link countBlocks} throw at once, before any block is decrypted.
+ * Decrypts one message for a stream within the event loop's budget for private-key work
+ * (`turn-budget.ts`, about a block a turn, shared by every stream): a message of one block
+ * while the turn has room, at once, as {@link decryptMessage} does; otherwise, and for every
+ * further block of a longer message, in the turns that follow, as a Promise. So a peer that
+ * sends long messages, or a flood of short ones, holds the loop for about a block at a time,
+ * and other connections, timers and I/O run in between. The checks of {@link countBlocks}
+ * throw at once, before any block is decrypted.
  * @param signal - once aborted (the stream closed), the blocks not yet decrypted are skipped
  */
 function decryptInTurns (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, options: DecryptOptions, signal: AbortSignal): Buffer | Promise<Buffer> {
   const blocks = countBlocks(key, ciphertext, options)
   const parts: Buffer[] = []
-  const valid = decryptBlock(key, engine, ciphertext, 0, parts)
-  if (blocks === 1) return joinBlocks(parts, valid, options.rejection)
+  if (blocks === 1 && turnHasRoom()) return joinBlocks(parts, spend(() => decryptBlock(key, engine, ciphertext, 0, parts)), options.rejection)
   return (async () => {
-    let allValid = valid
-    for (let i = 1; i < blocks; i++) {
-      await nextTurn()
+    let valid = 1
+    for (let i = 0; i < blocks; i++) {
+      if (!turnHasRoom()) await turnWithRoom()
       if (signal.aborted) throw new P2snError('ERR_P2SN_CLOSED', 'the stream closed while a message was being decrypted')
-      allValid &= decryptBlock(key, engine, ciphertext, i, parts)
+      valid &= spend(() => decryptBlock(key, engine, ciphertext, i, parts))
     }
-    return joinBlocks(parts, allValid, options.rejection)
+    return joinBlocks(parts, valid, options.rejection)
   })()
 }
 

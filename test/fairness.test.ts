@@ -112,11 +112,13 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
     return { port: await listenLocal(server), clientErrors }
   }
 
-  it(`two peers sending ${DEFAULT_MAX_MESSAGE_BLOCKS}-block messages non-stop: a normal client's handshake and request go through, and no stall comes near one message's decryption`, async function () {
+  // The longest messages allowed, and the standard's one-block messages, which a peer can send
+  // by the hundred in one read of the socket.
+  for (const blocks of [DEFAULT_MAX_MESSAGE_BLOCKS, 1]) it(`two peers sending ${blocks}-block messages non-stop: a normal client's handshake and request go through, and the event loop does about a block at a time`, async function () {
     const { port, clientErrors } = await listen()
-    const message = randomBytes(DEFAULT_MAX_MESSAGE_BLOCKS * serverKeys.publicKey.maxBlockPlaintext)
+    const message = randomBytes(blocks * serverKeys.publicKey.maxBlockPlaintext)
     const ciphertext = encryptMessage(serverKeys, message)
-    expect(ciphertext.length).to.equal(DEFAULT_MAX_MESSAGE_BLOCKS * serverKeys.publicKey.size)
+    expect(ciphertext.length).to.equal(blocks * serverKeys.publicKey.size)
     // What one such message costs in one go, here and now: the best of three.
     let oneMessage = Infinity
     for (let i = 0; i < 3; i++) {
@@ -145,18 +147,18 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
       // and until eight flood messages are in (a loaded machine is slower), four seconds at most.
       while (performance.now() - started < 1000 || (decryptions - before < 8 * DEFAULT_MAX_MESSAGE_BLOCKS && performance.now() - started < 4000)) await delay(50)
       const stalls = probe.stop()
-      const messages = (decryptions - before) / DEFAULT_MAX_MESSAGE_BLOCKS
+      const messages = (decryptions - before) / blocks
       // What was measured, for every failure message: the longest stall is reported, not asserted,
       // since a shared machine can deschedule the process for longer than any block takes.
       const measured = `handshake ${handshaken.toFixed(0)} ms, reply ${answered.toFixed(0)} ms; event loop stalls: longest ${stalls.longest.toFixed(1)} ms, ` +
         `p95 ${stalls.p95.toFixed(1)} ms, at most ${stalls.mostBlocks} blocks; one message ${oneMessage.toFixed(1)} ms; ${messages.toFixed(1)} flood messages decrypted`
       expect(String(reply), measured).to.equal('5')
       expect(clientErrors).to.deep.equal([])
-      expect(messages, `the flood kept the server busy: ${measured}`).to.be.at.least(4)
+      expect(decryptions - before, `the flood kept the server busy: ${measured}`).to.be.at.least(4 * DEFAULT_MAX_MESSAGE_BLOCKS)
       // One block a flooding connection a turn, and the first block of a message as its frame
       // comes in: a few, where a message in one go is 32.
       expect(stalls.mostBlocks, `private-key operations between two ticks of the event loop: ${measured}`).to.be.at.most(DEFAULT_MAX_MESSAGE_BLOCKS / 4)
-      expect(stalls.p95, `the event loop's stalls, 95th percentile, in ms: ${measured}`).to.be.below(oneMessage / 3)
+      if (blocks > 1) expect(stalls.p95, `the event loop's stalls, 95th percentile, in ms: ${measured}`).to.be.below(oneMessage / 3)
     } finally {
       probe.stop()
       client.destroy()

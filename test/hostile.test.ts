@@ -216,6 +216,22 @@ describe('hostile peers over loopback TCP', function () {
       await served()
     })
 
+    it('a refused peer that never hangs up: the server lets go of its socket all the same', async () => {
+      // No idle timeout, which would close it too: the refusal alone must.
+      await new Promise((resolve) => server.close(resolve))
+      await start({ idleTimeout: 0 })
+      // Half-open, it neither ends its side nor goes away: only the server can close this socket.
+      const { socket, peer } = await handshakeUpTo(6)
+      socket.allowHalfOpen = true
+      peer.send('not base64!')
+      expect((await peer.read())?.toString()).to.equal('P2SN:ERRORKEY')
+      const openSockets = async (): Promise<number> => await new Promise((resolve) => { server.server.getConnections((_err, count) => { resolve(count) }) })
+      const deadline = Date.now() + 3000
+      while (await openSockets() > 0 && Date.now() < deadline) await delay(20)
+      expect(await openSockets(), 'sockets the server still holds').to.equal(0)
+      expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_BAD_BASE64'])
+    })
+
     it('messages nobody reads: the server takes a few frames off the socket, then pushes back', async () => {
       await new Promise((resolve) => server.close(resolve))
       let delivered = 0

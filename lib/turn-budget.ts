@@ -1,0 +1,57 @@
+/**
+ * How much private-key work the event loop does in one turn: one process-wide budget, and one
+ * queue for the work that waits for a turn, so that no peer, whatever its messages, keeps the
+ * loop from other connections, timers and I/O for more than about a block, and every stream
+ * gets its turn in the order it asked.
+ * @module
+ */
+
+/**
+ * Milliseconds of private-key work a turn does before the rest waits: about one 2048-bit
+ * operation on a machine doing 1,000 a second. A turn always gets at least one block done.
+ */
+export const TURN_BUDGET_MS = 1
+
+let spent = 0
+let scheduled = false
+/** Work waiting for a turn, first come, first served: one is let go each turn. */
+const waiting: Array<() => void> = []
+
+// At the next check phase, after the poll phase's I/O: the budget comes back, and the first
+// in line goes (it runs in the microtasks right after this callback, within the same turn).
+function turnStarts (): void {
+  scheduled = false
+  spent = 0
+  waiting.shift()?.()
+  if (waiting.length > 0) schedule()
+}
+
+function schedule (): void {
+  if (scheduled) return
+  scheduled = true
+  setImmediate(turnStarts)
+}
+
+/** True while this turn's budget lasts and nobody waits for a turn: work may be done at once. */
+export function turnHasRoom (): boolean {
+  return spent < TURN_BUDGET_MS && waiting.length === 0
+}
+
+/** Runs `work` now and charges the time it took to this turn. */
+export function spend<T> (work: () => T): T {
+  const started = performance.now()
+  try {
+    return work()
+  } finally {
+    spent += performance.now() - started
+    schedule()
+  }
+}
+
+/** Resolves at a later turn, this caller's, after those that asked before it. */
+export async function turnWithRoom (): Promise<void> {
+  await new Promise<void>((resolve) => {
+    waiting.push(resolve)
+    schedule()
+  })
+}
