@@ -118,7 +118,7 @@ export class Channel extends MessageChain {
       if (this.destroyed) return
       // From here pump reports the handshake's errors.
       handshake.removeListener('error', onEarlyError)
-      const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks: options.maxMessageBlocks }
+      const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks: options.maxMessageBlocks ?? DEFAULT_MAX_MESSAGE_BLOCKS }
       // A frame that is not Base64 or not whole blocks is answered P2SN:ERRORKEY, then fails us.
       const onInvalid = (error: P2snError): void => { handshake.refuse(error) }
       this.setPipeline(
@@ -665,7 +665,7 @@ export class Server extends EventEmitter {
     channel.on('error', (err: Error) => { this.#clientError(err, channel) })
     channel.once('handshake', (peer: PeerInfo) => {
       this.#handshaking.delete(channel)
-      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#options.strict === true)
+      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#options.strict === true ? 1 : this.#options.maxMessageBlocks ?? DEFAULT_MAX_MESSAGE_BLOCKS)
       this.emit('channel', channel, peer)
     })
   }
@@ -690,10 +690,10 @@ export function createServer (options: ServerOptions = {}, onChannel?: (channel:
 /**
  * Answers each message on `channel` with `handler`'s reply, in order. A synchronous handler is
  * answered at once; while an asynchronous one works, or the channel's writes wait for
- * `'drain'`, the channel is paused, so the next request is not read before. With `strict`, a
- * reply too long for one block becomes `P2SN:UNEXPECTEDERROR`, as the reference does.
+ * `'drain'`, the channel is paused, so the next request is not read before. A reply longer than
+ * `maxBlocks` blocks of the client's key becomes `P2SN:UNEXPECTEDERROR` (see replyOf).
  */
-function serve (channel: Channel, handler: Handler, strict: boolean): void {
+function serve (channel: Channel, handler: Handler, maxBlocks: number): void {
   let answering: Promise<void> = Promise.resolve()
   const hold = (until: Promise<unknown>): void => {
     channel.pause()
@@ -701,7 +701,7 @@ function serve (channel: Channel, handler: Handler, strict: boolean): void {
   }
   const send = (reply: Buffer): boolean => channel.destroyed || channel.writableEnded || channel.write(reply)
   channel.on('data', (message: Buffer) => {
-    const reply = answer(channel, handler, message, strict)
+    const reply = answer(channel, handler, message, maxBlocks)
     if (reply instanceof Promise) {
       hold(reply.then(async (bytes) => { if (!send(bytes)) await once(channel, 'drain') }))
     } else if (!send(reply)) {
@@ -716,7 +716,7 @@ function serve (channel: Channel, handler: Handler, strict: boolean): void {
 }
 
 /** The reply to one request: at once for a synchronous handler, else a Promise. */
-function answer (channel: Channel, handler: Handler, message: Buffer, strict: boolean): Buffer | Promise<Buffer> {
+function answer (channel: Channel, handler: Handler, message: Buffer, maxBlocks: number): Buffer | Promise<Buffer> {
   let result: ReturnType<Handler>
   try {
     result = handler(message, channel)
@@ -724,16 +724,24 @@ function answer (channel: Channel, handler: Handler, message: Buffer, strict: bo
     return failed(channel, err)
   }
   if (result instanceof Promise) {
-    return result.then((value) => replyOf(channel, value, strict), (err: unknown) => failed(channel, err))
+    return result.then((value) => replyOf(channel, value, maxBlocks), (err: unknown) => failed(channel, err))
   }
-  return replyOf(channel, result, strict)
+  return replyOf(channel, result, maxBlocks)
 }
 
-function replyOf (channel: Channel, result: Uint8Array | string | undefined, strict: boolean): Buffer {
+/**
+ * The handler's result as a reply. One that the client would refuse, longer than `maxBlocks`
+ * blocks of its key (one with `strict`), becomes `P2SN:UNEXPECTEDERROR`, as the reference does
+ * for a reply too long for its one block.
+ */
+function replyOf (channel: Channel, result: Uint8Array | string | undefined, maxBlocks: number): Buffer {
   try {
     const reply = result === undefined ? Buffer.alloc(0) : toBuffer(result)
-    if (strict && reply.length > channel.remotePublicKey!.maxBlockPlaintext) {
-      throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the handler's ${reply.length}-byte reply does not fit one rsa block of the client's key`)
+    const room = channel.remotePublicKey!.maxBlockPlaintext
+    if (reply.length > maxBlocks * room) {
+      throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', maxBlocks === 1
+        ? `the handler's ${reply.length}-byte reply does not fit one rsa block of the client's key`
+        : `the handler's ${reply.length}-byte reply takes more than maxMessageBlocks (${maxBlocks}) rsa blocks of the client's key, more than it takes`)
     }
     return reply
   } catch (err) {

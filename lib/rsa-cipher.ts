@@ -50,6 +50,17 @@ export interface DecryptOptions extends EncryptOptions {
   maxMessageBlocks?: number
 }
 
+/** Options of {@link RsaCipher.encryptor}. */
+export interface EncryptorOptions extends EncryptOptions {
+  /**
+   * Refuse to send a message of more RSA blocks of the receiver's key than this, with
+   * `ERR_P2SN_MESSAGE_TOO_LONG`, here and before encrypting it, rather than have the receiver
+   * refuse it (a p2sn receiver takes {@link DEFAULT_MAX_MESSAGE_BLOCKS} by default). Channels
+   * pass their own `maxMessageBlocks`: they send what they would take. Default: no limit.
+   */
+  maxMessageBlocks?: number
+}
+
 /** Messages one pooled decryptor may have in the pool at once, whatever the number of workers. */
 const MAX_POOLED_IN_FLIGHT = 16
 
@@ -179,7 +190,8 @@ function decryptInTurns (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer,
   return (async () => {
     let valid = 1
     for (let i = 0; i < blocks; i++) {
-      if (!turnHasRoom()) await turnWithRoom()
+      // A block a turn: the next waits in line behind what other streams asked for meanwhile.
+      if (i > 0 || !turnHasRoom()) await turnWithRoom()
       if (signal.aborted) throw new P2snError('ERR_P2SN_CLOSED', 'the stream closed while a message was being decrypted')
       valid &= spend(() => decryptBlock(key, engine, ciphertext, i, parts))
     }
@@ -196,10 +208,17 @@ export class RsaCipher extends MessageTransform {
    * Encrypts each message written to it to `publicKey`.
    * @param publicKey - a public key, a key pair, or PEM text
    */
-  static encryptor (publicKey: PublicKeyInput, options: EncryptOptions = {}): RsaCipher {
+  static encryptor (publicKey: PublicKeyInput, options: EncryptorOptions = {}): RsaCipher {
     const key = toPublicKey(publicKey)
     const engine = resolveEngine(options.engine)
-    return new RsaCipher((message) => encryptWith(key, engine, message, options))
+    const most = checkLimit('maxMessageBlocks', options.maxMessageBlocks, Infinity, 1)
+    return new RsaCipher((message) => {
+      const blocks = Math.max(1, Math.ceil(message.length / key.maxBlockPlaintext))
+      if (blocks > most && options.strict !== true) {
+        throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a ${message.length}-byte message takes ${blocks} rsa blocks of the receiver's key, more than maxMessageBlocks (${most}) lets it take; send shorter messages, or raise maxMessageBlocks on both sides`)
+      }
+      return encryptWith(key, engine, message, options)
+    })
   }
 
   /**

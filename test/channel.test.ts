@@ -306,8 +306,9 @@ describe('Channel end to end', function () {
     })
 
     it('round-trips multi-block messages (longer than k - 11) both ways', async () => {
-      // The 5,005-byte reply is 43 blocks of the 1024-bit client key, over the default of 32.
-      const { client } = await overTcp({ keyPair: keys.s2048 }, { keyPair: keys.c1024, maxMessageBlocks: 43 })
+      // The 5,005-byte reply is 43 blocks of the 1024-bit client key, over the default of 32
+      // that each side would take and so send.
+      const { client } = await overTcp({ keyPair: keys.s2048, maxMessageBlocks: 43 }, { keyPair: keys.c1024, maxMessageBlocks: 43 })
       for (const length of [245, 246, 490, 491, 5000]) {
         const message = randomBytes(length)
         expect(await client.request(message), `${length} bytes`).to.deep.equal(echoOf(message))
@@ -322,6 +323,24 @@ describe('Channel end to end', function () {
       await expectP2snError(client.request(randomBytes(235)), 'ERR_P2SN_ERRORKEY')
       expect((await refusal).code).to.equal('ERR_P2SN_MESSAGE_TOO_LONG')
       expect(seen).to.deep.equal([234])
+    })
+
+    it('maxMessageBlocks: a server answers P2SN:UNEXPECTEDERROR rather than send a reply its client would refuse', async () => {
+      const { client } = await overTcp({ keyPair: keys.s1024 }, { keyPair: keys.c1024 })
+      // 32 blocks of the 1024-bit client key hold 3,744 bytes; echoOf adds 'echo:'.
+      expect((await client.request(randomBytes(3739))).length).to.equal(3744)
+      await expectP2snError(client.request(randomBytes(3740)), 'ERR_P2SN_UNEXPECTED_ERROR')
+      expect((await client.request('still here')).toString()).to.equal('echo:still here')
+    })
+
+    it('maxMessageBlocks: a channel refuses to send a message its peer would refuse, before it goes out', async () => {
+      const { server, client } = await overTcp({ keyPair: keys.s1024 }, { keyPair: keys.c1024 })
+      const refused = new Promise<unknown>((resolve) => { server.once('clientError', resolve) })
+      const failed = new Promise<P2snError>((resolve) => { client.once('error', resolve) })
+      client.write(randomBytes(33 * 117))
+      expect((await failed).code).to.equal('ERR_P2SN_MESSAGE_TOO_LONG')
+      // The server saw no message of it: only the connection closing.
+      expect(await Promise.race([refused, delay(300).then(() => 'nothing')])).not.to.have.property('code', 'ERR_P2SN_MESSAGE_TOO_LONG')
     })
 
     it('maxMessageBlocks must be a whole number of at least 1, checked before anything opens', () => {

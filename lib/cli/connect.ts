@@ -77,11 +77,11 @@ Lines and bytes:
   Lines (default): each line of input is one message, without its newline (nor a CR
   before it); a last line without a newline is sent too. A message received is printed as
   exactly one line: one final newline in it is dropped, any other CR or LF becomes a
-  space. Use --raw for exact bytes. A line must fit one message as a p2sn receiver takes
-  it by default, 32 RSA blocks of its key (7,840 bytes at 2048 bits); longer ones are
-  refused.
-  --raw: input is cut into messages of up to 32 RSA blocks of the receiver's key (7,840
-  bytes at 2048 bits); messages received are written as they are, with nothing added.
+  space. Use --raw for exact bytes. A line must fit one message as a p2sn peer takes it
+  by default, both ways: 32 RSA blocks of the smaller of the two keys (7,840 bytes at
+  2048 bits); longer ones are refused.
+  --raw: input is cut into messages of up to that size; messages received are written
+  as they are, with nothing added.
 
 Examples:
   echo hello | p2sn connect 127.0.0.1 7000

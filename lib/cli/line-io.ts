@@ -10,7 +10,7 @@
  * @module
  */
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
-import { DEFAULT_MAX_MESSAGE_BLOCKS, MIN_MODULUS_BYTES, PKCS1_OVERHEAD } from '../index.js'
+import { DEFAULT_MAX_MESSAGE_BLOCKS, MIN_MODULUS_BYTES, PKCS1_OVERHEAD, type Channel } from '../index.js'
 import { CliError } from './cli-error.js'
 
 /** `'lines'`: a message per line; `'raw'`: bytes as they come. */
@@ -88,6 +88,14 @@ class RawChunker extends Transform {
     for (let start = 0; start < chunk.length; start += this.#size) this.push(chunk.subarray(start, start + this.#size))
     callback()
   }
+}
+
+/**
+ * What one block holds in both directions of `channel`: the smaller key's, so that a message,
+ * and a reply that echoes it, fit what each side takes.
+ */
+export function blockPlaintextBothWays (channel: Channel): number {
+  return Math.min(channel.remotePublicKey!.maxBlockPlaintext, channel.handshake.keyPair!.publicKey.maxBlockPlaintext)
 }
 
 /**

@@ -9,7 +9,7 @@
  * @module
  */
 import type { Endpoint } from './endpoint.js'
-import { formatMessage, messageReader } from './line-io.js'
+import { blockPlaintextBothWays, formatMessage, messageReader } from './line-io.js'
 import type { SessionOptions } from './session.js'
 import { Sink } from './sink.js'
 import type { WatchedChannel } from './watched-channel.js'
@@ -23,7 +23,7 @@ export function relay (watched: WatchedChannel, endpoint: Endpoint, options: Ses
   const { framing, progress } = options
   return new Promise<void>((resolve, reject) => {
     closed.then(resolve, reject)
-    const messages = messageReader(endpoint.input, framing, channel.remotePublicKey!.maxBlockPlaintext)
+    const messages = messageReader(endpoint.input, framing, blockPlaintextBothWays(channel))
     const sink = new Sink(endpoint.output, endpoint.ownsOutput)
     let sending = true
 

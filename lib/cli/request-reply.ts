@@ -9,7 +9,7 @@ import { KEYWORD_UNEXPECTEDERROR } from '../index.js'
 import { CliError } from './cli-error.js'
 import type { Endpoint } from './endpoint.js'
 import { EXIT, type ExitCode } from './exit-codes.js'
-import { formatMessage, messageReader } from './line-io.js'
+import { blockPlaintextBothWays, formatMessage, messageReader } from './line-io.js'
 import { printError } from './log.js'
 import type { SessionOptions } from './session.js'
 import { Sink } from './sink.js'
@@ -26,7 +26,7 @@ export function requestReply (watched: WatchedChannel, endpoint: Endpoint, optio
   const { framing, progress } = options
   const noun = framing === 'lines' ? 'line' : 'message'
   return new Promise<ExitCode>((resolve, reject) => {
-    const messages = messageReader(endpoint.input, framing, channel.remotePublicKey!.maxBlockPlaintext)
+    const messages = messageReader(endpoint.input, framing, blockPlaintextBothWays(channel))
     const sink = new Sink(endpoint.output, endpoint.ownsOutput)
     let count = 0
     let failures = 0
