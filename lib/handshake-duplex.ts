@@ -338,7 +338,7 @@ export class HandshakeDuplex extends Duplex {
       const options = { strict: true, engine: this.#engine }
       plaintext = this.#pool === undefined
         ? decryptMessage(keys.privateKey, ciphertext, options)
-        : await this.#pool.decrypt(keys.privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true })
+        : await this.#pool.decrypt(keys.privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true })
     } catch (err) {
       // A pool that is closed or full is this side's trouble, not a bad key check.
       if (err instanceof P2snError && POOL_FAILURES.has(err.code)) throw err

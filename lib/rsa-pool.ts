@@ -39,7 +39,19 @@ export interface PoolDecryptOptions extends DecryptOptions {
    * read no further) rather than dropping them. Default false.
    */
   waitForRoom?: boolean
+  /**
+   * Go ahead of the queue, and in even when it is full: for a handshake's key check, so that a
+   * new client does not wait behind the messages of those already served, as it does not when
+   * decrypting inline. Handshakes under way are few (`maxPendingHandshakes`). Default false.
+   */
+  urgent?: boolean
 }
+
+/**
+ * Blocks one batch holds at most: about 64 ms of a worker's time at 2048 bits here. What a
+ * worker has taken cannot be cancelled, nor overtaken by urgent work, so batches stay short.
+ */
+const MAX_BATCH_BLOCKS = 64
 
 /** A key as the workers get it: an id for their cache, and its PKCS#1 DER. */
 interface PoolKey { id: string, der: Uint8Array }
@@ -148,7 +160,7 @@ export class RsaPool {
    */
   decrypt (key: PrivateKey, ciphertext: Buffer, options: PoolDecryptOptions = {}): Promise<Buffer> {
     if (this.#closed) return Promise.reject(new P2snError('ERR_P2SN_CLOSED', 'the rsa pool is closed; create a new one'))
-    if (this.#queued >= this.#maxQueue && options.waitForRoom !== true) {
+    if (this.#queued >= this.#maxQueue && options.waitForRoom !== true && options.urgent !== true) {
       return Promise.reject(new P2snError('ERR_P2SN_POOL_BUSY', `the rsa pool has ${this.#queued} rsa blocks waiting or running (maxQueue); the server is overloaded`))
     }
     let engine: EngineName
@@ -164,7 +176,7 @@ export class RsaPool {
     if (signal?.aborted === true) return Promise.reject(cancelled())
     return new Promise((resolve, reject) => {
       const job: Job = { blocks: [], parts: [], left: blocks, over: false, resolve, reject, unlisten: nothing }
-      this.#queue(job, this.#keyOf(key), ciphertext, flags)
+      this.#queue(job, this.#keyOf(key), ciphertext, flags, options.urgent === true)
       if (signal !== undefined) this.#cancelOnAbort(job, signal)
     })
   }
@@ -189,13 +201,17 @@ export class RsaPool {
   }
 
   /** Puts each block of `ciphertext` in the queue, or to wait for room once it is full. */
-  #queue (job: Job, key: PoolKey, ciphertext: Buffer, flags: number): void {
+  #queue (job: Job, key: PoolKey, ciphertext: Buffer, flags: number, urgent: boolean): void {
     const k = ciphertext.length / job.left
     for (let index = 0; index < job.left; index++) {
       const block = job.left === 1 ? ciphertext : ciphertext.subarray(index * k, (index + 1) * k)
       const entry: Pending = { key, ciphertext: block, flags, job, index, state: 'queued' }
       job.blocks.push(entry)
-      if (this.#queued < this.#maxQueue) {
+      if (urgent) {
+        // Rare (a key check is one block a handshake), so the copy of unshift does not matter.
+        this.#queued++
+        this.#pending.unshift(entry)
+      } else if (this.#queued < this.#maxQueue) {
         this.#queued++
         this.#pending.push(entry)
       } else {
@@ -316,7 +332,7 @@ export class RsaPool {
     // mean of three alternating runs each; one channel streaming loses about 3%).
     const share = Math.ceil(this.#pending.length / this.workers)
     while (this.#pending.length > 0 && this.#batchesOut < most && !this.#closed) {
-      const size = Math.min(share, Math.ceil(this.#pending.length / (most - this.#batchesOut)))
+      const size = Math.min(share, Math.ceil(this.#pending.length / (most - this.#batchesOut)), MAX_BATCH_BLOCKS)
       this.#run(this.#pending.splice(0, size))
     }
   }

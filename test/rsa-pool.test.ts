@@ -353,6 +353,37 @@ describe('RsaPool (rsa-pool.ts)', function () {
     })
   })
 
+  it('a worker takes at most 64 blocks a batch: work it has not taken can still be cancelled', async () => {
+    await withPool({ workers: 1 }, async (one) => {
+      const controller = new AbortController()
+      let done = 0
+      const all = Array.from({ length: 600 }, async () => {
+        await one.decrypt(keys.privateKey, block, { signal: controller.signal })
+        done++
+      })
+      await Promise.race(all)
+      controller.abort()
+      await Promise.allSettled(all)
+      // Two batches a worker at most were out when it was aborted: one a batch of 600 before.
+      expect(done).to.be.at.most(2 * 64)
+    })
+  })
+
+  it('urgent: a decryption goes ahead of the queue, and in even when it is full (a handshake\'s key check)', async () => {
+    await withPool({ workers: 1, maxQueue: 300 }, async (one) => {
+      const order: string[] = []
+      const queued = Array.from({ length: 300 }, async (_, i) => {
+        await one.decrypt(keys.privateKey, block)
+        order.push(`message ${i}`)
+      })
+      await expectP2snError(one.decrypt(keys.privateKey, block), 'ERR_P2SN_POOL_BUSY')
+      const urgent = one.decrypt(keys.privateKey, encryptMessage(keys, 'key check'), { urgent: true }).then((m) => { order.push(m.toString()) })
+      await Promise.all([...queued, urgent])
+      // Behind the first batches at most, which the worker had already taken.
+      expect(order.indexOf('key check')).to.be.at.most(2 * 64)
+    })
+  })
+
   it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {
     const small = new RsaPool({ workers: 1 })
     const ct = encryptMessage(keys, 'x')
