@@ -175,10 +175,10 @@ function joinBlocks (parts: Buffer[], valid: number, rejection: DecryptOptions['
 
 /**
  * Decrypts one message for a stream within the event loop's budget for private-key work
- * (`turn-budget.ts`, about a block a turn, shared by every stream): a message of one block
+ * (`turn-budget.ts`, a few milliseconds a turn, shared by every stream): a message of one block
  * while the turn has room, at once, as {@link decryptMessage} does; otherwise, and for every
  * further block of a longer message, in the turns that follow, as a Promise. So a peer that
- * sends long messages, or a flood of short ones, holds the loop for about a block at a time,
+ * sends long messages, or a flood of short ones, holds the loop for a few milliseconds at a time,
  * and other connections, timers and I/O run in between. The checks of {@link countBlocks}
  * throw at once, before any block is decrypted.
  * @param signal - once aborted (the stream closed), the blocks not yet decrypted are skipped
