@@ -206,8 +206,13 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
       it(`refuses a block equal to the modulus, above it, or all 0xff with ERR_P2SN_BAD_CIPHERTEXT (engine ${engine})`, function () {
         const n = pair.publicKey.numbers.n
         expect(n.length).to.equal(k)
+        // n + 1, carried: n's last byte may be 0xff (one key in 128), and n < 256^k leaves room.
         const above = Buffer.from(n)
-        above[k - 1]! += 1 // n is odd, so this does not carry
+        for (let i = k - 1; i >= 0; i--) {
+          above[i] = (above[i]! + 1) & 0xff
+          if (above[i] !== 0) break
+        }
+        expect(Buffer.compare(above, n), 'n + 1 is above n').to.equal(1)
         for (const block of [Buffer.from(n), above, Buffer.alloc(k, 0xff)]) {
           expectP2snErrorSync(() => decryptMessage(pair, block, { engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
           expectP2snErrorSync(() => decryptMessage(pair, block, { engine, rejection: 'error' }), 'ERR_P2SN_BAD_CIPHERTEXT')
