@@ -143,8 +143,9 @@ describe('attacks on the protocol\'s known limits', function () {
      * decrypts each reply, which the server encrypts to the relay's key, and re-encrypts it to
      * the client. With `tlsKeys`, it speaks TLS to the client under a certificate of that key.
      */
-    async function relay (serverPort: number, tlsKeys?: KeyPair): Promise<{ port: number, read: string[], failures: unknown[] }> {
+    async function relay (serverPort: number, tlsKeys?: KeyPair): Promise<{ port: number, read: string[], forwarded: Buffer[], failures: unknown[] }> {
       const read: string[] = []
+      const forwarded: Buffer[] = []
       const failures: unknown[] = []
       const relayServer = net.createServer((socket) => {
         socket.on('error', () => {})
@@ -166,24 +167,30 @@ describe('attacks on the protocol\'s known limits', function () {
             read.push(plaintext.toString())
             client.send(encodeBase64(encryptMessage(clientKey, plaintext)))
           })
-          for (let request = await client.read(); request !== null; request = await client.read()) upstream.write(request)
+          for (let request = await client.read(); request !== null; request = await client.read()) {
+            forwarded.push(request)
+            upstream.write(request)
+          }
         })().catch((err: unknown) => { failures.push(err) })
       })
       closers.push(async () => await new Promise((resolve) => relayServer.close(resolve)))
-      return { port: await listenLocal(relayServer), read, failures }
+      return { port: await listenLocal(relayServer), read, forwarded, failures }
     }
 
     const pinServer = (peer: PeerInfo): boolean => peer.fingerprint === serverKeys.publicKey.fingerprint
 
     it('plain P2SN: the pin holds, yet the relay reads every reply (a known limit: the server proves no key)', async () => {
       const { port: serverPort, handled } = await echoServer(false, false)
-      const { port, read } = await relay(serverPort)
+      const { port, read, forwarded } = await relay(serverPort)
       const channel = connect({ port, keyPair: alice, verifyPeer: pinServer })
       closers.push(async () => { channel.destroy() })
       const [peer] = await once(channel, 'handshake') as [PeerInfo]
       expect(peer).to.include({ fingerprint: serverKeys.publicKey.fingerprint, authenticated: false })
       expect((await channel.request('the launch code is 0000')).toString()).to.equal('the launch code is 0000')
       expect(read).to.deep.equal(['the launch code is 0000'])
+      // What P2SN does keep: the request, sent to the pinned key, the relay passed on but could not read.
+      expect(forwarded).to.have.length(1)
+      expect(decryptMessage(mallory, decodeBase64(forwarded[0]!)).toString()).not.to.equal('the launch code is 0000')
       // The server answered the relay, whom it took for the client.
       expect(handled).to.deep.equal([{ fingerprint: mallory.publicKey.fingerprint, authenticated: false, message: 'the launch code is 0000' }])
     })
@@ -240,6 +247,8 @@ describe('attacks on the protocol\'s known limits', function () {
       const { port: serverPort, handled } = await echoServer(false, false)
       const { port, recorded } = await tap(serverPort)
       await victimAsks(port, false)
+      // Passively, the recorder learns nothing of the message: P2SN's one promise to it.
+      expect(Buffer.concat(recorded).includes(Buffer.from('hunter2'))).to.equal(false)
       // The client's frames: PUBKEY, key check, client key, then the request.
       const frames = Buffer.concat(recorded).toString('latin1').split('\x04')
       const request = frames[3]!
@@ -267,5 +276,54 @@ describe('attacks on the protocol\'s known limits', function () {
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_AUTHENTICATION'])
       expect(handled.map((h) => h.message)).to.deep.equal(['my password is hunter2'])
     })
+  })
+
+  describe('a relay that reorders or drops whole frames (plain P2SN only: the authenticated mode is in authentication.test.ts)', () => {
+    /** A TCP relay that hands each of the client's frames after the handshake to `alter`. */
+    async function frameRelay (serverPort: number, alter: (frame: Buffer, index: number, forward: (f: Buffer) => void) => void): Promise<number> {
+      const relayServer = net.createServer((socket) => {
+        const upstream = net.connect(serverPort, '127.0.0.1')
+        for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+        let tail = Buffer.alloc(0)
+        let index = 0
+        const forward = (frame: Buffer): void => { upstream.write(Buffer.concat([frame, Buffer.from([0x04])])) }
+        socket.on('data', (chunk: Buffer) => {
+          let data = Buffer.concat([tail, chunk])
+          for (let at = data.indexOf(0x04); at !== -1; at = data.indexOf(0x04)) {
+            const frame = data.subarray(0, at)
+            data = data.subarray(at + 1)
+            // The client's frames 0 to 2 are its handshake: PUBKEY, key check, its key.
+            if (index++ < 3) forward(frame)
+            else alter(frame, index - 4, forward)
+          }
+          tail = data
+        })
+        upstream.pipe(socket)
+      })
+      closers.push(async () => await new Promise((resolve) => relayServer.close(resolve)))
+      return await listenLocal(relayServer)
+    }
+
+    for (const [name, alter, expected] of [
+      ['swaps the first two messages', (frame: Buffer, i: number, forward: (f: Buffer) => void, held: Buffer[]) => {
+        if (i === 0) held.push(frame)
+        else { forward(frame); if (i === 1) forward(held.pop()!) }
+      }, ['second', 'first', 'third']],
+      ['drops the second message', (frame: Buffer, i: number, forward: (f: Buffer) => void) => { if (i !== 1) forward(frame) }, ['first', 'third']]
+    ] as const) {
+      it(`plain P2SN: ${name}, and neither side can tell (a known limit: no ordering, no integrity)`, async () => {
+        const { port: serverPort, handled, errors } = await echoServer(false, false)
+        const held: Buffer[] = []
+        const port = await frameRelay(serverPort, (frame, i, forward) => { alter(frame, i, forward, held) })
+        const channel = connect({ port, keyPair: alice })
+        closers.push(async () => { channel.destroy() })
+        channel.resume()
+        for (const message of ['first', 'second', 'third']) channel.write(message)
+        await within(3000, until(() => handled.length === expected.length), 'the server handling what it got')
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        expect(handled.map((h) => h.message)).to.deep.equal(expected)
+        expect(errors).to.deep.equal([])
+      })
+    }
   })
 })

@@ -196,8 +196,10 @@ describe('the authenticated mode', function () {
     it('lets verifyPeer decide on the proven key, as the plain mode does on the claimed one', async () => {
       const { port, errors } = await serve({ verifyPeer: (peer) => peer.fingerprint === otherKeys.publicKey.fingerprint })
       const channel = connect({ port, keyPair: clientKeys, authenticate: true })
-      channel.on('error', () => {})
+      // The refused side is told nothing but that the connection closed (README, error codes).
+      const refused = expectP2snError(nextError(channel), 'ERR_P2SN_CLOSED')
       expect((await firstError(errors)).code).to.equal('ERR_P2SN_PEER_REJECTED')
+      await within(AT_ONCE, refused, 'the client\'s failure')
       expect(handled).to.deep.equal([])
       channel.destroy()
     })
@@ -232,6 +234,16 @@ describe('the authenticated mode', function () {
       servers.push(raw)
       const channel = connect({ port: await listenLocal(raw), keyPair: clientKeys, authenticate: true })
       await within(AT_ONCE, expectP2snError(nextError(channel), 'ERR_P2SN_AUTHENTICATION'), 'the client\'s failure')
+    })
+
+    it('a client that offers TLS 1.2 at most is refused: TLS 1.3 is required', async () => {
+      const { port, errors } = await serve()
+      const socket = tls.connect({ port, host: '127.0.0.1', key: clientKeys.privateKey.toPem(), cert: selfSignedCertificate(clientKeys), maxVersion: 'TLSv1.2', rejectUnauthorized: false })
+      socket.on('error', () => {})
+      const err = await within(AT_ONCE, firstError(errors), 'the server\'s refusal')
+      expect(err.code).to.equal('ERR_P2SN_AUTHENTICATION')
+      expect(handled).to.deep.equal([])
+      socket.destroy()
     })
 
     it('a client that speaks TLS without a certificate proves no key', async () => {
