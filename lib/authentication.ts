@@ -51,16 +51,22 @@ const NOT_AFTER = new Date(Date.UTC(9999, 11, 31, 23, 59, 59))
 const certificates = new WeakMap<PrivateKey, string>()
 /** Secure contexts per private key and per options object: parsing a key and a certificate costs milliseconds. */
 const contexts = new WeakMap<PrivateKey, WeakMap<object, tls.SecureContext>>()
-/** The same for servers' side: a tls.Server that never listens (see {@link acceptTls}). */
-const servers = new WeakMap<PrivateKey, WeakMap<object, tls.Server>>()
-const NO_OPTIONS = {}
+/** A tls.Server that never listens, and Node's listener that takes its connections (see {@link acceptTls}). */
+interface SharedServer {
+  server: tls.Server
+  takeConnection: (this: tls.Server, socket: Duplex) => void
+}
+/** The same for servers' side, per private key and options object. */
+const servers = new WeakMap<PrivateKey, WeakMap<object, SharedServer>>()
+/** No options of one's own: one object, so that it keys the caches like any other. */
+const NO_OPTIONS: AuthenticationTlsOptions = {}
 
 /** The value cached in `cache` for `keyPair` and `options`, made with `make` the first time. */
-function cached<T> (cache: WeakMap<PrivateKey, WeakMap<object, T>>, keyPair: KeyPair, options: object | undefined, make: () => T): T {
+function cached<T> (cache: WeakMap<PrivateKey, WeakMap<object, T>>, keyPair: KeyPair, options: AuthenticationTlsOptions, make: () => T): T {
   let byOptions = cache.get(keyPair.privateKey)
   if (byOptions === undefined) cache.set(keyPair.privateKey, byOptions = new WeakMap())
-  let value = byOptions.get(options ?? NO_OPTIONS)
-  if (value === undefined) byOptions.set(options ?? NO_OPTIONS, value = make())
+  let value = byOptions.get(options)
+  if (value === undefined) byOptions.set(options, value = make())
   return value
 }
 
@@ -96,8 +102,8 @@ export function selfSignedCertificate (keyPair: KeyPair): string {
  * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` when `options` name a certificate or key that is
  *   not this side's P2SN key, or allow only TLS versions below 1.3
  */
-export function authenticationContext (keyPair: KeyPair, options?: AuthenticationTlsOptions): tls.SecureContext {
-  return cached(contexts, keyPair, options, () => makeContext(keyPair, options ?? {}))
+export function authenticationContext (keyPair: KeyPair, options: AuthenticationTlsOptions = NO_OPTIONS): tls.SecureContext {
+  return cached(contexts, keyPair, options, () => makeContext(keyPair, options))
 }
 
 function makeContext (keyPair: KeyPair, own: AuthenticationTlsOptions): tls.SecureContext {
@@ -130,18 +136,18 @@ function checksCa (own: AuthenticationTlsOptions): boolean {
  * its own over that server, so that the `'secureConnection'` and `'tlsClientError'` events, which
  * a tls.Server emits on itself, are this connection's alone.
  */
-function acceptTls (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOptions, options: AuthenticationTlsOptions | undefined): EventEmitter {
-  const shared = cached(servers, keyPair, options, () => {
-    authenticationContext(keyPair, options)
-    return tls.createServer({ ...own as tls.TlsOptions, ...contextOptions(keyPair, own), requestCert: true, rejectUnauthorized: checksCa(own) })
+function acceptTls (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOptions): EventEmitter {
+  const { server, takeConnection } = cached(servers, keyPair, own, () => {
+    const server = tls.createServer({ ...contextOptions(keyPair, own), requestCert: true, rejectUnauthorized: checksCa(own) })
+    // The listener tls.Server gives net.Server: it makes the TLSSocket with the server's settings.
+    const takeConnection = server.listeners('connection')[0] as SharedServer['takeConnection'] | undefined
+    if (takeConnection === undefined) throw new P2snError('ERR_P2SN_AUTHENTICATION', 'this runtime\'s tls.Server takes no connections handed to it; the authenticated mode cannot serve here')
+    return { server, takeConnection }
   })
-  // The listener tls.Server gives net.Server: it makes the TLSSocket with the server's settings.
-  const takeConnection = shared.listeners('connection')[0] as ((this: tls.Server, socket: Duplex) => void) | undefined
-  if (takeConnection === undefined) throw new P2snError('ERR_P2SN_AUTHENTICATION', 'this runtime\'s tls.Server takes no connections handed to it; the authenticated mode cannot serve here')
-  const connection = Object.create(shared) as tls.Server
+  const connection = Object.create(server) as tls.Server
   EventEmitter.call(connection)
   // Told at the first read of a connection that hangs up before TLS is done, not at a timeout:
-  // half-open only once it is (see watchSecured).
+  // half-open only once it is (authenticate's `secured`).
   if (duplex instanceof net.Socket) duplex.allowHalfOpen = false
   process.nextTick(() => { takeConnection.call(connection, duplex) })
   return connection
@@ -150,31 +156,27 @@ function acceptTls (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOpti
 /** A certificate or key of one's own must be of this side's P2SN key, or the peer would see two keys. */
 function checkOwnCertificate (keyPair: KeyPair, own: AuthenticationTlsOptions): void {
   const ours = keyPair.publicKey.keyObject
-  if (own.cert !== undefined) {
-    const first = ([] as Array<string | Buffer>).concat(own.cert)[0]
+  const check = (read: () => KeyObject, unreadable: string, another: string): void => {
     let key: KeyObject
     try {
-      key = new crypto.X509Certificate(first ?? '').publicKey
+      key = read()
     } catch (err) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.cert could not be read as an x.509 certificate: ${(err as Error).message}`, { cause: err })
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `${unreadable}: ${(err as Error).message}`, { cause: err })
     }
-    if (!key.equals(ours)) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.cert is a certificate of another key, not of this side's p2sn key ${keyPair.publicKey.fingerprint}; certify the p2sn key itself`)
-    }
+    if (!key.equals(ours)) throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', another)
+  }
+  const fingerprint = keyPair.publicKey.fingerprint
+  if (own.cert !== undefined) {
+    const first = ([] as Array<string | Buffer>).concat(own.cert)[0]
+    check(() => new crypto.X509Certificate(first ?? '').publicKey, 'tls.cert could not be read as an x.509 certificate',
+      `tls.cert is a certificate of another key, not of this side's p2sn key ${fingerprint}; certify the p2sn key itself`)
   }
   if (own.key !== undefined) {
     const first = ([] as Array<string | Buffer | tls.KeyObject>).concat(own.key)[0]
-    let key: KeyObject
-    try {
-      // A key given as { pem, passphrase }, or as PEM with the options' passphrase.
-      const pem = typeof first === 'object' && 'pem' in first ? first : { pem: first ?? '', passphrase: own.passphrase }
-      key = crypto.createPublicKey(crypto.createPrivateKey({ key: pem.pem, passphrase: pem.passphrase }))
-    } catch (err) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.key could not be read: ${(err as Error).message}`, { cause: err })
-    }
-    if (!key.equals(ours)) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `tls.key is not this side's p2sn private key ${keyPair.publicKey.fingerprint}; leave it out, the p2sn key is used`)
-    }
+    // A key given as { pem, passphrase }, or as PEM with the options' passphrase.
+    const pem = typeof first === 'object' && 'pem' in first ? first : { pem: first ?? '', passphrase: own.passphrase }
+    check(() => crypto.createPublicKey(crypto.createPrivateKey({ key: pem.pem, passphrase: pem.passphrase })), 'tls.key could not be read',
+      `tls.key is not this side's p2sn private key ${fingerprint}; leave it out, the p2sn key is used`)
   }
 }
 
@@ -184,37 +186,42 @@ function checkOwnCertificate (keyPair: KeyPair, own: AuthenticationTlsOptions): 
  * `ERR_P2SN_AUTHENTICATION`, a failed connection with `ERR_P2SN_CONNECTION`. A client checks a
  * CA-signed certificate (with `ca` given) against `host`, or `servername`.
  */
-export function authenticate (duplex: Duplex, role: 'client' | 'server', keys: Promise<KeyPair>, options?: AuthenticationTlsOptions, host?: string): Authentication {
+export function authenticate (duplex: Duplex, role: 'client' | 'server', keys: Promise<KeyPair>, options: AuthenticationTlsOptions = NO_OPTIONS, host?: string): Authentication {
+  const peer = role === 'client' ? 'server' : 'client'
   let socket: tls.TLSSocket | undefined
   let aborted = false
   const ready = keys.then((keyPair) => new Promise<AuthenticatedTransport>((resolve, reject) => {
     if (aborted) return
-    const own = options ?? {}
+    // Options that cannot work with this key fail here, on either side.
+    const secureContext = authenticationContext(keyPair, options)
     const halfOpen = duplex instanceof net.Socket && duplex.allowHalfOpen
+    const failed = (err: P2snError, tlsSocket: tls.TLSSocket | undefined): void => {
+      tlsSocket?.destroy()
+      duplex.destroy()
+      reject(err)
+    }
     const secured = (tlsSocket: tls.TLSSocket): void => {
       socket = tlsSocket
       const certificate = tlsSocket.getPeerX509Certificate()
       if (certificate === undefined) {
-        failed(new P2snError('ERR_P2SN_AUTHENTICATION', `the ${peerName(role)} presented no tls certificate, so it proved no key; it must run the authenticated mode too`), tlsSocket)
+        failed(new P2snError('ERR_P2SN_AUTHENTICATION', `the ${peer} presented no tls certificate, so it proved no key; it must run the authenticated mode too`), tlsSocket)
         return
       }
       // The channel's half-close works over TLS as over TCP.
       tlsSocket.allowHalfOpen = halfOpen || tlsSocket.allowHalfOpen
       resolve({ socket: tlsSocket, peerKey: certificate.publicKey })
     }
-    const failed = (err: P2snError, tlsSocket: tls.TLSSocket | undefined): void => {
-      tlsSocket?.destroy()
-      duplex.destroy()
-      reject(err)
+    const tlsFailed = (err: Error | undefined, tlsSocket: tls.TLSSocket): void => {
+      failed(tlsFailure(err, peer, tlsSocket.authorizationError), tlsSocket)
     }
     if (role === 'client') {
-      const secureContext = authenticationContext(keyPair, options)
-      watchHandshake(socket = tls.connect({ host, ...own as tls.ConnectionOptions, socket: duplex, secureContext, rejectUnauthorized: checksCa(own) }), role, secured, failed)
+      socket = tls.connect({ host, ...options as tls.ConnectionOptions, socket: duplex, secureContext, rejectUnauthorized: checksCa(options) })
+      watchClientHandshake(socket, secured, tlsFailed)
       return
     }
-    const server = acceptTls(duplex, keyPair, own, options)
+    const server = acceptTls(duplex, keyPair, options)
     server.once('secureConnection', secured)
-    server.once('tlsClientError', (err: Error, tlsSocket: tls.TLSSocket) => { failed(tlsFailure(err, role, tlsSocket.authorizationError), tlsSocket) })
+    server.once('tlsClientError', tlsFailed)
   }))
   return {
     ready,
@@ -226,11 +233,10 @@ export function authenticate (duplex: Duplex, role: 'client' | 'server', keys: P
   }
 }
 
-/** Follows a client's TLS handshake to `secured` or `failed`, whichever comes first. */
-function watchHandshake (tlsSocket: tls.TLSSocket, role: 'client' | 'server', secured: (tlsSocket: tls.TLSSocket) => void, failed: (err: P2snError, tlsSocket: tls.TLSSocket) => void): void {
-  const event = 'secureConnect'
+/** Follows a client's TLS handshake to `secured` or `failed` (with the error, or none when it closed), whichever comes first. */
+function watchClientHandshake (tlsSocket: tls.TLSSocket, secured: (tlsSocket: tls.TLSSocket) => void, failed: (err: Error | undefined, tlsSocket: tls.TLSSocket) => void): void {
   const settle = (): void => {
-    tlsSocket.removeListener(event, onSecure)
+    tlsSocket.removeListener('secureConnect', onSecure)
     tlsSocket.removeListener('error', onError)
     tlsSocket.removeListener('close', onClose)
   }
@@ -240,20 +246,19 @@ function watchHandshake (tlsSocket: tls.TLSSocket, role: 'client' | 'server', se
   }
   const onError = (err: Error): void => {
     settle()
-    failed(tlsFailure(err, role, tlsSocket.authorizationError), tlsSocket)
+    failed(err, tlsSocket)
   }
   const onClose = (): void => {
     settle()
-    failed(tlsFailure(undefined, role, tlsSocket.authorizationError), tlsSocket)
+    failed(undefined, tlsSocket)
   }
-  tlsSocket.once(event, onSecure)
+  tlsSocket.once('secureConnect', onSecure)
   tlsSocket.once('error', onError)
   tlsSocket.once('close', onClose)
 }
 
-/** The error for a TLS handshake that failed with `err` (none: the peer closed), as the peer of `role` sees it. */
-function tlsFailure (err: Error | undefined, role: 'client' | 'server', refusal: string | Error | null): P2snError {
-  const peer = peerName(role)
+/** The error for a TLS handshake with `peer` that failed with `err` (none: the peer closed). */
+function tlsFailure (err: Error | undefined, peer: 'client' | 'server', refusal: string | Error | null): P2snError {
   if (err !== undefined && 'syscall' in err) {
     return new P2snError('ERR_P2SN_CONNECTION', `the connection failed before the tls handshake was done: ${err.message}`, { cause: err })
   }
@@ -270,8 +275,4 @@ function tlsFailure (err: Error | undefined, role: 'client' | 'server', refusal:
 function tlsReason (err: Error): string {
   const reason = (err as Error & { reason?: unknown }).reason
   return typeof reason === 'string' ? reason : err.message
-}
-
-function peerName (role: 'client' | 'server'): string {
-  return role === 'client' ? 'server' : 'client'
 }

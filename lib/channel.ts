@@ -22,7 +22,7 @@ import {
   DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_MESSAGE_BLOCKS, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
   KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
 } from './protocol.js'
-import { RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
+import { blockLimit, RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
 import { poolEngineName, RsaPool } from './rsa-pool.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
@@ -398,7 +398,8 @@ function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): 
     // The connection goes with the channel: the chain lets go of a stream once its part is done,
     // and a refused peer that neither reads nor hangs up would otherwise keep a half-open socket.
     channel.once('close', () => {
-      if (attached !== undefined) release(attached)
+      // Over TLS, the TLS socket and the socket under it; in plain P2SN they are one.
+      if (attached !== undefined && attached !== duplex) release(attached)
       release(duplex)
     })
     return channel
@@ -438,7 +439,7 @@ function release (stream: NodeDuplex): void {
  */
 function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, maxMessageBlocks: number, keyPair: ChannelOptions['keyPair'] } {
   checkLimit('idleTimeout', options.idleTimeout, 0)
-  const maxMessageBlocks = checkLimit('maxMessageBlocks', options.maxMessageBlocks, DEFAULT_MAX_MESSAGE_BLOCKS, 1)
+  const maxMessageBlocks = blockLimit(options)
   if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `authenticate must be true or false, not ${String(options.authenticate)}`)
   }
@@ -453,7 +454,7 @@ function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTl
   if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
   return {
     maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
-    maxMessageBlocks: options.strict === true ? 1 : maxMessageBlocks,
+    maxMessageBlocks,
     keyPair
   }
 }
@@ -484,7 +485,7 @@ export function connect (options: ConnectOptions): Channel {
   if (rest.authenticate === true || tlsOptions === undefined) {
     const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true })
     // The authenticated mode runs its own TLS over the socket, with the options given.
-    return wrapChannel(socket, { ...rest, role: 'client', tls: rest.authenticate === true ? tlsOptions : undefined }, host)
+    return wrapChannel(socket, { ...rest, role: 'client', tls: tlsOptions }, host)
   }
   return wrap(tls.connect(halfOpen({ host, port, ...tlsOptions })), { ...rest, role: 'client' })
 }
@@ -544,6 +545,8 @@ export class Server extends EventEmitter {
   // Limits: handshakes under way (oldest first), and the pool made for `workers`
   readonly #maxConnections: number
   readonly #maxPendingHandshakes: number
+  /** The most blocks a message to or from a client may have (one with `strict`). */
+  readonly #maxMessageBlocks: number
   readonly #handshaking = new Set<Channel>()
   /** A pool the server made for `workers`, closed with it (a pool given as `pool` is not). */
   readonly #ownPool: RsaPool | undefined
@@ -552,11 +555,13 @@ export class Server extends EventEmitter {
   constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
     super()
     const checked = checkChannelOptions(options)
+    this.#maxMessageBlocks = checked.maxMessageBlocks
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
     const authenticated = options.authenticate === true
+    const plainTls = authenticated ? undefined : options.tls
     // Plain TLS is the listening server's; the authenticated mode runs TLS in each channel.
     this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined, tls: authenticated ? options.tls : undefined }
     // One key pair for every connection: generated once when none is given.
@@ -571,13 +576,13 @@ export class Server extends EventEmitter {
       socket.setNoDelay(true)
       this.#accept(socket)
     }
-    this.server = options.tls === undefined || authenticated
+    this.server = plainTls === undefined
       ? net.createServer(onSocket)
-      : tls.createServer(options.tls, onSocket)
+      : tls.createServer(plainTls, onSocket)
     this.server.on('listening', () => this.emit('listening'))
     this.server.on('error', (err) => this.emit('error', err))
     this.server.on('close', () => this.emit('close'))
-    if (options.tls !== undefined && !authenticated) {
+    if (plainTls !== undefined) {
       this.server.on('tlsClientError', (err: Error) => this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`)))
     }
   }
@@ -665,7 +670,7 @@ export class Server extends EventEmitter {
     channel.on('error', (err: Error) => { this.#clientError(err, channel) })
     channel.once('handshake', (peer: PeerInfo) => {
       this.#handshaking.delete(channel)
-      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#options.strict === true ? 1 : this.#options.maxMessageBlocks ?? DEFAULT_MAX_MESSAGE_BLOCKS)
+      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#maxMessageBlocks)
       this.emit('channel', channel, peer)
     })
   }

@@ -49,9 +49,9 @@ export class FrameSplitter extends Transform {
   readonly #maxLeadingFrameLength: number
   #frames = 0
 
-  // refuseFramesOver(): the longest data frame the owner takes, what to call once one is
-  // longer, and whether one was (everything is dropped from then on)
-  #refuseOver = Infinity
+  // The limit of data frames: maxFrameLength, or lower after refuseFramesOver(); what to call
+  // once a frame is over that lower limit, and whether one was (all is dropped from then on)
+  #dataLimit: number
   #onRefused: (() => void) | undefined
   #refused = false
 
@@ -74,6 +74,7 @@ export class FrameSplitter extends Transform {
   constructor (options: FrameSplitterOptions = {}) {
     super({ writableObjectMode: false, readableObjectMode: true, readableHighWaterMark: MESSAGE_HIGH_WATER_MARK })
     this.maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH)
+    this.#dataLimit = this.maxFrameLength
     this.#leadingFrames = checkLimit('leadingFrames', options.leadingFrames, 0)
     this.#maxLeadingFrameLength = checkLimit('maxLeadingFrameLength', options.maxLeadingFrameLength, this.maxFrameLength)
   }
@@ -89,13 +90,13 @@ export class FrameSplitter extends Transform {
    * @param length - bytes, terminator excluded; at least 1
    */
   refuseFramesOver (length: number, onRefused: () => void): void {
-    this.#refuseOver = checkLimit('length', length, Infinity, 1)
+    this.#dataLimit = Math.min(this.maxFrameLength, checkLimit('length', length, Infinity, 1))
     this.#onRefused = onRefused
   }
 
   /** The limit for the frame now arriving. */
   get #limit (): number {
-    return this.#frames < this.#leadingFrames ? this.#maxLeadingFrameLength : Math.min(this.maxFrameLength, this.#refuseOver)
+    return this.#frames < this.#leadingFrames ? this.#maxLeadingFrameLength : this.#dataLimit
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -119,7 +120,7 @@ export class FrameSplitter extends Transform {
   }
 
   override _flush (callback: TransformCallback): void {
-    if (this.#pendingLength > 0 && !this.#refused) {
+    if (this.#pendingLength > 0) {
       const length = this.#pendingLength
       this.#dropPending()
       callback(new P2snError('ERR_P2SN_TRUNCATED', `the input ended inside a frame, ${length} bytes after the last 0x04; the peer closed mid-message or does not speak p2sn`))
@@ -241,7 +242,7 @@ export class FrameSplitter extends Transform {
    */
   #fail (pushed: number): number {
     this.#chunk = undefined
-    if (this.#frames >= this.#leadingFrames && this.#refuseOver < this.maxFrameLength) {
+    if (this.#frames >= this.#leadingFrames && this.#dataLimit < this.maxFrameLength) {
       this.#refused = true
       this.#dropPending()
       const onRefused = this.#onRefused

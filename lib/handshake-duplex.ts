@@ -159,6 +159,8 @@ export class HandshakeDuplex extends Duplex {
   readonly #cancel: AbortController | undefined
   readonly #trace: HandshakeOptions['trace']
   readonly #provenPeerKey: HandshakeOptions['provenPeerKey']
+  /** A layer below proves the peer's key (the authenticated mode): `provenPeerKey` is given. */
+  readonly #authenticated: boolean
 
   // Handshake state
   #keyPair: KeyPair | undefined
@@ -197,6 +199,7 @@ export class HandshakeDuplex extends Duplex {
     this.#cancel = options.pool === undefined ? undefined : new AbortController()
     this.#trace = options.trace
     this.#provenPeerKey = options.provenPeerKey
+    this.#authenticated = options.provenPeerKey !== undefined
     const keys = loadKeys(options.keyPair)
 
     transport.on('data', this.#onFrame)
@@ -258,7 +261,7 @@ export class HandshakeDuplex extends Duplex {
   }
 
   #peerInfo (publicKey: PublicKey): PeerInfo {
-    return { publicKey, fingerprint: publicKey.fingerprint, role: this.role, authenticated: this.#provenPeerKey !== undefined }
+    return { publicKey, fingerprint: publicKey.fingerprint, role: this.role, authenticated: this.#authenticated }
   }
 
   async #client (keys: KeyPair): Promise<PublicKey> {
@@ -273,7 +276,12 @@ export class HandshakeDuplex extends Duplex {
   }
 
   async #server (keys: KeyPair): Promise<PublicKey> {
-    expectKeyword(await this.#receive('PUBKEY'), PUBKEY, 1)
+    const first = await this.#receive('PUBKEY')
+    // A TLS record (handshake, version 3.x) where P2SN:PUBKEY should be: a client of the authenticated mode.
+    if (first[0] === 0x16 && first[1] === 0x03) {
+      throw new P2snError('ERR_P2SN_PROTOCOL', 'the client opened with a tls handshake instead of P2SN:PUBKEY: it runs the authenticated mode, which this side does not; turn on authenticate (p2sn listen --auth) on both sides')
+    }
+    expectKeyword(first, PUBKEY, 1)
     const pem = Buffer.from(keys.publicKey.toPem(), 'latin1')
     this.#send(this.#serverKeyEncoding === 'pem' ? pem : encodeBase64(pem), 'server key')
     await this.#checkKeycheck(await this.#receive('KEYCHECK'), keys)
@@ -438,7 +446,7 @@ export class HandshakeDuplex extends Duplex {
       this.destroy(new P2snError('ERR_P2SN_PROTOCOL', 'the peer sent a frame after P2SN:END, its end of stream; it does not speak p2sn\'s authenticated mode'))
       return
     }
-    if (this.#provenPeerKey !== undefined && frame.equals(END)) {
+    if (this.#authenticated && frame.equals(END)) {
       this.#trace?.({ direction: 'in', step: 'END', frame })
       this.#endSeen = true
       return
@@ -460,7 +468,7 @@ export class HandshakeDuplex extends Duplex {
    * a stream short would otherwise pass for its end.
    */
   #peerEnded (): void {
-    if (this.#provenPeerKey !== undefined && !this.#endSeen) {
+    if (this.#authenticated && !this.#endSeen) {
       this.destroy(new P2snError('ERR_P2SN_TRUNCATED', 'the connection ended without the peer\'s P2SN:END: it was cut short (by the network, an attacker, or a peer that crashed or destroyed its side), and what came may be incomplete'))
       return
     }
@@ -518,11 +526,12 @@ export class HandshakeDuplex extends Duplex {
       return
     }
     // In the authenticated mode, say that this is the end, not a cut.
-    if (this.#provenPeerKey !== undefined) {
+    if (this.#authenticated) {
       this.#trace?.({ direction: 'out', step: 'END', frame: END })
-      this.#transport.write(END)
+      this.#transport.end(END)
+    } else {
+      this.#transport.end()
     }
-    this.#transport.end()
     callback()
   }
 
@@ -583,10 +592,6 @@ function errorKeyReceived (): P2snError {
 }
 
 function expectKeyword (frame: Buffer, keyword: Buffer, step: number): void {
-  // A TLS record (handshake, version 3.x) where P2SN:PUBKEY should be: a client of the authenticated mode.
-  if (step === 1 && frame[0] === 0x16 && frame[1] === 0x03) {
-    throw new P2snError('ERR_P2SN_PROTOCOL', 'the client opened with a tls handshake instead of P2SN:PUBKEY: it runs the authenticated mode, which this side does not; turn on authenticate (p2sn listen --auth) on both sides')
-  }
   if (!frame.equals(keyword)) {
     throw new P2snError('ERR_P2SN_PROTOCOL', `expected ${keyword.toString()} at handshake step ${step} but got ${frame.length} other bytes; the peer does not speak p2sn or plays the same role`)
   }

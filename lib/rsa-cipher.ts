@@ -114,35 +114,39 @@ export function decryptMessage (privateKey: PrivateKeyInput, ciphertext: Uint8Ar
   const key = toPrivateKey(privateKey)
   const engine = resolveEngine(options.engine)
   const bytes = toBuffer(ciphertext)
-  const blocks = countBlocks(key, bytes, options)
+  const blocks = countBlocks(key, bytes, blockLimit(options), options.strict === true)
   const parts: Buffer[] = []
   let valid = 1
   for (let i = 0; i < blocks; i++) valid &= decryptBlock(key, engine, bytes, i, parts)
   return joinBlocks(parts, valid, options.rejection)
 }
 
-/** The most blocks `options` let one message have. */
-function blockLimit (options: DecryptOptions): number {
+/**
+ * The most blocks `options` let one message have: `maxMessageBlocks`, or one with `strict`.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` for a bad `maxMessageBlocks`
+ */
+export function blockLimit (options: Pick<DecryptOptions, 'maxMessageBlocks' | 'strict'>): number {
   const limit = checkLimit('maxMessageBlocks', options.maxMessageBlocks, DEFAULT_MAX_MESSAGE_BLOCKS, 1)
   return options.strict === true ? 1 : limit
 }
 
 /**
  * Checks what anyone can see of a ciphertext, before any private-key operation: whole k-byte
- * blocks, no more of them than the options allow, each below the modulus.
+ * blocks, no more of them than `most` (see {@link blockLimit}), each below the modulus.
+ * @param strict - `most` is one because of `strict`, for the message
  * @returns the number of blocks
  * @throws P2snError as {@link decryptMessage} does, but never `ERR_P2SN_DECRYPT`
  */
-export function countBlocks (key: PrivateKey, ciphertext: Buffer, options: DecryptOptions): number {
+export function countBlocks (key: PrivateKey, ciphertext: Buffer, most: number, strict: boolean): number {
   const k = key.size
   const blocks = ciphertext.length / k
   if (ciphertext.length === 0 || !Number.isInteger(blocks)) {
     throw new P2snError('ERR_P2SN_BAD_CIPHERTEXT', `a ${ciphertext.length}-byte ciphertext is not made of ${k}-byte rsa blocks; the peer encrypted to another key or the data was damaged`)
   }
-  if (blocks > blockLimit(options)) {
-    throw options.strict === true
+  if (blocks > most) {
+    throw strict
       ? new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the ciphertext holds ${blocks} rsa blocks and strict allows one; turn off strict to accept multi-block messages`)
-      : new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the ciphertext holds ${blocks} rsa blocks, more than maxMessageBlocks (${options.maxMessageBlocks ?? DEFAULT_MAX_MESSAGE_BLOCKS}) allows; raise maxMessageBlocks on the receiver, or send shorter messages`)
+      : new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `the ciphertext holds ${blocks} rsa blocks, more than maxMessageBlocks (${most}) allows; raise maxMessageBlocks on the receiver, or send shorter messages`)
   }
   const modulus = key.publicKey.numbers.n
   for (let i = 0; i < blocks; i++) {
@@ -183,8 +187,8 @@ function joinBlocks (parts: Buffer[], valid: number, rejection: DecryptOptions['
  * throw at once, before any block is decrypted.
  * @param signal - once aborted (the stream closed), the blocks not yet decrypted are skipped
  */
-function decryptInTurns (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, options: DecryptOptions, signal: AbortSignal): Buffer | Promise<Buffer> {
-  const blocks = countBlocks(key, ciphertext, options)
+function decryptInTurns (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, most: number, options: DecryptOptions, signal: AbortSignal): Buffer | Promise<Buffer> {
+  const blocks = countBlocks(key, ciphertext, most, options.strict === true)
   const parts: Buffer[] = []
   if (blocks === 1 && turnHasRoom()) return joinBlocks(parts, spend(() => decryptBlock(key, engine, ciphertext, 0, parts)), options.rejection)
   return (async () => {
@@ -212,9 +216,11 @@ export class RsaCipher extends MessageTransform {
     const key = toPublicKey(publicKey)
     const engine = resolveEngine(options.engine)
     const most = checkLimit('maxMessageBlocks', options.maxMessageBlocks, Infinity, 1)
+    // With strict, encryptWith refuses anything over one block itself.
+    const room = options.strict === true ? Infinity : most * key.maxBlockPlaintext
     return new RsaCipher((message) => {
-      const blocks = Math.max(1, Math.ceil(message.length / key.maxBlockPlaintext))
-      if (blocks > most && options.strict !== true) {
+      if (message.length > room) {
+        const blocks = Math.ceil(message.length / key.maxBlockPlaintext)
         throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a ${message.length}-byte message takes ${blocks} rsa blocks of the receiver's key, more than maxMessageBlocks (${most}) lets it take; send shorter messages, or raise maxMessageBlocks on both sides`)
       }
       return encryptWith(key, engine, message, options)
@@ -233,13 +239,13 @@ export class RsaCipher extends MessageTransform {
   static decryptor (privateKey: PrivateKeyInput, options: RsaCipherOptions = {}): RsaCipher {
     const key = toPrivateKey(privateKey)
     const engine = resolveEngine(options.engine)
-    blockLimit(options)
+    const most = blockLimit(options)
     const { pool } = options
     // What a closed stream left undone is dropped: no RSA work for a connection that is gone.
     const cancel = new AbortController()
     let cipher: RsaCipher
     if (pool === undefined) {
-      cipher = new RsaCipher((ciphertext) => decryptInTurns(key, engine, ciphertext, options, cancel.signal), options)
+      cipher = new RsaCipher((ciphertext) => decryptInTurns(key, engine, ciphertext, most, options, cancel.signal), options)
     } else {
       // A full queue slows the channel down rather than failing it.
       const settings = { ...options, waitForRoom: true, signal: cancel.signal }

@@ -10,7 +10,7 @@ import { checkLimit } from './arguments.js'
 import { P2snError } from './errors.js'
 import type { PrivateKey } from './keys.js'
 import { forgeEngine, opensslEngine, type EngineName } from './rsa-engine.js'
-import { countBlocks, type DecryptOptions } from './rsa-cipher.js'
+import { blockLimit, countBlocks, type DecryptOptions } from './rsa-cipher.js'
 import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
 
 /** Options of {@link RsaPool}. */
@@ -167,7 +167,7 @@ export class RsaPool {
     let blocks: number
     try {
       engine = poolEngineName(options.engine)
-      blocks = countBlocks(key, ciphertext, options)
+      blocks = countBlocks(key, ciphertext, blockLimit(options), options.strict === true)
     } catch (err) {
       return Promise.reject(err)
     }

@@ -52,8 +52,8 @@ export function spend<T> (work: () => T): T {
 }
 
 /** Resolves at a later turn, this caller's, after those that asked before it. */
-export async function turnWithRoom (): Promise<void> {
-  await new Promise<void>((resolve) => {
+export function turnWithRoom (): Promise<void> {
+  return new Promise<void>((resolve) => {
     waiting.push(resolve)
     schedule()
   })

@@ -102,6 +102,15 @@ export function describeError (err: unknown): { message: string, exitCode: ExitC
   return { message: oneLine(`unexpected error: ${errorMessage(err)}`), exitCode: EXIT.failure }
 }
 
+/**
+ * A CliError that says `prefix: ` and the line for `err`, keeping the exit code `err` calls for
+ * (a refused peer key stays 3).
+ */
+export function failure (prefix: string, err: unknown): CliError {
+  const { message, exitCode } = describeError(err)
+  return new CliError(`${prefix}: ${message}`, exitCode, { cause: err })
+}
+
 /** Text on one line: runs of whitespace, newlines included, become one space. */
 export function oneLine (text: string): string {
   return text.replace(/\s+/g, ' ').trim()

@@ -7,7 +7,7 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { wrap, type PeerInfo } from '../index.js'
 import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseFingerprint, parsePort, type ParsedArgs } from './args.js'
-import { CliError, UsageError, describeError, systemReason } from './cli-error.js'
+import { CliError, UsageError, describeError, failure, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { processEndpoint, type Endpoint } from './endpoint.js'
 import { execEndpoint, peerEnvironment, warnUnauthenticatedExec } from './exec.js'
@@ -155,9 +155,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     } catch (err) {
       if (check.refusal !== undefined) throw check.refusal
       if (!connected) throw new CliError(`cannot connect to ${name}: ${systemReason(err, (e) => describeError(e).message)}`, EXIT.failure, { cause: err })
-      // A refused key (known peers, --fingerprint, or one other than it proved) keeps its exit code 3.
-      const { message, exitCode } = describeError(err)
-      throw new CliError(`handshake with ${name} failed: ${message}`, exitCode, { cause: err })
+      throw failure(`handshake with ${name} failed`, err)
     }
     await check.record()
 
@@ -171,8 +169,7 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
       else exitCode = await requestReply(watched, endpoint, { framing, progress })
     } catch (err) {
       if (err instanceof CliError) throw err
-      const described = describeError(err)
-      throw new CliError(`${name}: ${described.message}`, described.exitCode, { cause: err })
+      throw failure(name, err)
     } finally {
       progress?.stop()
     }

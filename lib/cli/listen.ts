@@ -7,7 +7,7 @@ import net from 'node:net'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, RsaPool, wrap, type Channel, type KeyPair, type PeerInfo, type WrapOptions } from '../index.js'
 import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseFingerprint, parsePort, parseWorkers, type ParsedArgs } from './args.js'
 import { Broadcast } from './broadcast.js'
-import { CliError, UsageError, describeError, systemReason } from './cli-error.js'
+import { CliError, UsageError, describeError, failure, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { echo } from './echo.js'
 import { processEndpoint } from './endpoint.js'
@@ -186,10 +186,10 @@ function channelOptions (settings: ListenSettings, label: string | undefined, po
   }
 }
 
-/** `--allow`: the client's proven key must be one of those listed. */
+/** `--allow`: the client's proven key (--allow needs --auth; checked again all the same) must be one of those listed. */
 function allowed (allow: ReadonlySet<string>, peer: PeerInfo): boolean {
   if (!peer.authenticated || !allow.has(peer.fingerprint)) {
-    throw new Error(`its key is not one given with --allow`)
+    throw new Error('its key is not one given with --allow')
   }
   return true
 }
@@ -267,8 +267,7 @@ async function serveStdio (settings: ListenSettings, pool: RsaPool | undefined):
   try {
     peer = await watched.handshake
   } catch (err) {
-    const { message, exitCode } = describeError(err)
-    throw new CliError(`handshake failed: ${message}`, exitCode, { cause: err })
+    throw failure('handshake failed', err)
   }
   note(`the client on stdio connected with key ${peer.fingerprint}`)
   await serveChannel(watched, peer, 'stdio', settings, undefined)

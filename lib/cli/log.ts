@@ -19,7 +19,7 @@ export function note (text: string): void {
 
 /** A warning about safety, on one line: printed even with `--quiet`, like errors. */
 export function warn (text: string): void {
-  process.stderr.write(`p2sn: warning: ${oneLine(text)}\n`)
+  printError(`warning: ${text}`)
 }
 
 /** An error, on exactly one line; `command` names the command a usage error is about. */
