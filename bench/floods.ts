@@ -20,8 +20,9 @@ import { fileURLToPath } from 'node:url'
 import {
   FrameSplitter, createServer, encodeBase64, encryptMessage, generateKeyPair, wrap, type PeerInfo, type PublicKey
 } from '../lib/index.js'
+import { inUse } from '../test/helpers/memory.js'
 import { listenLocal } from '../test/helpers/net.js'
-import { clientKeys, numericArguments } from './scale-client-kit.js'
+import { clientKeys, numericArguments, printResult } from './scale-client-kit.js'
 
 const EOT = 0x04
 /** Clients bursting frames at once, and for how long. */
@@ -32,14 +33,6 @@ const TRICKLE_BYTES = 1_000_000
 const TRICKLE_MS = 15_000
 
 type ClientMode = 'burst' | 'trickle'
-
-/** Bytes in use on and off the heap, after full collections when gc is exposed. */
-function inUse (): number {
-  globalThis.gc?.()
-  globalThis.gc?.()
-  const { heapUsed, arrayBuffers } = process.memoryUsage()
-  return heapUsed + arrayBuffers
-}
 
 function kib (bytes: number): string {
   return `${(bytes / 1024).toLocaleString('en-US', { maximumFractionDigits: 1 })} KiB`
@@ -139,7 +132,7 @@ async function runClients (mode: ClientMode, port: number, connections: number):
   await stdin.next()
   // The frames go straight onto the socket, under the channel, which has nothing more to say.
   const written = await Promise.all(peers.map(async ({ socket, serverKey }) => mode === 'burst' ? await burst(socket, serverKey) : await trickle(socket)))
-  process.stdout.write(JSON.stringify({ written }) + '\n')
+  printResult({ written })
   await stdin.next()
   for (const { channel } of peers) channel.destroy()
   process.exit(0)

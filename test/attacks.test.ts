@@ -4,20 +4,18 @@
 // authenticated mode each fails with a coded error, and nothing reaches the handler.
 import { once } from 'node:events'
 import net from 'node:net'
-import tls from 'node:tls'
-import Pumpify from 'pumpify'
 import { expect } from 'chai'
 import {
-  FrameJoiner, FrameSplitter, HandshakeDuplex, P2snError, connect, createServer, decodeBase64, decryptMessage,
-  encodeBase64, encryptMessage, generateKeyPair, parsePublicKey,
-  type Channel, type FrameTransport, type KeyPair, type PeerInfo, type PublicKey, type Server
+  P2snError, connect, createServer, decodeBase64, decryptMessage, encodeBase64, encryptMessage, generateKeyPair, parsePublicKey,
+  type Channel, type KeyPair, type PeerInfo, type PublicKey, type Server
 } from '../lib/index.js'
-import { authenticationContext } from '../lib/authentication.js'
-import { expectP2snError } from './helpers/errors.js'
+import { expectP2snError, nextError } from './helpers/errors.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
 import { impersonate, nextFrame } from './helpers/impostor.js'
-import { listenLocal } from './helpers/net.js'
-import { within } from './helpers/timing.js'
+import { listenLocal, relayTo } from './helpers/net.js'
+import { clientSession } from './helpers/session.js'
+import { closing, delay, until, within } from './helpers/timing.js'
+import { acceptTlsAs, dial } from './helpers/tls.js'
 
 const KEYCHECK = 'P2SN:KEYCHECK'
 
@@ -28,30 +26,20 @@ interface Handled {
   message: string
 }
 
-/** Rejects with the next error `emitter` emits. */
-async function nextError (emitter: NodeJS.EventEmitter): Promise<never> {
-  const [err] = await once(emitter, 'error') as [Error]
-  throw err
-}
-
-/** Resolves once `condition` holds, checking every 10 ms. */
-async function until (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10))
-}
-
-
 describe('attacks on the protocol\'s known limits', function () {
   this.timeout(30_000)
   let alice: KeyPair
   let mallory: KeyPair
   let serverKeys: KeyPair
   const closers: Array<() => Promise<unknown>> = []
+  const sockets: net.Socket[] = []
 
   before(async () => {
     [alice, mallory, serverKeys] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()])
   })
 
   afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.destroy()
     await Promise.all(closers.splice(0).map(async (close) => await close()))
   })
 
@@ -76,36 +64,12 @@ describe('attacks on the protocol\'s known limits', function () {
     return { port: await listenLocal(server), handled, errors, server }
   }
 
-  /** A socket to `port`, plain or with TLS under `keys` (a certificate of that key). */
-  async function dial (port: number, tlsKeys?: KeyPair): Promise<net.Socket> {
-    const socket = tlsKeys === undefined
-      ? net.connect(port, '127.0.0.1')
-      : tls.connect({ port, host: '127.0.0.1', secureContext: authenticationContext(tlsKeys), rejectUnauthorized: false })
-    socket.on('error', () => {})
-    closers.push(async () => { socket.destroy() })
-    await once(socket, tlsKeys === undefined ? 'connect' : 'secureConnect')
-    return socket
-  }
-
-  /** A P2SN client session of our own layers over `socket`, to send frames as they are. */
-  async function frameSession (socket: net.Socket, keys: KeyPair): Promise<HandshakeDuplex> {
-    const framed = new Pumpify.obj(new FrameJoiner(), socket, new FrameSplitter())
-    const session = new HandshakeDuplex(framed as unknown as FrameTransport, { role: 'client', keyPair: keys })
-    session.on('error', () => {})
-    await once(session, 'handshake')
-    return session
-  }
-
-  /** The impostor's handshake with alice's public key, all it has of her, then `request`. */
-  async function impersonateAlice (peer: ScriptedPeer, request: string): Promise<void> {
-    await impersonate(peer, alice.publicKey, request)
-  }
-
   describe('an impostor holding only alice\'s public key', () => {
     it('plain P2SN: is admitted as alice, and its command runs (a known limit: the handshake proves no key)', async () => {
       const { port, handled } = await echoServer(false, true)
-      const peer = new ScriptedPeer(await dial(port))
-      await impersonateAlice(peer, 'id > pwned')
+      const peer = new ScriptedPeer(await dial(port, sockets))
+      // Alice's public key is all the impostor has of her.
+      await impersonate(peer, alice.publicKey, 'id > pwned')
       // The reply is encrypted to alice's key: the impostor cannot read it, but the server acted.
       await nextFrame(peer)
       expect(handled).to.deep.equal([{ fingerprint: alice.publicKey.fingerprint, authenticated: false, message: 'id > pwned' }])
@@ -113,12 +77,12 @@ describe('attacks on the protocol\'s known limits', function () {
 
     it('authenticated mode: presenting alice\'s key over its own TLS certificate fails with ERR_P2SN_KEY_MISMATCH', async () => {
       const { port, handled, errors } = await echoServer(true, true)
-      const peer = new ScriptedPeer(await dial(port, mallory))
+      const peer = new ScriptedPeer(await dial(port, sockets, mallory))
       // The server hangs up on alice's key at step 5: the script never gets to send its request.
       let failure: unknown
-      await impersonateAlice(peer, 'id > pwned').catch((err: unknown) => { failure = err })
+      await impersonate(peer, alice.publicKey, 'id > pwned').catch((err: unknown) => { failure = err })
       expect(String(failure)).to.include('hung up')
-      await within(3000, until(() => errors.length > 0), 'the server\'s clientError')
+      await until(() => errors.length > 0, 3000, 'the server\'s clientError')
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_KEY_MISMATCH'])
       expect(handled).to.deep.equal([])
     })
@@ -128,7 +92,7 @@ describe('attacks on the protocol\'s known limits', function () {
       const channel = connect({ port, keyPair: mallory, authenticate: true })
       channel.on('error', () => {})
       channel.write('id > pwned')
-      await new Promise((resolve) => channel.once('close', resolve))
+      await closing(channel)
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_PEER_REJECTED'])
       expect(handled).to.deep.equal([])
     })
@@ -149,9 +113,7 @@ describe('attacks on the protocol\'s known limits', function () {
       const failures: unknown[] = []
       const relayServer = net.createServer((socket) => {
         socket.on('error', () => {})
-        const toClient = tlsKeys === undefined
-          ? socket
-          : new tls.TLSSocket(socket, { isServer: true, secureContext: authenticationContext(tlsKeys), requestCert: true, rejectUnauthorized: false })
+        const toClient = tlsKeys === undefined ? socket : acceptTlsAs(socket, tlsKeys)
         toClient.on('error', () => {})
         void (async () => {
           const client = new ScriptedPeer(toClient)
@@ -161,7 +123,7 @@ describe('attacks on the protocol\'s known limits', function () {
           client.send('P2SN:PUBKEY')
           const clientKey: PublicKey = parsePublicKey(decodeBase64(await nextFrame(client)))
           client.send(encodeBase64(encryptMessage(clientKey, KEYCHECK)))
-          const upstream = await frameSession(await dial(serverPort), mallory)
+          const { session: upstream } = await clientSession(await dial(serverPort, sockets), mallory, { ignoreErrors: true })
           upstream.on('data', (reply: Buffer) => {
             const plaintext = decryptMessage(mallory, decodeBase64(reply))
             read.push(plaintext.toString())
@@ -225,11 +187,9 @@ describe('attacks on the protocol\'s known limits', function () {
     /** A TCP relay that forwards both ways and records what the client sent. */
     async function tap (serverPort: number): Promise<{ port: number, recorded: Buffer[] }> {
       const recorded: Buffer[] = []
-      const tapServer = net.createServer((socket) => {
-        const upstream = net.connect(serverPort, '127.0.0.1')
-        for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+      const tapServer = relayTo(serverPort, (socket, upstream) => {
         socket.on('data', (chunk: Buffer) => recorded.push(Buffer.from(chunk)))
-        socket.pipe(upstream).pipe(socket)
+        socket.pipe(upstream)
       })
       closers.push(async () => await new Promise((resolve) => tapServer.close(resolve)))
       return { port: await listenLocal(tapServer), recorded }
@@ -240,7 +200,7 @@ describe('attacks on the protocol\'s known limits', function () {
       const channel = connect({ port, keyPair: alice, authenticate })
       expect((await channel.request('my password is hunter2')).toString()).to.equal('my password is hunter2')
       channel.end()
-      await new Promise((resolve) => channel.once('close', resolve))
+      await closing(channel)
     }
 
     it('plain P2SN: the echo server answers the replayed request to the recorder\'s key (a known limit: no freshness)', async () => {
@@ -252,7 +212,7 @@ describe('attacks on the protocol\'s known limits', function () {
       // The client's frames: PUBKEY, key check, client key, then the request.
       const frames = Buffer.concat(recorded).toString('latin1').split('\x04')
       const request = frames[3]!
-      const session = await frameSession(await dial(serverPort), mallory)
+      const { session } = await clientSession(await dial(serverPort, sockets), mallory, { ignoreErrors: true })
       session.write(Buffer.from(request, 'latin1'))
       const [reply] = await once(session, 'data') as [Buffer]
       expect(decryptMessage(mallory, decodeBase64(reply)).toString()).to.equal('my password is hunter2')
@@ -267,10 +227,10 @@ describe('attacks on the protocol\'s known limits', function () {
       expect(bytes.includes(Buffer.from('P2SN:'))).to.equal(false)
       expect(bytes.includes(Buffer.from('LS0tLS1CRUdJTi'))).to.equal(false)
       // Replayed as it was recorded, the victim's TLS session does not start again.
-      const socket = await dial(serverPort)
+      const socket = await dial(serverPort, sockets)
       // Read what the server says back, or its hang-up would wait behind it.
       socket.resume()
-      const closed = new Promise((resolve) => socket.once('close', resolve))
+      const closed = closing(socket)
       socket.write(bytes)
       await within(3000, closed, 'the server closing the replay')
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_AUTHENTICATION'])
@@ -281,9 +241,7 @@ describe('attacks on the protocol\'s known limits', function () {
   describe('a relay that reorders or drops whole frames (plain P2SN only: the authenticated mode is in authentication.test.ts)', () => {
     /** A TCP relay that hands each of the client's frames after the handshake to `alter`. */
     async function frameRelay (serverPort: number, alter: (frame: Buffer, index: number, forward: (f: Buffer) => void) => void): Promise<number> {
-      const relayServer = net.createServer((socket) => {
-        const upstream = net.connect(serverPort, '127.0.0.1')
-        for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+      const relayServer = relayTo(serverPort, (socket, upstream) => {
         let tail = Buffer.alloc(0)
         let index = 0
         const forward = (frame: Buffer): void => { upstream.write(Buffer.concat([frame, Buffer.from([0x04])])) }
@@ -298,7 +256,6 @@ describe('attacks on the protocol\'s known limits', function () {
           }
           tail = data
         })
-        upstream.pipe(socket)
       })
       closers.push(async () => await new Promise((resolve) => relayServer.close(resolve)))
       return await listenLocal(relayServer)
@@ -319,8 +276,8 @@ describe('attacks on the protocol\'s known limits', function () {
         closers.push(async () => { channel.destroy() })
         channel.resume()
         for (const message of ['first', 'second', 'third']) channel.write(message)
-        await within(3000, until(() => handled.length === expected.length), 'the server handling what it got')
-        await new Promise((resolve) => setTimeout(resolve, 100))
+        await until(() => handled.length === expected.length, 3000, 'the server handling what it got')
+        await delay(100)
         expect(handled.map((h) => h.message)).to.deep.equal(expected)
         expect(errors).to.deep.equal([])
       })

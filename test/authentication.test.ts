@@ -9,35 +9,25 @@ import {
   P2snError, connect, createServer, generateKeyPair, selfSignedCertificate, wrap,
   type Channel, type KeyPair, type PeerInfo, type Server, type ServerOptions
 } from '../lib/index.js'
-import { authenticationContext } from '../lib/authentication.js'
 import { makeCa } from './helpers/certificates.js'
 import { duplexPair } from './helpers/duplex-pair.js'
-import { expectP2snError, expectP2snErrorSync } from './helpers/errors.js'
+import { expectP2snError, expectP2snErrorSync, nextError } from './helpers/errors.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
-import { listenLocal } from './helpers/net.js'
-import { delay, within } from './helpers/timing.js'
+import { listenLocal, relayTo } from './helpers/net.js'
+import { closing, delay, until, within } from './helpers/timing.js'
+import { acceptTlsAs, dialTls } from './helpers/tls.js'
 
 /** How long "at once" may take: far below any timeout (the handshake's is 10 s by default). */
 const AT_ONCE = 3000
 
-/** Rejects with the next error `emitter` emits (events.once would resolve with it). */
-async function nextError (emitter: NodeJS.EventEmitter): Promise<never> {
-  const [err] = await once(emitter, 'error') as [Error]
-  throw err
-}
-
-/** Resolves once `condition` holds, checking every 10 ms. */
-async function until (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10))
-}
-
-/** Resolves when `emitter` closes, whatever it failed with: listen before it can happen. */
-async function closing (emitter: NodeJS.EventEmitter): Promise<void> {
-  await new Promise<void>((resolve) => { emitter.once('close', () => { resolve() }) })
-}
+/**
+ * Each test's time limit; also that of the waits that had no limit of their own, so that they
+ * are no stricter than before, yet stop polling when a test fails.
+ */
+const TEST_TIMEOUT = 30_000
 
 describe('the authenticated mode', function () {
-  this.timeout(30_000)
+  this.timeout(TEST_TIMEOUT)
   let serverKeys: KeyPair
   let clientKeys: KeyPair
   let otherKeys: KeyPair
@@ -54,7 +44,7 @@ describe('the authenticated mode', function () {
   })
 
   /** A server that records every request it handles; its client errors are collected. */
-  async function serve (options: ServerOptions = {}): Promise<{ port: number, errors: P2snError[], peers: PeerInfo[] }> {
+  async function serve (options: ServerOptions = {}): Promise<{ port: number, errors: P2snError[], peers: PeerInfo[], server: Server }> {
     const errors: P2snError[] = []
     const peers: PeerInfo[] = []
     const server = createServer({
@@ -72,13 +62,7 @@ describe('the authenticated mode', function () {
     })
     server.on('channel', (_channel: Channel, peer: PeerInfo) => { peers.push(peer) })
     servers.push(server)
-    return { port: await listenLocal(server), errors, peers }
-  }
-
-  /** Resolves once `errors` holds one, with it. */
-  async function firstError (errors: P2snError[]): Promise<P2snError> {
-    while (errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 10))
-    return errors[0]!
+    return { port: await listenLocal(server), errors, peers, server }
   }
 
   describe('certificates', () => {
@@ -111,7 +95,7 @@ describe('the authenticated mode', function () {
       // The server's TLS by hand, to look at what the client presents.
       const seen = new Promise<tls.TLSSocket>((resolve) => {
         const raw = net.createServer((socket) => {
-          const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext: authenticationContext(serverKeys), requestCert: true, rejectUnauthorized: false })
+          const tlsSocket = acceptTlsAs(socket, serverKeys)
           tlsSocket.once('secure', () => { resolve(tlsSocket) })
           wrap(tlsSocket, { role: 'server', keyPair: serverKeys }).on('error', () => {})
         })
@@ -130,7 +114,7 @@ describe('the authenticated mode', function () {
     it('runs over TLS 1.3, the server presenting a certificate of its P2SN key', async () => {
       const { port } = await serve()
       // The client's TLS by hand, to look at what the server presents.
-      const tlsSocket = tls.connect({ port, host: '127.0.0.1', secureContext: authenticationContext(clientKeys), rejectUnauthorized: false })
+      const tlsSocket = dialTls(port, clientKeys)
       await once(tlsSocket, 'secureConnect')
       expect(tlsSocket.getProtocol()).to.equal('TLSv1.3')
       expect(tlsSocket.getPeerX509Certificate()?.publicKey.equals(serverKeys.publicKey.keyObject)).to.equal(true)
@@ -140,7 +124,7 @@ describe('the authenticated mode', function () {
     })
 
     it('half-closes: a client that ends after its request still gets the reply', async () => {
-      const { port, errors } = await serve({ handler: async (m) => await new Promise((resolve) => setTimeout(() => { resolve(m) }, 50)) })
+      const { port, errors } = await serve({ handler: async (m) => { await delay(50); return m } })
       const channel = connect({ port, keyPair: clientKeys, authenticate: true })
       const got: string[] = []
       channel.on('data', (m: Buffer) => got.push(m.toString()))
@@ -157,14 +141,11 @@ describe('the authenticated mode', function () {
       // A relay that, once told, forwards nothing more from the client and ends its side (a FIN
       // with no TLS close_notify before it), as an attacker on the path can.
       let cut = false
-      const relay = net.createServer((socket) => {
-        const upstream = net.connect(serverPort, '127.0.0.1')
-        for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+      const relay = relayTo(serverPort, (socket, upstream) => {
         socket.on('data', (chunk: Buffer) => {
           if (cut) upstream.end()
           else upstream.write(chunk)
         })
-        upstream.pipe(socket)
       })
       servers.push(relay)
       const channel = connect({ port: await listenLocal(relay), keyPair: clientKeys, authenticate: true })
@@ -173,8 +154,8 @@ describe('the authenticated mode', function () {
       cut = true
       channel.write('part 2 of 2')
       channel.end()
-      const err = await within(AT_ONCE, firstError(errors), 'the server\'s error')
-      expect(err.code).to.equal('ERR_P2SN_TRUNCATED')
+      await until(() => errors.length > 0, AT_ONCE, 'the server\'s error')
+      expect(errors[0]!.code).to.equal('ERR_P2SN_TRUNCATED')
       expect(handled).to.deep.equal(['part 1 of 2'])
       channel.destroy()
     })
@@ -198,7 +179,8 @@ describe('the authenticated mode', function () {
       const channel = connect({ port, keyPair: clientKeys, authenticate: true })
       // The refused side is told nothing but that the connection closed (README, error codes).
       const refused = expectP2snError(nextError(channel), 'ERR_P2SN_CLOSED')
-      expect((await firstError(errors)).code).to.equal('ERR_P2SN_PEER_REJECTED')
+      await until(() => errors.length > 0, TEST_TIMEOUT, 'the server\'s refusal')
+      expect(errors[0]!.code).to.equal('ERR_P2SN_PEER_REJECTED')
       await within(AT_ONCE, refused, 'the client\'s failure')
       expect(handled).to.deep.equal([])
       channel.destroy()
@@ -211,7 +193,8 @@ describe('the authenticated mode', function () {
       const channel = connect({ port, keyPair: clientKeys })
       const err = await within(AT_ONCE, expectP2snError(nextError(channel), 'ERR_P2SN_CLOSED'), 'the plain client\'s failure')
       expect(err.message).to.include('authenticated mode')
-      const serverErr = await firstError(errors)
+      await until(() => errors.length > 0, TEST_TIMEOUT, 'the server\'s failure')
+      const serverErr = errors[0]!
       expect(serverErr.code).to.equal('ERR_P2SN_AUTHENTICATION')
       expect(serverErr.message).to.match(/tls 1\.3 handshake with the client failed/)
     })
@@ -221,7 +204,8 @@ describe('the authenticated mode', function () {
       const channel = connect({ port, keyPair: clientKeys, authenticate: true })
       const err = await within(AT_ONCE, expectP2snError(nextError(channel), 'ERR_P2SN_AUTHENTICATION'), 'the client\'s failure')
       expect(err.message).to.include('does not run the authenticated mode')
-      const serverErr = await firstError(errors)
+      await until(() => errors.length > 0, TEST_TIMEOUT, 'the server\'s failure')
+      const serverErr = errors[0]!
       expect(serverErr.code).to.equal('ERR_P2SN_PROTOCOL')
       expect(serverErr.message).to.include('tls handshake instead of P2SN:PUBKEY')
     })
@@ -240,8 +224,8 @@ describe('the authenticated mode', function () {
       const { port, errors } = await serve()
       const socket = tls.connect({ port, host: '127.0.0.1', key: clientKeys.privateKey.toPem(), cert: selfSignedCertificate(clientKeys), maxVersion: 'TLSv1.2', rejectUnauthorized: false })
       socket.on('error', () => {})
-      const err = await within(AT_ONCE, firstError(errors), 'the server\'s refusal')
-      expect(err.code).to.equal('ERR_P2SN_AUTHENTICATION')
+      await until(() => errors.length > 0, AT_ONCE, 'the server\'s refusal')
+      expect(errors[0]!.code).to.equal('ERR_P2SN_AUTHENTICATION')
       expect(handled).to.deep.equal([])
       socket.destroy()
     })
@@ -251,7 +235,8 @@ describe('the authenticated mode', function () {
       const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
       socket.on('error', () => {})
       const closed = closing(socket)
-      const err = await firstError(errors)
+      await until(() => errors.length > 0, TEST_TIMEOUT, 'the server\'s refusal')
+      const err = errors[0]!
       expect(err.code).to.equal('ERR_P2SN_AUTHENTICATION')
       expect(err.message).to.include('presented no tls certificate')
       await within(AT_ONCE, closed, 'the server closing the connection')
@@ -262,12 +247,13 @@ describe('the authenticated mode', function () {
     it('is refused by the server with ERR_P2SN_KEY_MISMATCH, before any request is handled', async () => {
       const { port, errors } = await serve()
       // TLS under its own key, then the P2SN handshake under another: what an impostor would do.
-      const socket = tls.connect({ port, host: '127.0.0.1', secureContext: authenticationContext(otherKeys), rejectUnauthorized: false })
+      const socket = dialTls(port, otherKeys)
       const channel = wrap(socket, { role: 'client', keyPair: clientKeys })
       channel.on('error', () => {})
       const closed = closing(channel)
       channel.write('let me in')
-      const err = await firstError(errors)
+      await until(() => errors.length > 0, TEST_TIMEOUT, 'the server\'s refusal')
+      const err = errors[0]!
       expect(err.code).to.equal('ERR_P2SN_KEY_MISMATCH')
       expect(err.message).to.include(clientKeys.publicKey.fingerprint)
       await closed
@@ -277,7 +263,7 @@ describe('the authenticated mode', function () {
     it('is refused by the client with ERR_P2SN_KEY_MISMATCH, before any request goes out', async () => {
       const received: Buffer[] = []
       const raw = net.createServer((socket) => {
-        const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext: authenticationContext(otherKeys), requestCert: true, rejectUnauthorized: false })
+        const tlsSocket = acceptTlsAs(socket, otherKeys)
         const channel = wrap(tlsSocket, { role: 'server', keyPair: serverKeys })
         channel.on('data', (m: Buffer) => received.push(m))
         channel.on('error', () => {})
@@ -312,7 +298,8 @@ describe('the authenticated mode', function () {
       const channel = connect({ port, keyPair: clientKeys, authenticate: true, tls: { ca: ca.cert, servername: 'localhost' } })
       channel.on('error', () => {})
       const closed = closing(channel)
-      expect((await firstError(errors)).code).to.equal('ERR_P2SN_AUTHENTICATION')
+      await until(() => errors.length > 0, TEST_TIMEOUT, 'the server\'s refusal')
+      expect(errors[0]!.code).to.equal('ERR_P2SN_AUTHENTICATION')
       await closed
       expect(handled).to.deep.equal([])
     })
@@ -362,20 +349,20 @@ describe('the authenticated mode', function () {
       const socket = net.connect(port, '127.0.0.1')
       socket.on('error', () => {})
       const closed = closing(socket)
-      expect((await within(AT_ONCE, firstError(errors), 'the server\'s timeout')).code).to.equal('ERR_P2SN_HANDSHAKE_TIMEOUT')
+      await until(() => errors.length > 0, AT_ONCE, 'the server\'s timeout')
+      expect(errors[0]!.code).to.equal('ERR_P2SN_HANDSHAKE_TIMEOUT')
       await within(AT_ONCE, closed, 'the server closing the connection')
     })
 
     it('a client that hangs up during the TLS handshake is let go at once, not at the timeout', async () => {
-      const { port, errors } = await serve()
-      const server = servers.at(-1) as Server
+      const { port, errors, server } = await serve()
       for (const partial of [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01, 0x00])]) {
         const socket = net.connect(port, '127.0.0.1')
         socket.on('error', () => {})
         await once(socket, 'connect')
         socket.end(partial)
       }
-      await within(AT_ONCE, until(() => errors.length === 2 && server.connections === 0), 'both connections let go')
+      await until(() => errors.length === 2 && server.connections === 0, AT_ONCE, 'both connections let go')
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_AUTHENTICATION', 'ERR_P2SN_AUTHENTICATION'])
     })
 
@@ -389,19 +376,16 @@ describe('the authenticated mode', function () {
     ]
     for (const [name, tamperWith] of tamperings) {
       it(`a relay that ${name} after the handshake fails the server's channel with ERR_P2SN_CONNECTION; what was handled came whole, once, in order`, async () => {
-        const { port: serverPort, errors } = await serve()
+        const { port: serverPort, errors, server } = await serve()
         let tamper = false
         let tampered = 0
-        const relay = net.createServer((socket) => {
-          const upstream = net.connect(serverPort, '127.0.0.1')
-          for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+        const relay = relayTo(serverPort, (socket, upstream) => {
           const forward = (chunk: Buffer): void => { upstream.write(chunk) }
           const held: Buffer[] = []
           socket.on('data', (chunk: Buffer) => {
             if (tamper && tampered++ < 2) tamperWith(chunk, forward, held)
             else forward(chunk)
           })
-          upstream.pipe(socket)
         })
         servers.push(relay)
         const channel = connect({ port: await listenLocal(relay), keyPair: clientKeys, authenticate: true })
@@ -414,9 +398,9 @@ describe('the authenticated mode', function () {
           channel.write(`message ${i}`)
           await delay(30)
         }
-        const err = await within(AT_ONCE, firstError(errors), 'the server\'s error')
-        expect(err.code).to.equal('ERR_P2SN_CONNECTION')
-        await within(AT_ONCE, until(() => (servers[0] as Server).connections === 0), 'the server letting go of the connection')
+        await until(() => errors.length > 0, AT_ONCE, 'the server\'s error')
+        expect(errors[0]!.code).to.equal('ERR_P2SN_CONNECTION')
+        await until(() => server.connections === 0, AT_ONCE, 'the server letting go of the connection')
         // A damaged, missing, repeated or misplaced record is never delivered, nor what follows it:
         // what was handled is what was sent, each once, in order, up to where the stream failed.
         expect(handled.length).to.be.at.most(sent.length)
@@ -433,7 +417,8 @@ describe('the authenticated mode', function () {
         return socket
       })
       const oldestClosed = closing(sockets[0]!)
-      expect((await within(AT_ONCE, firstError(errors), 'the oldest handshake dropped')).code).to.equal('ERR_P2SN_SERVER_BUSY')
+      await until(() => errors.length > 0, AT_ONCE, 'the oldest handshake dropped')
+      expect(errors[0]!.code).to.equal('ERR_P2SN_SERVER_BUSY')
       await within(AT_ONCE, oldestClosed, 'the oldest connection closing')
       for (const socket of sockets) socket.destroy()
     })

@@ -1,24 +1,21 @@
 // The command line's authenticated mode (issue 10): listen --auth and --allow, connect --auth,
 // what --exec children are told, and the warning when they are told a claim.
 import fs from 'node:fs/promises'
-import { once } from 'node:events'
 import net from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
-import tls from 'node:tls'
 import { expect } from 'chai'
 import { generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
-import { authenticationContext } from '../lib/authentication.js'
-import { assertBuilt, killAll, lines, makeHome, runCli, startListener, CLI_TIMEOUT_MS } from './helpers/cli.js'
+import { lines, makeHome, runCli, startListener, useCliRoot, CLI_TIMEOUT_MS } from './helpers/cli.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
 import { impersonate } from './helpers/impostor.js'
 import { listenLocal } from './helpers/net.js'
+import { until } from './helpers/timing.js'
+import { acceptTlsAs, dial } from './helpers/tls.js'
 
 const WARNING = /^p2sn: warning: without --auth, P2SN_PEER_FINGERPRINT is the key the client claims, not one it proved/
 
 describe('p2sn command line, authenticated mode', function () {
-  this.timeout(3 * CLI_TIMEOUT_MS)
-  let root: string
+  const root = useCliRoot(this, 'p2sn-cli-auth-')
   let serverKey: KeyPair
   let alice: KeyPair
   let mallory: KeyPair
@@ -27,38 +24,19 @@ describe('p2sn command line, authenticated mode', function () {
   const sockets: net.Socket[] = []
 
   before(async () => {
-    assertBuilt()
-    root = await fs.mkdtemp(path.join(os.tmpdir(), 'p2sn-cli-auth-'))
-    ;[serverKey, alice, mallory] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()])
-    aliceFile = path.join(root, 'alice.pem')
-    malloryFile = path.join(root, 'mallory.pem')
+    [serverKey, alice, mallory] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()])
+    aliceFile = path.join(root(), 'alice.pem')
+    malloryFile = path.join(root(), 'mallory.pem')
     await fs.writeFile(aliceFile, alice.privateKey.toPem(), { mode: 0o600 })
     await fs.writeFile(malloryFile, mallory.privateKey.toPem(), { mode: 0o600 })
   })
 
   afterEach(() => {
     for (const socket of sockets.splice(0)) socket.destroy()
-    killAll()
   })
 
-  after(async () => {
-    killAll()
-    if (root !== undefined) await fs.rm(root, { recursive: true, force: true })
-  })
-
-  const serverHome = async (): Promise<string> => await makeHome(root, serverKey.privateKey.toPem())
-  const home = async (): Promise<string> => await makeHome(root)
-
-  /** A socket to `port`, plain or with TLS under a certificate of `tlsKeys`. */
-  async function dial (port: number, tlsKeys?: KeyPair): Promise<net.Socket> {
-    const socket = tlsKeys === undefined
-      ? net.connect(port, '127.0.0.1')
-      : tls.connect({ port, host: '127.0.0.1', secureContext: authenticationContext(tlsKeys), rejectUnauthorized: false })
-    socket.on('error', () => {})
-    sockets.push(socket)
-    await once(socket, tlsKeys === undefined ? 'connect' : 'secureConnect')
-    return socket
-  }
+  const serverHome = async (): Promise<string> => await makeHome(root(), serverKey.privateKey.toPem())
+  const home = async (): Promise<string> => await makeHome(root())
 
   /**
    * The impostor of the issue: it holds alice's public key only, and sends `command` once its
@@ -66,7 +44,7 @@ describe('p2sn command line, authenticated mode', function () {
    * the listener refused it.
    */
   async function impostor (port: number, command: string, tlsKeys?: KeyPair): Promise<string> {
-    const peer = new ScriptedPeer(await dial(port, tlsKeys))
+    const peer = new ScriptedPeer(await dial(port, sockets, tlsKeys))
     try {
       await impersonate(peer, alice.publicKey, command)
       return 'sent'
@@ -77,17 +55,17 @@ describe('p2sn command line, authenticated mode', function () {
 
   describe('usage', () => {
     it('--allow needs --auth, and a fingerprint', async () => {
-      const without = await runCli(['listen', '0', '--allow', alice.publicKey.fingerprint, '--echo'], { home: root })
+      const without = await runCli(['listen', '0', '--allow', alice.publicKey.fingerprint, '--echo'], { home: root() })
       expect(without.code).to.equal(2)
       expect(without.stderr).to.match(/^p2sn listen: --allow needs --auth/)
-      const bad = await runCli(['listen', '0', '--auth', '--allow', 'SHA256:nope', '--echo'], { home: root })
+      const bad = await runCli(['listen', '0', '--auth', '--allow', 'SHA256:nope', '--echo'], { home: root() })
       expect(bad.code).to.equal(2)
       expect(bad.stderr).to.include('bad --allow \'SHA256:nope\'')
     })
 
     it('listen --help and connect --help say what plain P2SN does not prove', async () => {
       for (const command of ['listen', 'connect']) {
-        const help = (await runCli([command, '--help'], { home: root })).stdout.toString()
+        const help = (await runCli([command, '--help'], { home: root() })).stdout.toString()
         expect(help).to.include('authenticates nobody')
         expect(help).to.include('--auth')
       }
@@ -98,15 +76,15 @@ describe('p2sn command line, authenticated mode', function () {
     const gate = 'if [ "$P2SN_PEER_FINGERPRINT" = "$ALICE" ]; then sh; fi'
 
     it('plain P2SN: runs its command as alice (a known limit), and the listener warned that it would', async () => {
-      const pwned = path.join(root, 'pwned-plain')
+      const pwned = path.join(root(), 'pwned-plain')
       const listener = await startListener(['--keep-open', '--exec', gate], { home: await serverHome(), env: { ALICE: alice.publicKey.fingerprint } })
       expect(await impostor(listener.port, `id > ${pwned}`)).to.equal('sent')
-      await waitForFile(pwned)
+      await until(async () => await exists(pwned), 10_000, `the impostor's command writing ${pwned}`)
       expect(lines(listener.cli.stderr).filter((line) => WARNING.test(line))).to.have.length(1)
     })
 
     it('--auth: fails, whether it claims alice\'s key over its own certificate or speaks plain P2SN; no shell runs', async () => {
-      const pwned = path.join(root, 'pwned-auth')
+      const pwned = path.join(root(), 'pwned-auth')
       const listener = await startListener(['--keep-open', '--auth', '--exec', gate], { home: await serverHome(), env: { ALICE: alice.publicKey.fingerprint } })
       expect(await impostor(listener.port, `id > ${pwned}`, mallory)).to.include('hung up')
       expect(await impostor(listener.port, `id > ${pwned}`)).to.include('hung up')
@@ -119,7 +97,7 @@ describe('p2sn command line, authenticated mode', function () {
 
   describe('listen --auth --allow alice --exec', () => {
     it('admits alice, proven, and nobody else: not her public key, not a certificate of one\'s own, not a plain client', async () => {
-      const ran = path.join(root, 'ran')
+      const ran = path.join(root(), 'ran')
       const listener = await startListener([
         '--keep-open', '--auth', '--allow', alice.publicKey.fingerprint,
         '--exec', `printf '%s %s\\n' "$P2SN_PEER_FINGERPRINT" "$P2SN_PEER_AUTHENTICATED" >> ${ran}; cat`
@@ -168,7 +146,7 @@ describe('p2sn command line, authenticated mode', function () {
     it('exits 3 when the server proves one key in TLS and presents another', async () => {
       // A server that does TLS under mallory's key and P2SN under the real server's key.
       const impostor = net.createServer((socket) => {
-        const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext: authenticationContext(mallory), requestCert: true, rejectUnauthorized: false })
+        const tlsSocket = acceptTlsAs(socket, mallory)
         tlsSocket.on('error', () => {})
         wrap(tlsSocket, { role: 'server', keyPair: serverKey }).on('error', () => {})
       })
@@ -208,13 +186,4 @@ describe('p2sn command line, authenticated mode', function () {
 
 async function exists (file: string): Promise<boolean> {
   return await fs.access(file).then(() => true, () => false)
-}
-
-/** Waits, up to 10 s, for `file` to appear. */
-async function waitForFile (file: string): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!await exists(file)) {
-    if (Date.now() > deadline) throw new Error(`${file} did not appear within 10 s`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }

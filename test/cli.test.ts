@@ -1,12 +1,11 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import { expect } from 'chai'
 import { createServer, generateKeyPair, type KeyPair } from '../lib/index.js'
 import {
-  CLI_COMMAND, CLI_TIMEOUT_MS, assertBuilt, cliBatchTimeout, killAll, lines, makeHome, runCli, sha256, startCli, startListener, startShell,
-  unusedPort, type CliResult
+  CLI_COMMAND, cliBatchTimeout, lines, makeHome, runCli, sha256, startCli, startListener, startShell, unusedPort, useCliRoot,
+  type CliResult
 } from './helpers/cli.js'
 import { listenLocal } from './helpers/net.js'
 
@@ -24,35 +23,21 @@ function expectOneErrorLine (result: CliResult, exitCode: number): void {
 }
 
 describe('p2sn command line', function () {
-  // Room for a few commands one after another on a loaded machine; each has its own limit too.
-  this.timeout(3 * CLI_TIMEOUT_MS)
-  let root: string
+  const root = useCliRoot(this, 'p2sn-cli-')
   let serverKey: KeyPair
   let otherServerKey: KeyPair
   let clientKey: KeyPair
 
-  // A missing or stale build: one failure here, and no test runs.
-  before(assertBuilt)
-
   before(async () => {
-    root = await fs.mkdtemp(path.join(os.tmpdir(), 'p2sn-cli-'))
-    ;[serverKey, otherServerKey, clientKey] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()])
+    [serverKey, otherServerKey, clientKey] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()])
   })
 
-  afterEach(() => { killAll() })
-
-  after(async () => {
-    killAll()
-    // Not made when assertBuilt failed.
-    if (root !== undefined) await fs.rm(root, { recursive: true, force: true })
-  })
-
-  const serverHome = async (key = serverKey): Promise<string> => await makeHome(root, key.privateKey.toPem())
-  const clientHome = async (): Promise<string> => await makeHome(root, clientKey.privateKey.toPem())
+  const serverHome = async (key = serverKey): Promise<string> => await makeHome(root(), key.privateKey.toPem())
+  const clientHome = async (): Promise<string> => await makeHome(root(), clientKey.privateKey.toPem())
 
   describe('help', () => {
     it('p2sn --help lists the commands, the files and the exit codes', async () => {
-      const result = await runCli(['--help'], { home: root })
+      const result = await runCli(['--help'], { home: root() })
       expect(result.code).to.equal(0)
       const text = result.stdout.toString()
       for (const name of ['keygen', 'fingerprint', 'listen', 'connect', 'P2SN_HOME', 'known_peers', 'Exit codes']) expect(text).to.include(name)
@@ -64,7 +49,7 @@ describe('p2sn command line', function () {
       const runs = [
         ['keygen', '--help'], ['fingerprint', '-h'], ['listen', '--help'], ['connect', '--help', '--frob'], ['help', 'connect']
       ]
-      const results = await Promise.all(runs.map(async (args) => await runCli(args, { home: root })))
+      const results = await Promise.all(runs.map(async (args) => await runCli(args, { home: root() })))
       for (const [i, result] of results.entries()) {
         const name = runs[i]![0] === 'help' ? runs[i]![1] : runs[i]![0]
         expect(result.code, runs[i]!.join(' ')).to.equal(0)
@@ -119,8 +104,8 @@ describe('p2sn command line', function () {
 
     before(async function () {
       this.timeout(cliBatchTimeout(cases.length))
-      dir = await fs.mkdtemp(path.join(root, 'bad-'))
-      home = await makeHome(root)
+      dir = await fs.mkdtemp(path.join(root(), 'bad-'))
+      home = await makeHome(root())
       privatePem = clientKey.privateKey.toPem()
       await fs.writeFile(path.join(dir, 'garbage.pem'), 'not a key\n')
       // Half a real private key: its lines must never show up in an error.
@@ -140,7 +125,7 @@ describe('p2sn command line', function () {
     }
 
     it('a corrupt identity: exit 4, naming the file', async () => {
-      const corrupt = await makeHome(root, 'garbage\n')
+      const corrupt = await makeHome(root(), 'garbage\n')
       const result = await runCli(['listen', '0'], { home: corrupt })
       expectOneErrorLine(result, 4)
       expect(result.stderr).to.include(path.join(corrupt, 'identity.pem'))
@@ -156,7 +141,7 @@ describe('p2sn command line', function () {
 
   describe('keygen and fingerprint', () => {
     it('keygen writes a PKCS#1 key with mode 0600 and prints the fingerprint that fingerprint repeats', async () => {
-      const home = await makeHome(root)
+      const home = await makeHome(root())
       const file = path.join(home, 'server.pem')
       const made = await runCli(['keygen', '--bits', '1024', '--out', file], { home })
       expect(made.code, made.stderr).to.equal(0)
@@ -183,7 +168,7 @@ describe('p2sn command line', function () {
     })
 
     it('keygen refuses to overwrite without --force (exit 4), and replaces with it', async () => {
-      const home = await makeHome(root)
+      const home = await makeHome(root())
       const file = path.join(home, 'key.pem')
       const first = await runCli(['keygen', '--bits', '1024', '--out', file], { home })
       expect(first.code).to.equal(0)
@@ -202,7 +187,7 @@ describe('p2sn command line', function () {
     })
 
     it('keygen without --out makes the identity in P2SN_HOME, which listen then uses', async () => {
-      const home = path.join(root, 'fresh-home')
+      const home = path.join(root(), 'fresh-home')
       const made = await runCli(['keygen', '--bits', '1024'], { home })
       expect(made.code, made.stderr).to.equal(0)
       expect((await fs.stat(home)).mode & 0o777).to.equal(0o700)
@@ -212,7 +197,7 @@ describe('p2sn command line', function () {
     })
 
     it('two commands starting at once on a new P2SN_HOME agree on one identity', async () => {
-      const home = path.join(root, 'raced-home')
+      const home = path.join(root(), 'raced-home')
       const [a, b] = await Promise.all([startListener(['--echo'], { home }), startListener(['--echo'], { home })])
       expect(a.fingerprint).to.equal(b.fingerprint)
       const made = await runCli(['fingerprint', path.join(home, 'identity.pem')], { home })
@@ -223,7 +208,7 @@ describe('p2sn command line', function () {
   describe('listen and connect over loopback', () => {
     it('lines, request and reply, with --echo; --trace names each frame; the identity is made once', async () => {
       const listener = await startListener(['--echo'], { home: await serverHome() })
-      const home = await makeHome(root)
+      const home = await makeHome(root())
       const client = await runCli(['connect', '127.0.0.1', String(listener.port), '--trace'], { home, input: 'hello\nworld\n\r\nlast line without newline' })
       expect(client.code, client.stderr).to.equal(0)
       expect(client.stdout.toString()).to.equal('hello\nworld\n\nlast line without newline\n')
@@ -253,7 +238,7 @@ describe('p2sn command line', function () {
 
     it('listen --keep-open --echo --workers 2: clients at once are answered, each in order', async () => {
       const listener = await startListener(['--echo', '--keep-open', '--workers', '2'], { home: await serverHome() })
-      const home = await makeHome(root)
+      const home = await makeHome(root())
       const inputs = Array.from({ length: 4 }, (_, c) => Array.from({ length: 30 }, (_, i) => `client ${c} line ${i}`).join('\n') + '\n')
       const clients = await Promise.all(inputs.map(async (input) => runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home, input })))
       clients.forEach((client, c) => {
@@ -412,7 +397,7 @@ describe('p2sn command line', function () {
     })
 
     it('through a shell pipeline and a fifo, request and reply against --echo', async () => {
-      const dir = await fs.mkdtemp(path.join(root, 'fifo-'))
+      const dir = await fs.mkdtemp(path.join(root(), 'fifo-'))
       const p2sn = CLI_COMMAND.map((word) => `'${word}'`).join(' ')
       const script = `mkfifo "$DIR/f" && P2SN_HOME="$SERVER" ${p2sn} listen --stdio --echo -q < "$DIR/f" | ` +
         `P2SN_HOME="$CLIENT" ${p2sn} connect --stdio -q --exec 'printf "ping\\npong\\n"; exec >&-; cat > "$DIR/replies"' > "$DIR/f"`

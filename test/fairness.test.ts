@@ -8,26 +8,29 @@ import { expect } from 'chai'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import net from 'node:net'
-import Pumpify from 'pumpify'
 import {
-  connect, createServer, DEFAULT_MAX_MESSAGE_BLOCKS, decryptMessage, encodeBase64, encryptMessage, FrameJoiner, FrameSplitter,
-  generateKeyPair, HandshakeDuplex, opensslEngine, P2snError, parsePrivateKey,
-  type FrameTransport, type KeyPair, type PeerInfo, type RsaEngine, type Server
+  connect, createServer, DEFAULT_MAX_MESSAGE_BLOCKS, decryptMessage, encodeBase64, encryptMessage,
+  generateKeyPair, type HandshakeDuplex, P2snError, parsePrivateKey,
+  type KeyPair, type PeerInfo, type Server
 } from '../lib/index.js'
 import { TURN_BUDGET_MS } from '../lib/turn-budget.js'
+import { blocks as repeated } from './helpers/ciphertext-classes.js'
+import { countingEngine } from './helpers/counting-engine.js'
 import { fixtureText } from './helpers/fixtures.js'
 import { listenLocal } from './helpers/net.js'
+import { clientSession } from './helpers/session.js'
 import { delay, within } from './helpers/timing.js'
 
-/** A client built from the layers, after a real handshake: it sends frames as they are. */
+/**
+ * A client built from the layers, after a real handshake: it sends frames as they are. It reads
+ * every reply, so that the server never waits on it.
+ */
 async function rawPeer (port: number, keyPair: KeyPair): Promise<{ peer: HandshakeDuplex, serverKey: PeerInfo['publicKey'] }> {
   const socket = net.connect({ port, host: '127.0.0.1' })
   socket.on('error', () => {})
-  const framed = new Pumpify.obj(new FrameJoiner(), socket, new FrameSplitter()) as unknown as FrameTransport
-  const peer = new HandshakeDuplex(framed, { role: 'client', keyPair })
+  const { session: peer, server } = await clientSession(socket, keyPair, { timeoutMs: 5000 })
   peer.resume()
-  const [info] = await within(5000, once(peer, 'handshake'), 'a raw peer\'s handshake') as [PeerInfo]
-  return { peer, serverKey: info.publicKey }
+  return { peer, serverKey: server.publicKey }
 }
 
 /** Writes `frame` over and over, as fast as `peer` takes it, until `peer` closes. */
@@ -88,14 +91,7 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
   })
 
   // Private-key operations of the server, counted.
-  let decryptions = 0
-  const countingEngine: RsaEngine = {
-    ...opensslEngine,
-    decryptRaw (key, ciphertext) {
-      decryptions++
-      return opensslEngine.decryptRaw(key, ciphertext)
-    }
-  }
+  const counting = countingEngine()
 
   let server: Server | undefined
   const peers: HandshakeDuplex[] = []
@@ -108,7 +104,7 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
   /** A server whose handler answers each message with its length, and the errors of its clients. */
   async function listen (): Promise<{ port: number, clientErrors: P2snError[] }> {
     const clientErrors: P2snError[] = []
-    server = createServer({ keyPair: serverKeys, engine: countingEngine, handler: (message) => String(message.length) })
+    server = createServer({ keyPair: serverKeys, engine: counting.engine, handler: (message) => String(message.length) })
     server.on('clientError', (err: P2snError) => clientErrors.push(err))
     return { port: await listenLocal(server), clientErrors }
   }
@@ -134,9 +130,9 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
       peers.push(peer)
       flood(peer, frame)
     }
-    const before = decryptions
+    const before = counting.decrypted()
     await delay(200)
-    const probe = stallProbe(() => decryptions)
+    const probe = stallProbe(counting.decrypted)
     const started = performance.now()
     const client = connect({ port, keyPair: clientKeys[2]!, handshakeTimeout: 5000 })
     try {
@@ -146,16 +142,16 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
       const answered = performance.now() - started
       // Keep the flood on a while longer, for the probe to see it at length: a second at least,
       // and until eight flood messages are in (a loaded machine is slower), four seconds at most.
-      while (performance.now() - started < 1000 || (decryptions - before < 8 * DEFAULT_MAX_MESSAGE_BLOCKS && performance.now() - started < 4000)) await delay(50)
+      while (performance.now() - started < 1000 || (counting.decrypted() - before < 8 * DEFAULT_MAX_MESSAGE_BLOCKS && performance.now() - started < 4000)) await delay(50)
       const stalls = probe.stop()
-      const messages = (decryptions - before) / blocks
+      const messages = (counting.decrypted() - before) / blocks
       // What was measured, for every failure message: the longest stall is reported, not asserted,
       // since a shared machine can deschedule the process for longer than any block takes.
       const measured = `handshake ${handshaken.toFixed(0)} ms, reply ${answered.toFixed(0)} ms; event loop stalls: longest ${stalls.longest.toFixed(1)} ms, ` +
         `p95 ${stalls.p95.toFixed(1)} ms, at most ${stalls.mostBlocks} blocks; one message ${oneMessage.toFixed(1)} ms; ${messages.toFixed(1)} flood messages decrypted`
       expect(String(reply), measured).to.equal('5')
       expect(clientErrors).to.deep.equal([])
-      expect(decryptions - before, `the flood kept the server busy: ${measured}`).to.be.at.least(4 * DEFAULT_MAX_MESSAGE_BLOCKS)
+      expect(counting.decrypted() - before, `the flood kept the server busy: ${measured}`).to.be.at.least(4 * DEFAULT_MAX_MESSAGE_BLOCKS)
       // One block a flooding connection a turn, and the first block of a message as its frame
       // comes in: a few, where a message in one go is 32.
       // A turn's budget of private-key work, in blocks as fast as this machine does them, and a
@@ -177,9 +173,9 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
       const { peer, serverKey } = await rawPeer(port, clientKeys[0]!)
       peers.push(peer)
       const block = encryptMessage(serverKey, 'x')
-      const frame = encodeBase64(Buffer.concat(Array.from({ length: blocks }, () => block)))
+      const frame = encodeBase64(repeated(block, blocks))
       expect(frame.length).to.be.at.most(1024 * 1024)
-      const before = decryptions
+      const before = counting.decrypted()
       const refused = new Promise<P2snError>((resolve) => peer.once('error', resolve))
       const failed = once(server!, 'clientError')
       const started = performance.now()
@@ -190,7 +186,7 @@ describe('fair CPU under maximal messages (loopback TCP)', function () {
       if (!peer.closed) await within(2000, once(peer, 'close'), 'the server closing the connection')
       expect(err.code, `the server answered P2SN:ERRORKEY (refused in ${took.toFixed(0)} ms)`).to.equal('ERR_P2SN_ERRORKEY')
       expect(clientErrors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_MESSAGE_TOO_LONG'])
-      expect(decryptions - before, 'private-key operations').to.equal(0)
+      expect(counting.decrypted() - before, 'private-key operations').to.equal(0)
       // Decrypting it would take one private-key operation a block (3 s and more for 1 MiB).
       expect(took).to.be.below(500)
     })

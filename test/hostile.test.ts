@@ -5,16 +5,15 @@
 import { expect } from 'chai'
 import { once } from 'node:events'
 import net from 'node:net'
-import Pumpify from 'pumpify'
 import {
-  FrameJoiner, FrameSplitter, HandshakeDuplex, P2snError, connect, createServer, decodeBase64, decryptMessage,
-  encodeBase64, encryptMessage, generateKeyPair, parsePublicKey,
-  type FrameTransport, type KeyPair, type PublicKey, type Server, type ServerOptions
+  P2snError, connect, createServer, decodeBase64, decryptMessage, encodeBase64, encryptMessage, generateKeyPair, parsePublicKey,
+  type KeyPair, type PublicKey, type Server, type ServerOptions
 } from '../lib/index.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
 import { listenLocal } from './helpers/net.js'
-import { delay } from './helpers/timing.js'
+import { clientSession } from './helpers/session.js'
+import { delay, until } from './helpers/timing.js'
 
 const SHORT = { handshakeTimeout: 600, idleTimeout: 600 }
 
@@ -210,7 +209,7 @@ describe('hostile peers over loopback TCP', function () {
       for (let i = 0; i < 64 && !socket.destroyed; i++) socket.write(Buffer.alloc(1024, 0x41))
       expect((await peer.read())?.toString()).to.equal('P2SN:ERRORKEY')
       await closed
-      for (let i = 0; i < 100 && errors.length === 0; i++) await delay(20)
+      await until(() => errors.length > 0, 2000, 'the server\'s clientError')
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_MESSAGE_TOO_LONG'])
       expect(errors[0]!.message).to.include('5464 bytes')
       await served()
@@ -226,8 +225,7 @@ describe('hostile peers over loopback TCP', function () {
       peer.send('not base64!')
       expect((await peer.read())?.toString()).to.equal('P2SN:ERRORKEY')
       const openSockets = async (): Promise<number> => await new Promise((resolve) => { server.server.getConnections((_err, count) => { resolve(count) }) })
-      const deadline = Date.now() + 3000
-      while (await openSockets() > 0 && Date.now() < deadline) await delay(20)
+      await until(async () => await openSockets() === 0, 3000, 'the server letting go of every socket')
       expect(await openSockets(), 'sockets the server still holds').to.equal(0)
       expect(errors.map((e) => e.code)).to.deep.equal(['ERR_P2SN_BAD_BASE64'])
     })
@@ -269,19 +267,10 @@ describe('hostile peers over loopback TCP', function () {
   })
 
   describe('no padding oracle', () => {
-    /** Completes a handshake with our own HandshakeDuplex over TCP, to send crafted frames after it. */
-    async function rawChannel (): Promise<HandshakeDuplex> {
-      const socket = await rawSocket()
-      const framed = new Pumpify.obj(new FrameJoiner(), socket, new FrameSplitter())
-      const raw = new HandshakeDuplex(framed as unknown as FrameTransport, { role: 'client', keyPair: clientKeys })
-      raw.on('error', () => {})
-      await once(raw, 'handshake')
-      return raw
-    }
-
     /** What a class of ciphertext makes the server do: the frames it sends back in 300 ms, and whether it hangs up. */
     async function observe (cls: (typeof CIPHERTEXT_CLASSES)[number], replies: boolean): Promise<{ lengths: number[], plaintexts: string[], closed: boolean }> {
-      const raw = await rawChannel()
+      // Our own session over TCP, after a real handshake: it sends the crafted frame as it is.
+      const { session: raw } = await clientSession(await rawSocket(), clientKeys, { ignoreErrors: true })
       const frames: Buffer[] = []
       raw.on('data', (frame: Buffer) => frames.push(frame))
       let closed = false

@@ -5,9 +5,10 @@ import crypto from 'node:crypto'
 import { once } from 'node:events'
 import net from 'node:net'
 import {
-  P2snError, RsaPool, connect, createServer, encryptMessage, generateKeyPair, opensslEngine,
-  type Channel, type KeyPair, type RsaEngine, type Server, type ServerOptions
+  P2snError, RsaPool, connect, createServer, encryptMessage, generateKeyPair,
+  type Channel, type KeyPair, type Server, type ServerOptions
 } from '../lib/index.js'
+import { countingEngine } from './helpers/counting-engine.js'
 import { listenLocal } from './helpers/net.js'
 import { delay } from './helpers/timing.js'
 
@@ -52,20 +53,6 @@ describe('server limits and worker pools', function () {
     return socket
   }
 
-  /** An engine that counts the server's private-key operations. */
-  function countingEngine (): RsaEngine & { privateOps: number } {
-    const engine = {
-      name: 'openssl' as const,
-      privateOps: 0,
-      encryptBlock: opensslEngine.encryptBlock,
-      decryptRaw (key: Parameters<RsaEngine['decryptRaw']>[0], ciphertext: Buffer) {
-        engine.privateOps++
-        return opensslEngine.decryptRaw(key, ciphertext)
-      }
-    }
-    return engine
-  }
-
   describe('maxConnections', () => {
     it('refuses connections beyond it with ERR_P2SN_SERVER_BUSY while existing channels keep working', async () => {
       const { server, port } = await listen({ maxConnections: 2 })
@@ -91,8 +78,8 @@ describe('server limits and worker pools', function () {
 
   describe('maxPendingHandshakes', () => {
     it('drops the oldest handshake under way for a new connection; the dropped one gets no more RSA work', async () => {
-      const engine = countingEngine()
-      const { server, port } = await listen({ maxPendingHandshakes: 2, engine })
+      const counting = countingEngine()
+      const { server, port } = await listen({ maxPendingHandshakes: 2, engine: counting.engine })
       const codes: string[] = []
       server.on('clientError', (err: P2snError) => codes.push(err.code))
       // Two connections that start a handshake and stall: the server sent its key, no RSA yet.
@@ -107,7 +94,7 @@ describe('server limits and worker pools', function () {
       await firstClosed
       expect(codes).to.deep.equal(['ERR_P2SN_SERVER_BUSY'])
       expect(stallers[1]!.destroyed).to.equal(false)
-      expect(engine.privateOps).to.equal(1) // the newcomer's key check, and nothing else
+      expect(counting.decrypted()).to.equal(1) // the newcomer's key check, and nothing else
       expect((await newcomer.request('through')).toString()).to.equal('through')
       expect(server.connections).to.equal(2)
     })

@@ -4,8 +4,11 @@ import {
   DEFAULT_MAX_MESSAGE_BLOCKS, decryptMessage, encryptMessage, forgeEngine, generateKeyPair, opensslEngine, P2snError,
   parsePrivateKey, RsaCipher, type KeyPair, type RsaEngine
 } from '../lib/index.js'
-import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
+import { blocks, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { collect } from './helpers/chunking.js'
+// Every counting engine here counts turns too, read or not: so every decryptor runs beside the
+// same rounds of setImmediate as the one whose turns are counted.
+import { countingEngine } from './helpers/counting-engine.js'
 import { expectP2snErrorSync, thrown } from './helpers/errors.js'
 import { settle, within } from './helpers/timing.js'
 
@@ -37,29 +40,6 @@ function message (length: number): Buffer {
   const out = Buffer.alloc(length)
   for (let i = 0; i < length; i++) out[i] = (i * 7 + 3) & 0xff
   return out
-}
-
-/** `block` `count` times over: a ciphertext of that many blocks without as many encryptions. */
-function blocks (block: Buffer, count: number): Buffer {
-  return Buffer.concat(Array.from({ length: count }, () => block))
-}
-
-/**
- * The OpenSSL engine, counting its private-key operations and noting for each the turn of the
- * event loop (a count of `setImmediate` rounds, while `turns` runs) it ran in.
- */
-function countingEngine (): { engine: RsaEngine, decrypted: () => number, turnsOfBlocks: number[], stop: () => void } {
-  let turn = 0
-  let timer = setImmediate(function next () { turn++; timer = setImmediate(next) })
-  const turnsOfBlocks: number[] = []
-  const engine: RsaEngine = {
-    ...opensslEngine,
-    decryptRaw (key, ciphertext) {
-      turnsOfBlocks.push(turn)
-      return opensslEngine.decryptRaw(key, ciphertext)
-    }
-  }
-  return { engine, decrypted: () => turnsOfBlocks.length, turnsOfBlocks, stop: () => { clearImmediate(timer) } }
 }
 
 /** Checks that `block` is a well-formed RSAES-PKCS1-v1_5 block holding `plaintext`. */
@@ -235,7 +215,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
 
     it(`is DEFAULT_MAX_MESSAGE_BLOCKS (32) by default: 32 blocks decrypt, 33 are ERR_P2SN_MESSAGE_TOO_LONG before any block is`, async function () {
       expect(DEFAULT_MAX_MESSAGE_BLOCKS).to.equal(32)
-      const counting = countingEngine()
+      const counting = countingEngine({ turns: true })
       try {
         const longest = blocks(block, 32)
         expect(decryptMessage(pair, longest, { engine: counting.engine }).equals(blocks(message(room), 32))).to.equal(true)
@@ -275,7 +255,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
     })
 
     it('every public fact is checked before any block is decrypted: a last block not below the modulus is refused first', async function () {
-      const counting = countingEngine()
+      const counting = countingEngine({ turns: true })
       try {
         const lastBad = Buffer.concat([blocks(block, 5), pair.publicKey.numbers.n])
         expectP2snErrorSync(() => decryptMessage(pair, lastBad, { engine: counting.engine }), 'ERR_P2SN_BAD_CIPHERTEXT')
@@ -292,7 +272,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
 
   describe('decryptors and multi-block messages', function () {
     it('decrypt a single block within write(), and a multi-block message a block per turn of the event loop', async function () {
-      const counting = countingEngine()
+      const counting = countingEngine({ turns: true })
       try {
         const decryptor = RsaCipher.decryptor(pair, { engine: counting.engine })
         const out: Buffer[] = []
@@ -330,7 +310,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
       const good = encryptMessage(pair, message(room))
       const expected = thrown(() => decryptMessage(pair, Buffer.concat([good, bad]), { rejection: 'error' })) as P2snError
       for (const ciphertext of [Buffer.concat([bad, good, good]), Buffer.concat([good, bad, good]), Buffer.concat([good, good, bad])]) {
-        const counting = countingEngine()
+        const counting = countingEngine({ turns: true })
         try {
           const decryptor = RsaCipher.decryptor(pair, { rejection: 'error', engine: counting.engine })
           const out: string[] = []
@@ -348,7 +328,7 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
     })
 
     it('stop decrypting a message when destroyed in the middle of it, quietly', async function () {
-      const counting = countingEngine()
+      const counting = countingEngine({ turns: true })
       try {
         const decryptor = RsaCipher.decryptor(pair, { engine: counting.engine, maxMessageBlocks: 30 })
         const events: unknown[] = []

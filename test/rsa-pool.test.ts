@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, opensslEngine, parsePrivateKey, type KeyPair } from '../lib/index.js'
 import { RsaPool, type PoolDecryptOptions, type RsaPoolOptions } from '../lib/rsa-pool.js'
-import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
+import { blocks, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { expectP2snError } from './helpers/errors.js'
 import { loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
 import { settle } from './helpers/timing.js'
@@ -22,11 +22,6 @@ async function pooled (pool: RsaPool, keys: KeyPair, ciphertext: Buffer, rejecti
     expect(err).to.be.instanceOf(P2snError)
     return (err as P2snError).code
   }
-}
-
-/** `block` `count` times over: a ciphertext of that many blocks without as many encryptions. */
-function blocks (block: Buffer, count: number): Buffer {
-  return Buffer.concat(Array.from({ length: count }, () => block))
 }
 
 /** Runs `test` with a pool of its own, closed after. */

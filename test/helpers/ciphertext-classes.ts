@@ -1,7 +1,8 @@
 /**
  * Ciphertexts of each class a padding oracle tells apart: RSA applied by hand to encoded
  * messages that are valid, or broken in one way each. For the no-oracle test and
- * `npm run timing`; and the raw-RSA builders of hand-made blocks the other tests use.
+ * `npm run timing`; and the raw-RSA builders of hand-made blocks, and of many-block ciphertexts,
+ * the other tests use.
  * @module
  */
 import crypto from 'node:crypto'
@@ -61,4 +62,9 @@ function encodedMessageOf (cls: CiphertextClass, k: number, message: Buffer): Bu
 /** A ciphertext of class `cls` to `keys`: raw RSA (no padding) over {@link encodedMessageOf}. */
 export function ciphertextOf (cls: CiphertextClass, keys: KeyPair, message: Buffer): Buffer {
   return rawEncrypt(keys, encodedMessageOf(cls, keys.publicKey.size, message))
+}
+
+/** `block` `count` times over: a ciphertext of that many blocks without as many encryptions. */
+export function blocks (block: Buffer, count: number): Buffer {
+  return Buffer.concat(Array.from({ length: count }, () => block))
 }

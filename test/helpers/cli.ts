@@ -9,7 +9,8 @@
  * {@link runCli} runs at most {@link CLI_PARALLELISM} commands at once and queues the rest, so
  * no test can start thirty processes together; its time limit counts from the process start,
  * not from the queueing. Every child is its own process group, and {@link killAll} kills the
- * groups, children of `--exec` included.
+ * groups, children of `--exec` included. {@link useCliRoot} registers the hooks that each test
+ * file of the command shares.
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -292,6 +293,33 @@ export async function startListener (args: readonly string[], options: StartOpti
 export function killAll (): void {
   slots.cancel()
   for (const pid of groups) killGroup(pid)
+}
+
+/**
+ * The set-up that every test file of the command shares, registered in the calling `describe`
+ * (pass its `this`): a time limit for a few commands in a row, one failure and no test run when
+ * the build is missing or stale ({@link assertBuilt}), a temporary directory named from `prefix`
+ * for the tests' homes and files, every process killed after each test ({@link killAll}), and
+ * the directory removed after the last. Returns a getter of the directory, which exists from the
+ * file's next `before` hook on.
+ */
+export function useCliRoot (suite: Mocha.Suite, prefix: string): () => string {
+  // Room for a few commands one after another on a loaded machine; each has its own limit too.
+  suite.timeout(3 * CLI_TIMEOUT_MS)
+  let root: string | undefined
+  // A missing or stale build: one failure here, and no test runs.
+  before(assertBuilt)
+  before(async () => { root = await fs.promises.mkdtemp(path.join(os.tmpdir(), prefix)) })
+  afterEach(() => { killAll() })
+  after(async () => {
+    killAll()
+    // Not made when assertBuilt failed.
+    if (root !== undefined) await fs.promises.rm(root, { recursive: true, force: true })
+  })
+  return () => {
+    if (root === undefined) throw new Error('the temporary directory of the CLI tests is made in a before hook: ask for it in a test or a later hook')
+    return root
+  }
 }
 
 /** A new directory for `P2SN_HOME` under `root`, holding `identity` as its identity when given. */

@@ -1,9 +1,11 @@
 /**
  * Assertions on failures: what a function threw, and a {@link P2snError} with its code, thrown
  * at once ({@link expectP2snErrorSync}) or by a promise or function that may be asynchronous
- * ({@link expectP2snError}).
+ * ({@link expectP2snError}); and the next error an emitter emits, as a rejection
+ * ({@link nextError}), to hand to the latter.
  * @module
  */
+import { once } from 'node:events'
 import { expect } from 'chai'
 import { P2snError, type P2snErrorCode } from '../../lib/index.js'
 
@@ -45,4 +47,13 @@ export async function expectP2snError (action: Promise<unknown> | (() => unknown
   expect(failure).to.be.an.instanceof(P2snError)
   expect((failure as P2snError).code).to.equal(code)
   return failure as P2snError
+}
+
+/**
+ * Rejects with the next error `emitter` emits: `events.once` would resolve with it, and
+ * {@link expectP2snError} wants a promise that fails. Never resolves.
+ */
+export async function nextError (emitter: NodeJS.EventEmitter): Promise<never> {
+  const [err] = await once(emitter, 'error') as [Error]
+  throw err
 }

@@ -1,5 +1,7 @@
 /**
- * Network helpers shared by the tests and the benchmarks.
+ * Network helpers shared by the tests and the benchmarks: a local listen, a free port, and a
+ * relay that sits on the path between a client and a server. No import of lib/ or chai here:
+ * the benchmarks load this file too.
  * @module
  */
 import net, { type AddressInfo } from 'node:net'
@@ -22,4 +24,20 @@ export async function unusedPort (): Promise<number> {
   const port = await listenLocal(server)
   await new Promise<void>((resolve) => server.close(() => { resolve() }))
   return port
+}
+
+/**
+ * A TCP relay to 127.0.0.1:`serverPort`, not yet listening (start it with {@link listenLocal};
+ * closing it is the caller's). For each connection it opens one upstream to the server,
+ * destroys both when either fails, and pipes what the server sends back to the client as it
+ * comes; `clientSide` decides what of the client's bytes goes up: all of it, some, or altered.
+ * That is the part an attacker on the path plays, so each test writes its own.
+ */
+export function relayTo (serverPort: number, clientSide: (socket: net.Socket, upstream: net.Socket) => void): net.Server {
+  return net.createServer((socket) => {
+    const upstream = net.connect(serverPort, '127.0.0.1')
+    for (const s of [socket, upstream]) s.on('error', () => { socket.destroy(); upstream.destroy() })
+    clientSide(socket, upstream)
+    upstream.pipe(socket)
+  })
 }

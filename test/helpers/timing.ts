@@ -1,7 +1,8 @@
 /**
  * Waiting helpers shared by the tests: a plain delay, a few turns of the event loop, a deadline
- * for things that must happen at once, and a count of what keeps the process alive, to check
- * that a test file leaves no socket, server or timer behind.
+ * for things that must happen at once, polling for a condition, waiting for a close, and a count
+ * of what keeps the process alive, to check that a test file leaves no socket, server or timer
+ * behind.
  * @module
  */
 import { expect } from 'chai'
@@ -33,6 +34,27 @@ export async function within<T> (ms: number, promise: Promise<T>, what: string):
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * Resolves once `condition` holds (it may be asynchronous), checking at once and then every
+ * 10 ms; rejects with an error naming `what` once `ms` have passed without it. The polling stops
+ * then too: wrapped in {@link within} instead, it would go on for ever after a failure.
+ */
+export async function until (condition: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!await condition()) {
+    if (Date.now() >= deadline) throw new Error(`${what} did not happen within ${ms} ms`)
+    await delay(10)
+  }
+}
+
+/**
+ * Resolves when `emitter` emits 'close', whatever it failed with. Call it before the close can
+ * happen (before the action that causes it), or the event is missed.
+ */
+export async function closing (emitter: NodeJS.EventEmitter): Promise<void> {
+  await new Promise<void>((resolve) => { emitter.once('close', () => { resolve() }) })
 }
 
 /**
