@@ -1,14 +1,12 @@
 /**
- * Frames in, bytes out: ends each frame with `0x04`.
+ * Frames in, bytes out: ends each frame with `0x04`. A Transform around the core's
+ * {@link encodeFrame}.
  * @module
  */
 import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
-import { P2snError } from './errors.js'
-import { FRAME_TERMINATOR, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
-import { toBuffer } from './arguments.js'
-
-const TERMINATOR = Buffer.from([FRAME_TERMINATOR])
+import { encodeFrame } from './core/frame-encoder.js'
+import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
 /**
  * A Transform from frames to bytes: writes each frame followed by `0x04`. A frame holding
@@ -21,17 +19,14 @@ export class FrameJoiner extends Transform {
   }
 
   override _transform (chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
-    let frame: Buffer
+    let bytes: Buffer
     try {
-      frame = toBuffer(chunk)
+      // Anything not bytes or a string is refused inside, as the wrong type.
+      bytes = encodeFrame(chunk as Uint8Array | string)
     } catch (err) {
       callback(err as Error)
       return
     }
-    if (frame.includes(FRAME_TERMINATOR)) {
-      callback(new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'a frame holds the 0x04 terminator and would be cut in two; encode binary data (base64) before framing it'))
-      return
-    }
-    callback(null, Buffer.concat([frame, TERMINATOR], frame.length + 1))
+    callback(null, bytes)
   }
 }

@@ -1,41 +1,22 @@
 /**
- * Bytes in, frames out: cuts a byte stream at each `0x04`.
+ * Bytes in, frames out: cuts a byte stream at each `0x04`. A Transform around the core's
+ * {@link FrameDecoder}, which does the cutting and the limits; this file adds backpressure.
  * @module
  */
-import { constants as bufferConstants } from 'node:buffer'
 import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
-import { checkLimit } from './arguments.js'
+import { FrameDecoder, type FrameDecoderOptions } from './core/frame-decoder.js'
 import { P2snError } from './errors.js'
-import { DEFAULT_MAX_FRAME_LENGTH, FRAME_TERMINATOR, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
+import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
-/**
- * First size of the buffer that gathers a frame spread over chunks; it doubles as it fills, so
- * a frame trickled in a byte at a time costs about twice its length, not a Buffer per byte.
- */
-const FIRST_PENDING_CAPACITY = 64
-
-/** Options of {@link FrameSplitter}. */
-export interface FrameSplitterOptions {
-  /**
-   * Longest frame accepted, in bytes, terminator excluded. Checked as bytes arrive, so no more
-   * than this is ever buffered: a longer frame fails with `ERR_P2SN_FRAME_TOO_LONG`.
-   * Default {@link DEFAULT_MAX_FRAME_LENGTH} (1 MiB).
-   */
-  maxFrameLength?: number
-  /**
-   * How many frames at the start of the stream are held to `maxLeadingFrameLength` instead:
-   * the handshake's three frames each way are far shorter than data. Default 0.
-   */
-  leadingFrames?: number
-  /** Longest of the leading frames, in bytes. Default `maxFrameLength`. */
-  maxLeadingFrameLength?: number
-}
+/** Options of {@link FrameSplitter}: those of the core's {@link FrameDecoder}. */
+export type FrameSplitterOptions = FrameDecoderOptions
 
 /**
  * A Transform from bytes to frames: each `0x04`-terminated frame comes out as one Buffer
  * without its terminator. Frames may span any chunk boundaries; a chunk may hold many frames.
- * Bytes left without a terminator when the input ends fail with `ERR_P2SN_TRUNCATED`.
+ * Bytes left without a terminator when the input ends fail with `ERR_P2SN_TRUNCATED`; a frame
+ * over the limit fails with `ERR_P2SN_FRAME_TOO_LONG` as soon as its bytes pass it.
  *
  * It pushes back: when the reader's buffer is full it stops in the middle of a chunk and holds
  * the rest, and the chunk's write callback, until the reader asks for more, so a chunk full of
@@ -45,27 +26,14 @@ export interface FrameSplitterOptions {
 export class FrameSplitter extends Transform {
   /** The limit in force, in bytes. */
   readonly maxFrameLength: number
-  readonly #leadingFrames: number
-  readonly #maxLeadingFrameLength: number
-  #frames = 0
-
-  // The limit of data frames: maxFrameLength, or lower after refuseFramesOver(); what to call
-  // once a frame is over that lower limit, and whether one was (all is dropped from then on)
-  #dataLimit: number
+  readonly #decoder: FrameDecoder
+  // Whom to tell once a frame is over the refuseFramesOver limit
   #onRefused: (() => void) | undefined
-  #refused = false
 
-  // The unterminated start of the next frame: one buffer, grown by doubling, and how much of it
-  // is used (none allocated while nothing is pending)
-  #pending: Buffer | undefined
-  #pendingLength = 0
-
-  // The chunk whose frames are not all pushed, where in it to go on, its write callback (held
-  // until the chunk is done) and the error to give that callback
-  #chunk: Buffer | undefined
-  #offset = 0
+  // The write callback of the chunk the decoder holds (kept until the chunk is done) and the
+  // error to give it
   #callback: TransformCallback | undefined
-  #error: P2snError | undefined
+  #error: Error | undefined
   // True while pushing; a _read asked for then (by a 'data' listener calling read()) is done
   // once the push returns, not inside it
   #pushing = false
@@ -73,10 +41,8 @@ export class FrameSplitter extends Transform {
 
   constructor (options: FrameSplitterOptions = {}) {
     super({ writableObjectMode: false, readableObjectMode: true, readableHighWaterMark: MESSAGE_HIGH_WATER_MARK })
-    this.maxFrameLength = checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH)
-    this.#dataLimit = this.maxFrameLength
-    this.#leadingFrames = checkLimit('leadingFrames', options.leadingFrames, 0)
-    this.#maxLeadingFrameLength = checkLimit('maxLeadingFrameLength', options.maxLeadingFrameLength, this.maxFrameLength)
+    this.#decoder = new FrameDecoder(options)
+    this.maxFrameLength = this.#decoder.maxFrameLength
   }
 
   /**
@@ -90,23 +56,14 @@ export class FrameSplitter extends Transform {
    * @param length - bytes, terminator excluded; at least 1
    */
   refuseFramesOver (length: number, onRefused: () => void): void {
-    this.#dataLimit = Math.min(this.maxFrameLength, checkLimit('length', length, Infinity, 1))
+    // The decoder's error is never emitted: `refused` tells it apart, and the owner is called.
+    this.#decoder.refuseFramesOver(length, () => new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a frame is longer than the ${length} bytes any accepted message takes; the peer sends messages this side refuses`))
     this.#onRefused = onRefused
   }
 
-  /** The limit for the frame now arriving. */
-  get #limit (): number {
-    return this.#frames < this.#leadingFrames ? this.#maxLeadingFrameLength : this.#dataLimit
-  }
-
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    // Refused: the owner closes; until then nothing more is kept.
-    if (this.#refused) {
-      callback()
-      return
-    }
-    this.#chunk = chunk
-    this.#offset = 0
+    // Once failed or refused the decoder drops the chunk; it is then called back at once.
+    this.#decoder.write(chunk)
     this.#callback = callback
     this.#drive(undefined)
   }
@@ -120,20 +77,19 @@ export class FrameSplitter extends Transform {
   }
 
   override _flush (callback: TransformCallback): void {
-    if (this.#pendingLength > 0) {
-      const length = this.#pendingLength
-      this.#dropPending()
-      callback(new P2snError('ERR_P2SN_TRUNCATED', `the input ended inside a frame, ${length} bytes after the last 0x04; the peer closed mid-message or does not speak p2sn`))
+    try {
+      this.#decoder.end()
+    } catch (err) {
+      callback(err as Error)
       return
     }
     callback()
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
-    this.#chunk = undefined
     this.#callback = undefined
     this.#error = undefined
-    this.#dropPending()
+    this.#decoder.reset()
     callback(err)
   }
 
@@ -165,105 +121,47 @@ export class FrameSplitter extends Transform {
   }
 
   /**
-   * Pushes frames of the held chunk until `push` says the reader is full (at least one frame
-   * when it has one), then keeps the unterminated rest. Returns how many frames it pushed.
+   * Pushes frames of the held chunk until `push` says the reader is full while another frame
+   * waits in the chunk (so at least one frame when it has one). Returns how many it pushed.
    */
   #pushFrames (): number {
-    const chunk = this.#chunk
-    if (chunk === undefined) return 0
+    const decoder = this.#decoder
     let pushed = 0
-    let end = chunk.indexOf(FRAME_TERMINATOR, this.#offset)
-    while (end !== -1) {
-      const start = this.#offset
-      if (this.#pendingLength + end - start > this.#limit) return this.#fail(pushed)
-      this.#frames++
-      // Past the frame before pushing it: should a listener throw, it still comes out once only.
-      this.#offset = end + 1
-      const more = this.push(this.#take(chunk.subarray(start, end)))
-      pushed++
-      if (this.destroyed) return pushed
-      end = chunk.indexOf(FRAME_TERMINATOR, this.#offset)
-      if (!more && end !== -1) return pushed
+    try {
+      for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) {
+        const more = this.push(frame)
+        pushed++
+        if (this.destroyed || (!more && decoder.holding)) break
+      }
+    } catch (err) {
+      // A throw from push() (a 'data' listener's) is not a frame error: let it go on.
+      if (!decoder.failed) throw err
+      this.#failed(err as Error)
     }
-    const start = this.#offset
-    if (start < chunk.length) {
-      // Checked before the bytes are copied: no more than the limit is ever kept.
-      if (this.#pendingLength + chunk.length - start > this.#limit) return this.#fail(pushed)
-      this.#append(chunk.subarray(start))
-    }
-    this.#chunk = undefined
     return pushed
+  }
+
+  /**
+   * A frame was over a limit: for the {@link refuseFramesOver} one alone, the owner is told (the
+   * decoder drops all from now on); else the held callback gets the error.
+   */
+  #failed (err: Error): void {
+    if (!this.#decoder.refused) {
+      this.#error = err
+      return
+    }
+    const onRefused = this.#onRefused
+    this.#onRefused = undefined
+    onRefused?.()
   }
 
   /** Gives the held callback back once its chunk is done (or failed). */
   #finishChunk (): void {
     const callback = this.#callback
-    if (callback === undefined || this.#chunk !== undefined) return
+    if (callback === undefined || this.#decoder.holding) return
     const error = this.#error
     this.#callback = undefined
     this.#error = undefined
     callback(error)
-  }
-
-  /** The whole frame whose last piece is `tail`: `tail` itself when nothing was pending. */
-  #take (tail: Buffer): Buffer {
-    if (this.#pendingLength === 0) return tail
-    this.#append(tail)
-    // Handed out as it is, at most about twice its length; the next frame starts a new buffer.
-    const frame = this.#pending!.subarray(0, this.#pendingLength)
-    this.#pending = undefined
-    this.#pendingLength = 0
-    return frame
-  }
-
-  /** Copies `piece` after the pending bytes, doubling the buffer when it is full. */
-  #append (piece: Buffer): void {
-    const length = this.#pendingLength + piece.length
-    let pending = this.#pending
-    if (pending === undefined || pending.length < length) {
-      let capacity = pending === undefined ? FIRST_PENDING_CAPACITY : pending.length * 2
-      while (capacity < length) capacity *= 2
-      // Never past the limit (the caller checked `length` against it) nor past what a Buffer holds.
-      capacity = Math.max(length, Math.min(capacity, this.#limit, bufferConstants.MAX_LENGTH))
-      // Zero-filled and unpooled: a frame handed out as a view of it shows nothing of other
-      // memory through its `.buffer`, and keeps no shared pool slab alive.
-      const grown = Buffer.alloc(capacity)
-      pending?.copy(grown, 0, 0, this.#pendingLength)
-      this.#pending = pending = grown
-    }
-    piece.copy(pending, this.#pendingLength)
-    this.#pendingLength = length
-  }
-
-  /**
-   * Ends the held chunk with `ERR_P2SN_FRAME_TOO_LONG`, or when the frame is over the limit of
-   * {@link refuseFramesOver} alone, drops it and all that follows and calls its owner; returns
-   * `pushed`.
-   */
-  #fail (pushed: number): number {
-    this.#chunk = undefined
-    if (this.#frames >= this.#leadingFrames && this.#dataLimit < this.maxFrameLength) {
-      this.#refused = true
-      this.#dropPending()
-      const onRefused = this.#onRefused
-      this.#onRefused = undefined
-      onRefused?.()
-      return pushed
-    }
-    this.#error = this.#tooLong()
-    return pushed
-  }
-
-  #dropPending (): void {
-    this.#pending = undefined
-    this.#pendingLength = 0
-  }
-
-  #tooLong (): P2snError {
-    const limit = this.#limit
-    this.#dropPending()
-    return limit === this.maxFrameLength
-      ? new P2snError('ERR_P2SN_FRAME_TOO_LONG', `a frame is longer than maxFrameLength (${limit} bytes); raise maxFrameLength if the peer really sends messages this large`)
-      : new P2snError('ERR_P2SN_FRAME_TOO_LONG', `frame ${this.#frames + 1} is longer than the ${limit} bytes allowed at the start of the stream (the handshake); the peer does not speak p2sn`)
   }
 }
