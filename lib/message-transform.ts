@@ -6,6 +6,7 @@ import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
 import { checkLimit, toBuffer } from './arguments.js'
 import { P2snError, type P2snErrorCode } from './errors.js'
+import { InOrder, type Outcome } from './in-order.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
 /** Options of the message layers that read what a peer sent. */
@@ -28,14 +29,6 @@ export interface MessageTransformOptions extends InvalidInputOptions {
   concurrency?: number
 }
 
-/** A message in flight when several are: its result, kept until the ones before it are out. */
-interface Slot {
-  settled: boolean
-  failed: boolean
-  message: Buffer | undefined
-  error: unknown
-}
-
 /** The failures that reveal nothing secret, which {@link InvalidInputOptions.onInvalid} may see. */
 const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
 
@@ -50,9 +43,10 @@ export class MessageTransform extends Transform {
   readonly #apply: (message: Buffer) => Buffer | Promise<Buffer>
   readonly #onInvalid: ((error: P2snError) => void) | undefined
   readonly #concurrency: number
-  // With concurrency: the messages in flight, oldest first, and the callbacks held until a slot
-  // is free and the readable side has room (write), or until all are out (flush)
-  #slots: Slot[] = []
+  // The messages in flight (a Promise, or with concurrency), their results kept in order, and
+  // the callbacks held until a place is free and the readable side has room (write), or until
+  // all are out (flush)
+  readonly #inFlight: InOrder<Buffer>
   #heldWrite: TransformCallback | undefined
   #heldFlush: TransformCallback | undefined
 
@@ -65,6 +59,7 @@ export class MessageTransform extends Transform {
     this.#apply = apply
     this.#onInvalid = options.onInvalid
     this.#concurrency = checkLimit('concurrency', options.concurrency, 1, 1)
+    this.#inFlight = new InOrder((outcome) => { this.#deliver(outcome) }, () => { this.#afterDeliveries() })
   }
 
   override _transform (chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -72,17 +67,18 @@ export class MessageTransform extends Transform {
     try {
       out = this.#apply(toBuffer(chunk))
     } catch (err) {
-      if (this.#concurrency > 1) this.#inFlight(Promise.reject(err), callback)
+      // With others in flight it keeps its place in line, behind their results.
+      if (this.#concurrency > 1) this.#take(Promise.reject(err), callback)
       else this.#fail(err, callback)
       return
     }
     // Work done elsewhere waits in line, one at a time or `concurrency` at once.
-    if (this.#concurrency > 1 || out instanceof Promise) this.#inFlight(out, callback)
+    if (this.#concurrency > 1 || out instanceof Promise) this.#take(out, callback)
     else callback(null, out)
   }
 
   override _flush (callback: TransformCallback): void {
-    if (this.#slots.length === 0) callback()
+    if (this.#inFlight.size === 0) callback()
     else this.#heldFlush = callback
   }
 
@@ -94,60 +90,54 @@ export class MessageTransform extends Transform {
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
-    this.#slots = []
+    // Results still to come are dropped, and whatever is being delivered is the last.
+    this.#inFlight.clear()
     this.#heldWrite = undefined
     this.#heldFlush = undefined
     callback(err)
   }
 
-  /** Takes the next message at once while a slot is free; the results go out in order. */
-  #inFlight (out: Buffer | Promise<Buffer>, callback: TransformCallback): void {
-    const slot: Slot = { settled: false, failed: false, message: undefined, error: undefined }
-    this.#slots.push(slot)
-    Promise.resolve(out).then((message) => {
-      slot.message = message
-      slot.settled = true
-      this.#drain()
-    }, (err: unknown) => {
-      slot.error = err
-      slot.failed = slot.settled = true
-      this.#drain()
-    })
-    if (this.#slots.length < this.#concurrency) callback()
+  /** Puts one result in line; takes the next message at once while a place is free. */
+  #take (out: Buffer | Promise<Buffer>, callback: TransformCallback): void {
+    this.#inFlight.add(out)
+    if (this.#inFlight.size < this.#concurrency) callback()
     else this.#heldWrite = callback
   }
 
-  /** Pushes the results at the head of the line that are ready. */
-  #drain (): void {
+  /** One result, in its turn: pushed, handed to onInvalid, or the stream's end. */
+  #deliver (outcome: Outcome<Buffer>): void {
     if (this.destroyed) return
     try {
-      while (this.#slots.length > 0 && this.#slots[0]!.settled) {
-        const slot = this.#slots.shift()!
-        if (!slot.failed) {
-          this.push(slot.message)
-        } else if (this.#isInvalid(slot.error)) {
-          this.#onInvalid!(slot.error)
-        } else {
-          this.destroy(slot.error instanceof Error ? slot.error : new Error(String(slot.error)))
-          return
-        }
-      }
-      this.#release()
+      if (outcome.ok) this.push(outcome.value)
+      else if (this.#isInvalid(outcome.error)) this.#onInvalid!(outcome.error)
+      // destroy() clears the line, so nothing after the failure comes out.
+      else this.destroy(toError(outcome.error))
     } catch (err) {
       // A listener that throws (in 'data', or onInvalid) runs inside a promise callback here:
       // fail the stream rather than leave an unhandled rejection and the rest stuck.
-      this.destroy(err instanceof Error ? err : new Error(String(err)))
+      this.destroy(toError(err))
+    }
+  }
+
+  /** After a run of results: let the held write or flush through, once the readable side has taken them. */
+  #afterDeliveries (): void {
+    if (this.destroyed) return
+    try {
+      this.#release()
+    } catch (err) {
+      // The write let through may run the next message, and its listeners, at once.
+      this.destroy(toError(err))
     }
   }
 
   #release (wanted = false): void {
     const write = this.#heldWrite
-    if (write !== undefined && this.#slots.length < this.#concurrency && (wanted || this.readableLength < this.readableHighWaterMark)) {
+    if (write !== undefined && this.#inFlight.size < this.#concurrency && (wanted || this.readableLength < this.readableHighWaterMark)) {
       this.#heldWrite = undefined
       write()
     }
     const flush = this.#heldFlush
-    if (flush !== undefined && this.#slots.length === 0) {
+    if (flush !== undefined && this.#inFlight.size === 0) {
       this.#heldFlush = undefined
       flush()
     }
@@ -165,4 +155,9 @@ export class MessageTransform extends Transform {
     }
     callback(err as Error)
   }
+}
+
+/** What was thrown, as an Error to destroy the stream with (a listener may throw anything). */
+function toError (err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err))
 }

@@ -10,7 +10,7 @@ import { checkLimit } from './arguments.js'
 import { P2snError } from './errors.js'
 import type { PrivateKey } from './keys.js'
 import { forgeEngine, opensslEngine, type EngineName } from './rsa-engine.js'
-import { blockLimit, countBlocks, type DecryptOptions } from './rsa-cipher.js'
+import { blockLimit, countBlocks, type DecryptOptions } from './core/rsa-message.js'
 import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
 
 /** Options of {@link RsaPool}. */

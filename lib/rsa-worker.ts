@@ -11,7 +11,7 @@
 import crypto from 'node:crypto'
 import { P2snError } from './errors.js'
 import { PrivateKey } from './keys.js'
-import { decryptMessage } from './rsa-cipher.js'
+import { decryptMessage } from './core/rsa-message.js'
 import type { EngineName } from './rsa-engine.js'
 
 /** Per-block flag of a {@link DecryptBatch}: `rejection: 'error'`. */
