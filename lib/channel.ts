@@ -1,34 +1,37 @@
 /**
- * Secure channels: the four layers and the handshake composed around any duplex, plus TCP and
- * TLS clients and servers with the reference's request/reply way of working.
+ * The channel: one Duplex per connection that drives the protocol's core over a byte duplex
+ * directly. Bytes from the connection are cut into frames ({@link FrameDecoder}), fed to the
+ * handshake ({@link HandshakeRunner}) and then decoded and decrypted into messages; messages
+ * written are encrypted, encoded and framed straight onto the connection. No chain of streams:
+ * one object holds the state, reads pause the connection when the reader lags, and write
+ * callbacks wait for the connection's `'drain'`.
  * @module
  */
 import type { KeyObject } from 'node:crypto'
-import { EventEmitter, once } from 'node:events'
-import net from 'node:net'
-import tls from 'node:tls'
 import type { Duplex as NodeDuplex } from 'node:stream'
-import Pumpify from 'pumpify'
 import { Duplex } from 'readable-stream'
 import { checkLimit, toBuffer } from './arguments.js'
-import { authenticate, authenticationContext, type AuthenticationTlsOptions } from './authentication.js'
-import { Base64Codec } from './base64-codec.js'
-import { P2snError, toP2snError } from './errors.js'
-import { FrameJoiner } from './frame-joiner.js'
-import { FrameSplitter } from './frame-splitter.js'
-import { checkHandshakeOptions, checkRole, HandshakeDuplex, loadKeys, type HandshakeOptions, type PeerInfo, type FrameTransport } from './handshake-duplex.js'
-import { toKeyPair, type KeyPair, type PublicKey } from './keys.js'
-import {
-  DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_MESSAGE_BLOCKS, DEFAULT_MAX_PENDING_HANDSHAKES, HANDSHAKE_FRAMES,
-  KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK
-} from './protocol.js'
-import { blockLimit, RsaCipher, type RsaCipherOptions } from './rsa-cipher.js'
-import { poolEngineName, RsaPool } from './rsa-pool.js'
+import type { AuthenticatedTransport, AuthenticationTlsOptions } from './authentication.js'
+import { decodeBase64 } from './core/base64.js'
+import { FrameDecoder } from './core/frame-decoder.js'
+import { encodeFrame } from './core/frame-encoder.js'
+import { answersWithErrorKey, ERRORKEY, type Role } from './core/handshake.js'
+import { SessionFrames } from './core/session.js'
+import { P2snError, toP2snError, type P2snErrorCode } from './errors.js'
+import { closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo } from './handshake-runner.js'
+import { InOrder } from './in-order.js'
+import type { KeyPair, PublicKey } from './keys.js'
+import { HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
+import { messageDecryptor, messageEncryptor, type RsaCipherOptions } from './rsa-cipher.js'
+import type { RsaPool } from './rsa-pool.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
-
-/** pumpify's object-mode chain, buffering one message a side instead of 16 (see MESSAGE_HIGH_WATER_MARK). */
-const MessageChain = Pumpify.ctor({ autoDestroy: false, destroy: false, objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
+/** How long a refusing side waits for its `P2SN:ERRORKEY` to flush before closing anyway. */
+const ERRORKEY_LINGER = 1000
+/** How long a closed channel lets what it wrote flush before its connection is destroyed. */
+const RELEASE_LINGER = 1000
+/** The failures that reveal nothing secret, answered with `P2SN:ERRORKEY` (never a padding error). */
+const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
 
 /** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
 export interface ChannelOptions extends Omit<HandshakeOptions, 'role' | 'pool' | 'provenPeerKey'>, Pick<RsaCipherOptions, 'strict' | 'rejection' | 'maxMessageBlocks'> {
@@ -76,109 +79,199 @@ export interface WrapOptions extends ChannelOptions {
 }
 
 /**
+ * What {@link wrap} sets a channel up with, its options checked: not for users (call wrap).
+ * @internal
+ */
+export interface ChannelSetup {
+  options: WrapOptions
+  keyPair: HandshakeOptions['keyPair']
+  maxFrameLength: number
+  maxMessageBlocks: number
+  pool: RsaPool | undefined
+  /** The authenticated mode: the TLS connection to run over, once up, and how to give it up. */
+  authentication?: { ready: Promise<AuthenticatedTransport>, abort: () => void }
+}
+
+/** The handshake's side of a channel: what `channel.handshake` shows. */
+export interface ChannelHandshake {
+  /** This side's role. */
+  readonly role: Role
+  /** This side's key pair, once loaded or generated. */
+  readonly keyPair: KeyPair | undefined
+  /** True once the six steps have checked out. */
+  readonly handshakeComplete: boolean
+  /** True once the channel is destroyed. */
+  readonly destroyed: boolean
+  /** The peer's public key, once the handshake is done. */
+  readonly remotePublicKey: PublicKey | undefined
+  /** The peer's fingerprint, once the handshake is done. */
+  readonly remoteFingerprint: string | undefined
+  /** Refuses the peer with `P2SN:ERRORKEY`: see {@link Channel.refuse}. */
+  refuse: (error: P2snError) => void
+}
+
+type Callback = (error?: Error | null) => void
+
+/**
  * An encrypted message duplex: each write is one message, each `'data'` one message (Buffers).
  * Made by {@link wrap}, {@link connect} and servers. Emits `'handshake'` with a
  * {@link PeerInfo} once the handshake is done (the peer's key is proven only in the
  * authenticated mode: see `authenticate`); writes made before then wait, and are not lost.
  * `end()` half-closes: the peer sees `'end'` and can still write back, and the channel closes
  * once both sides have ended (so end yours when the peer's `'end'` comes; a server with a
- * `handler` does). `destroy()` closes quietly and tears down the whole chain, underlying stream
- * included, even before the handshake is done.
+ * `handler` does). `destroy()` closes quietly and closes the underlying stream too, even
+ * before the handshake is done.
  */
-export class Channel extends MessageChain {
-  /** The handshake layer, which also carries the message frames. */
-  readonly handshake: HandshakeDuplex
-  #requests: Array<{ message: Buffer, resolve: (reply: Buffer) => void, reject: (err: Error) => void }> = []
-  #inFlight = false
-  #listening = false
-  // Idle timeout: when a whole message last went either way, and the timer that checks it
+export class Channel extends Duplex implements ChannelHandshake {
+  /** This side's role. */
+  readonly role: Role
+
+  // Settings
+  readonly #setup: ChannelSetup
+  readonly #trace: HandshakeOptions['trace']
   readonly #idleTimeout: number
+
+  // The connection: the duplex given, and the one the frames travel on (a TLS socket over it in
+  // the authenticated mode, else the same)
+  readonly #duplex: NodeDuplex
+  #raw: NodeDuplex | undefined
+  #rawPaused = false
+  #rawEnded = false
+
+  // Frames in: the decoder, chunks that came while it still held one, and whether a pull runs
+  readonly #decoder: FrameDecoder
+  #backlog: Buffer[] = []
+  #pulling = false
+  #inputDone = false
+  /**
+   * Readable asked for a message (_read) and none was pushed since: read() asks before it takes
+   * its message out of the buffer, so the buffer may look full then and must not stop us.
+   */
+  #wanted = false
+
+  // The handshake (let go once done), then the ciphers
+  #runner: HandshakeRunner | undefined
+  #keyPair: KeyPair | undefined
+  #handshakeHolds = false
+  #peer: PeerInfo | undefined
+  #encrypt: ((message: Buffer) => Buffer) | undefined
+  #decryptor: ReturnType<typeof messageDecryptor> | undefined
+  readonly #results: InOrder<Buffer>
+  /** What the frames after the handshake are, and how each side's stream must end. */
+  readonly #session: SessionFrames
+
+  // A refusal: the reason, and the timer that closes anyway if P2SN:ERRORKEY does not flush
+  #refusal: P2snError | undefined
+  #linger: NodeJS.Timeout | undefined
+
+  // Writes waiting for the handshake or for the connection to drain
+  #heldWrite: { chunk: unknown, callback: Callback } | undefined
+  #heldFinal: Callback | undefined
+  #drainCallback: Callback | undefined
+
+  // Idle timeout: when a whole message last went either way, and the timer that checks it
   #lastActive = 0
   #idleTimer: NodeJS.Timeout | undefined
 
+  // request(): the requests waiting, oldest first
+  #requests: Array<{ message: Buffer, resolve: (reply: Buffer) => void, reject: (err: Error) => void }> = []
+  #inFlight = false
+  #listening = false
+
   /**
-   * Prefer {@link wrap}; this composes the layers around `handshake`. A pool made here for
-   * `workers` decrypts the messages only: the handshake was built before it (wrap() gives
-   * both the same pool).
+   * Prefer {@link wrap}, which checks the options and builds the setup.
+   * @param duplex - the byte duplex the channel runs over
    */
-  constructor (handshake: HandshakeDuplex, options: Pick<ChannelOptions, 'strict' | 'rejection' | 'maxMessageBlocks' | 'engine' | 'pool' | 'workers' | 'idleTimeout'> = {}) {
-    super()
-    this.handshake = handshake
+  constructor (duplex: NodeDuplex, setup: ChannelSetup) {
+    super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
+    const { options } = setup
+    this.role = options.role
+    this.#setup = setup
+    this.#duplex = duplex
+    this.#session = new SessionFrames(setup.authentication !== undefined, options.trace)
+    this.#trace = options.trace
     this.#idleTimeout = checkLimit('idleTimeout', options.idleTimeout, 0)
-    let pool = options.pool
-    if (pool === undefined && options.workers !== undefined) {
-      const own = pool = new RsaPool({ workers: options.workers })
-      this.once('close', () => { void own.close() })
-    }
-    const onEarlyError = (err: Error): void => { this.destroy(err) }
-    handshake.on('error', onEarlyError)
-    handshake.once('handshake', (peer: PeerInfo) => {
-      // Listeners run before the writes held during the handshake go out, and may add to them.
-      this.emit('handshake', peer)
-      if (this.destroyed) return
-      // From here pump reports the handshake's errors.
-      handshake.removeListener('error', onEarlyError)
-      const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks: options.maxMessageBlocks ?? DEFAULT_MAX_MESSAGE_BLOCKS }
-      // A frame that is not Base64 or not whole blocks is answered P2SN:ERRORKEY, then fails us.
-      const onInvalid = (error: P2snError): void => { handshake.refuse(error) }
-      this.setPipeline(
-        RsaCipher.encryptor(peer.publicKey, cipher),
-        Base64Codec.encoder(),
-        handshake,
-        Base64Codec.decoder({ onInvalid }),
-        RsaCipher.decryptor(handshake.keyPair!, { ...cipher, pool, onInvalid }),
-        new HalfCloseGate(handshake, this.#touch)
-      )
-      this.#startIdleTimer()
+    this.#decoder = new FrameDecoder({ maxFrameLength: setup.maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
+    this.#results = new InOrder<Buffer>((outcome) => { this.#delivered(outcome) })
+
+    let proven: KeyObject | undefined
+    this.#runner = new HandshakeRunner({
+      ...options,
+      keyPair: setup.keyPair,
+      pool: setup.pool,
+      provenPeerKey: setup.authentication === undefined ? undefined : () => proven
+    }, {
+      send: (frame) => { this.#raw!.write(encodeFrame(frame)) },
+      pause: () => { this.#handshakeHolds = true },
+      resume: () => {
+        this.#handshakeHolds = false
+        this.#pull()
+      },
+      keysLoaded: (keyPair) => {
+        this.#keyPair = keyPair
+        this.#limitFrames(keyPair)
+      },
+      complete: (peer, early) => { this.#complete(peer, early) },
+      fail: (error) => {
+        if (answersWithErrorKey(error)) this.#refuse(error)
+        else this.destroy(error)
+      }
     })
-    // Until the handshake is done there is no pipeline for destroy() to tear down: do it here.
-    this.once('close', () => {
-      clearTimeout(this.#idleTimer)
-      if (!handshake.destroyed) handshake.destroy()
-    })
-    // Like a socket, close once both directions are done (duplexify alone never would).
-    let done = 0
-    const closeWhenDone = (): void => {
-      if (++done === 2) process.nextTick(() => this.destroy())
+
+    const authentication = setup.authentication
+    if (authentication === undefined) {
+      this.#attach(duplex)
+    } else {
+      authentication.ready.then(({ socket, peerKey }) => {
+        if (this.destroyed) return
+        proven = peerKey
+        this.#attach(socket)
+      }, (err: unknown) => { this.destroy(err as Error) })
     }
-    this.once('end', closeWhenDone)
-    this.once('finish', closeWhenDone)
+    // Like a socket, it closes once both directions are done: readable-stream's autoDestroy.
+  }
+
+  /** This side's key pair, once loaded or generated. */
+  get keyPair (): KeyPair | undefined {
+    return this.#keyPair
+  }
+
+  /** True once the handshake is done. */
+  get handshakeComplete (): boolean {
+    return this.#peer !== undefined
+  }
+
+  /** The handshake's side of the channel (the channel itself, seen as its handshake). */
+  get handshake (): ChannelHandshake {
+    return this
   }
 
   /** The peer's public key, once the handshake is done. */
   get remotePublicKey (): PublicKey | undefined {
-    return this.handshake.remotePublicKey
-  }
-
-  // Writes are messages too: they keep the channel from being idle.
-  override write (chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), callback?: (error: Error | null | undefined) => void): boolean {
-    this.#touch()
-    return super.write(chunk, encoding as BufferEncoding, callback)
-  }
-
-  readonly #touch = (): void => {
-    if (this.#idleTimeout > 0) this.#lastActive = Date.now()
-  }
-
-  // One timer for the channel's life, not one per message: when it fires early it waits out the rest.
-  #startIdleTimer (): void {
-    const timeout = this.#idleTimeout
-    if (timeout === 0 || timeout === Infinity) return
-    this.#lastActive = Date.now()
-    const check = (): void => {
-      const idle = Date.now() - this.#lastActive
-      if (idle >= timeout) {
-        this.destroy(new P2snError('ERR_P2SN_IDLE_TIMEOUT', `no message went either way for ${timeout} ms (idleTimeout); the peer is gone or stalled`))
-        return
-      }
-      this.#idleTimer = setTimeout(check, timeout - idle)
-    }
-    this.#idleTimer = setTimeout(check, timeout)
+    return this.#peer?.publicKey
   }
 
   /** The peer's fingerprint, once the handshake is done. */
   get remoteFingerprint (): string | undefined {
-    return this.handshake.remoteFingerprint
+    return this.#peer?.fingerprint
+  }
+
+  /**
+   * Refuses the peer as the standard says: sends `P2SN:ERRORKEY` in plain after what was
+   * already written, reads nothing more, and fails with `error` once that is flushed (or after
+   * a second). Answer only failures that reveal nothing secret (bad Base64, a ciphertext of the
+   * wrong length): telling apart bad padding is a padding oracle.
+   *
+   * @param error - the reason, emitted as `'error'`
+   */
+  refuse (error: P2snError): void {
+    this.#refuse(error)
+  }
+
+  // Writes are messages too: they keep the channel from being idle.
+  override write (chunk: unknown, encoding?: string | ((error: Error | null | undefined) => void), callback?: (error: Error | null | undefined) => void): boolean {
+    this.#touch()
+    return super.write(chunk, encoding as BufferEncoding, callback)
   }
 
   /**
@@ -241,187 +334,339 @@ export class Channel extends MessageChain {
     this.#inFlight = true
     this.write(request.message)
   }
-}
 
-// pumpify builds on readable-stream 3, whose streams lack these getters that Node's typings
-// promise (they read undefined): give Channel the real values, which request() relies on.
-interface StreamStates {
-  _readableState: { endEmitted: boolean }
-  _writableState: { ending: boolean, finished: boolean }
-}
-Object.defineProperties(Channel.prototype, {
-  readableEnded: { configurable: true, get (this: StreamStates): boolean { return this._readableState.endEmitted } },
-  writableEnded: { configurable: true, get (this: StreamStates): boolean { return this._writableState.ending } },
-  writableFinished: { configurable: true, get (this: StreamStates): boolean { return this._writableState.finished } }
-})
+  // ---- The connection
 
-/** What {@link HalfCloseGate} needs of the duplex in the middle of a chain. */
-interface ChainMiddle {
-  readonly destroyed: boolean
-  readonly writableFinished: boolean
-  on (event: 'finish' | 'close', listener: () => void): unknown
-  removeListener (event: 'finish' | 'close', listener: () => void): unknown
-}
-
-/**
- * The last stream of a pumpify chain that runs through a duplex, `middle` (the transport in
- * {@link wrap}, the handshake in {@link Channel}). pump calls a chain done as soon as its last
- * stream finishes, and then destroys every stream not yet closed: without this gate, the peer
- * ending its side would destroy `middle` while this side still writes to it, and `end()` could
- * not half-close. The gate passes each message through and ends its readable side as soon as
- * its input ends, but finishes only once `middle` has finished writing (or closed): the chain
- * is done when both directions are.
- */
-class HalfCloseGate extends Duplex {
-  readonly #middle: ChainMiddle
-  readonly #onChunk: (() => void) | undefined
-  #heldWrite: ((error?: Error | null) => void) | undefined
-
-  /**
-   * @param middle - the duplex whose writing must be done before the chain is
-   * @param onChunk - called for each chunk that passes
-   */
-  constructor (middle: ChainMiddle, onChunk?: () => void) {
-    super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
-    this.#middle = middle
-    this.#onChunk = onChunk
+  #attach (raw: NodeDuplex): void {
+    this.#raw = raw
+    raw.on('data', this.#onData)
+    raw.on('end', this.#onEnd)
+    raw.on('error', this.#onError)
+    raw.on('close', this.#onClose)
+    raw.on('drain', this.#onDrain)
+    this.#runner?.start()
   }
 
-  override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#onChunk?.()
-    if (this.push(chunk)) callback()
-    else this.#heldWrite = callback
+  readonly #onData = (chunk: Buffer): void => {
+    // Once refused, the peer is not listened to any more, as the reference does.
+    if (this.#refusal !== undefined || this.destroyed) return
+    const bytes = Buffer.isBuffer(chunk) ? chunk : toBuffer(chunk)
+    if (this.#decoder.holding || this.#backlog.length > 0) this.#backlog.push(bytes)
+    else this.#decoder.write(bytes)
+    this.#pull()
   }
 
-  override _read (): void {
-    const callback = this.#heldWrite
-    this.#heldWrite = undefined
+  readonly #onEnd = (): void => {
+    this.#rawEnded = true
+    this.#pull()
+  }
+
+  readonly #onError = (err: Error): void => {
+    this.destroy(connectionFailure(err, this.#refusal))
+  }
+
+  readonly #onClose = (): void => {
+    if (this.destroyed) return
+    const failure = closeFailure(this.#refusal, this.#rawEnded, this.#peer === undefined ? this.#runner?.step ?? 'PUBKEY' : undefined)
+    if (failure !== undefined) this.destroy(failure)
+  }
+
+  readonly #onDrain = (): void => {
+    const callback = this.#drainCallback
+    this.#drainCallback = undefined
     callback?.()
   }
 
-  override _final (callback: (error?: Error | null) => void): void {
-    this.push(null)
-    const middle = this.#middle
-    if (middle.destroyed || writeSideDone(middle)) {
-      callback()
+  #pauseRaw (): void {
+    if (this.#rawPaused) return
+    this.#rawPaused = true
+    this.#raw?.pause()
+  }
+
+  #resumeRaw (): void {
+    if (!this.#rawPaused) return
+    this.#rawPaused = false
+    this.#raw?.resume()
+  }
+
+  /** Nothing more is taken now: the handshake holds a frame, the reader lags, or decryptions are at their limit. */
+  #blocked (): boolean {
+    if (this.#peer === undefined) return this.#handshakeHolds
+    return (!this.#wanted && this.readableLength >= this.readableHighWaterMark) || this.#results.size >= this.#decryptor!.concurrency
+  }
+
+  /**
+   * Takes frames from the bytes received while nothing blocks, and pauses the connection when
+   * something does; resumes it once every byte received is cut. One loop at a time: a call made
+   * from inside it (a listener, a callback) leaves the work to the loop running.
+   */
+  #pull (): void {
+    if (this.#pulling || this.destroyed || this.#refusal !== undefined) return
+    this.#pulling = true
+    try {
+      for (;;) {
+        if (this.destroyed || this.#refusal !== undefined) return
+        if (this.#blocked()) {
+          this.#pauseRaw()
+          return
+        }
+        let frame: Buffer | undefined
+        try {
+          frame = this.#decoder.next()
+        } catch (err) {
+          this.#frameFailed(err as P2snError)
+          return
+        }
+        if (frame === undefined) {
+          const chunk = this.#backlog.shift()
+          if (chunk !== undefined) {
+            this.#decoder.write(chunk)
+            continue
+          }
+          if (this.#rawEnded) this.#inputEnded()
+          else this.#resumeRaw()
+          return
+        }
+        if (this.#peer === undefined) this.#runner?.frame(frame)
+        else this.#message(frame)
+      }
+    } finally {
+      this.#pulling = false
+    }
+  }
+
+  #frameFailed (err: P2snError): void {
+    // A frame longer than any message we take is refused, as a message would be.
+    if (this.#decoder.refused) this.#refuse(err)
+    else this.destroy(err)
+  }
+
+  /** Every byte received is cut: the end of the peer's stream, once its last messages are out. */
+  #inputEnded (): void {
+    if (!this.#inputDone) {
+      this.#inputDone = true
+      try {
+        this.#decoder.end()
+      } catch (err) {
+        this.destroy(err as Error)
+        return
+      }
+      if (this.#peer === undefined) {
+        this.#runner?.ended()
+        return
+      }
+    }
+    if (this.#peer === undefined || this.#results.size > 0 || this.readableEnded) return
+    const cut = this.#session.ended()
+    if (cut === undefined) this.push(null)
+    else this.destroy(cut)
+  }
+
+  // ---- The handshake
+
+  /** Once the key is known: a frame longer than the Base64 of maxMessageBlocks blocks holds no message we take. */
+  #limitFrames (keyPair: KeyPair): void {
+    const { maxMessageBlocks, maxFrameLength } = this.#setup
+    const longest = 4 * Math.ceil(maxMessageBlocks * keyPair.privateKey.size / 3)
+    if (longest >= maxFrameLength) return
+    this.#decoder.refuseFramesOver(longest, () => new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a frame of more than ${longest} bytes cannot hold a message of maxMessageBlocks (${maxMessageBlocks}) rsa blocks of this side's key; raise maxMessageBlocks on this side if the peer really sends messages this long`))
+  }
+
+  #complete (peer: PeerInfo, early: Buffer[]): void {
+    const { options, maxMessageBlocks, pool } = this.#setup
+    const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks }
+    this.#encrypt = messageEncryptor(peer.publicKey, cipher)
+    this.#decryptor = messageDecryptor(this.#keyPair!.privateKey, { ...cipher, pool })
+    this.#peer = peer
+    // Done with: an idle channel keeps nothing of its handshake.
+    this.#runner = undefined
+    this.#handshakeHolds = false
+    // Listeners run before the writes held during the handshake go out, and may add to them.
+    this.emit('handshake', peer)
+    if (this.destroyed) return
+    this.#startIdleTimer()
+    for (const frame of early) this.#message(frame)
+    const held = this.#heldWrite
+    this.#heldWrite = undefined
+    if (held !== undefined) this.#send(held.chunk, held.callback)
+    const final = this.#heldFinal
+    this.#heldFinal = undefined
+    if (final !== undefined) this._final(final)
+    this.#pull()
+  }
+
+  // ---- Messages in
+
+  #message (frame: Buffer): void {
+    if (this.destroyed || this.#refusal !== undefined) return
+    const taken = this.#session.receive(frame)
+    if (taken instanceof P2snError) {
+      this.destroy(taken)
       return
     }
-    const done = (): void => {
-      middle.removeListener('finish', done)
-      middle.removeListener('close', done)
-      callback()
+    if (!taken) return
+    let message: Buffer | Promise<Buffer>
+    try {
+      message = this.#decryptor!.decrypt(decodeBase64(frame))
+    } catch (err) {
+      // In its place: the messages before it come out first.
+      if (this.#results.size === 0) this.#failed(err)
+      else this.#results.add(Promise.reject(err))
+      return
     }
-    middle.on('finish', done)
-    middle.on('close', done)
+    this.#results.add(message)
+  }
+
+  #delivered (outcome: { ok: true, value: Buffer } | { ok: false, error: unknown }): void {
+    if (this.destroyed || this.#refusal !== undefined) return
+    if (!outcome.ok) {
+      this.#failed(outcome.error)
+      return
+    }
+    this.#touch()
+    this.#wanted = false
+    this.push(outcome.value)
+    // Decrypted later (in a pool, or in a later turn): the loop is not running, start it.
+    if (!this.#pulling) this.#pull()
+  }
+
+  /** A message that cannot be read: refused when anyone could see why, else fatal. */
+  #failed (err: unknown): void {
+    if (err instanceof P2snError && PUBLIC_FAILURES.has(err.code)) this.#refuse(err)
+    else this.destroy(err instanceof Error ? err : new Error(String(err)))
+  }
+
+  #refuse (error: P2snError): void {
+    if (this.destroyed || this.#refusal !== undefined) return
+    this.#refusal = error
+    this.#runner?.cancel()
+    this.#results.clear()
+    this.#backlog = []
+    this.#decoder.reset()
+    const raw = this.#raw
+    if (raw === undefined || raw.writableEnded) {
+      this.destroy(error)
+      return
+    }
+    this.#trace?.({ direction: 'out', step: 'ERRORKEY', frame: ERRORKEY })
+    this.#linger = setTimeout(() => this.destroy(error), ERRORKEY_LINGER)
+    raw.end(encodeFrame(ERRORKEY), () => { this.destroy(error) })
+    // What the peer still sends is read and dropped, so that its end can come.
+    this.#resumeRaw()
+  }
+
+  // ---- Messages out
+
+  #send (chunk: unknown, callback: Callback): void {
+    let frame: Buffer
+    try {
+      frame = encodeFrame(this.#encrypt!(toBuffer(chunk)).toString('base64'))
+    } catch (err) {
+      callback(err as Error)
+      return
+    }
+    this.#trace?.({ direction: 'out', step: 'message', frame: frame.subarray(0, frame.length - 1) })
+    if (this.#raw!.write(frame)) callback()
+    else this.#drainCallback = callback
+  }
+
+  #touch (): void {
+    if (this.#idleTimeout > 0) this.#lastActive = Date.now()
+  }
+
+  // One timer for the channel's life, not one per message: when it fires early it waits out the rest.
+  #startIdleTimer (): void {
+    const timeout = this.#idleTimeout
+    if (timeout === 0 || timeout === Infinity) return
+    this.#lastActive = Date.now()
+    const check = (): void => {
+      const idle = Date.now() - this.#lastActive
+      if (idle >= timeout) {
+        this.destroy(new P2snError('ERR_P2SN_IDLE_TIMEOUT', `no message went either way for ${timeout} ms (idleTimeout); the peer is gone or stalled`))
+        return
+      }
+      this.#idleTimer = setTimeout(check, timeout - idle)
+    }
+    this.#idleTimer = setTimeout(check, timeout)
+  }
+
+  // ---- Duplex internals
+
+  override _read (): void {
+    if (this.#peer === undefined) return
+    this.#wanted = true
+    this.#pull()
+  }
+
+  override _write (chunk: unknown, _encoding: BufferEncoding, callback: Callback): void {
+    if (this.#peer === undefined) this.#heldWrite = { chunk, callback }
+    else this.#send(chunk, callback)
+  }
+
+  override _final (callback: Callback): void {
+    if (this.#peer === undefined) {
+      this.#heldFinal = callback
+      return
+    }
+    const raw = this.#raw!
+    if (this.#refusal === undefined && !raw.writableEnded) {
+      // In the authenticated mode, say that this is the end, not a cut.
+      const last = this.#session.lastFrame
+      if (last === undefined) {
+        raw.end()
+      } else {
+        this.#trace?.({ direction: 'out', step: 'END', frame: last })
+        raw.end(encodeFrame(last))
+      }
+    }
+    callback()
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.#runner?.cancel()
+    this.#decryptor?.cancel()
+    this.#results.clear()
+    // TLS still being set up is given up; once up, it is released below like any connection.
+    if (this.#raw === undefined) this.#setup.authentication?.abort()
+    clearTimeout(this.#idleTimer)
+    clearTimeout(this.#linger)
+    this.#backlog = []
+    this.#decoder.reset()
+    const pending = [this.#heldWrite?.callback, this.#heldFinal, this.#drainCallback].filter((fail) => fail !== undefined)
     this.#heldWrite = undefined
+    this.#heldFinal = undefined
+    this.#drainCallback = undefined
+    if (pending.length > 0) {
+      const reason = err ?? new P2snError('ERR_P2SN_CLOSED', 'the channel was destroyed before this write went out')
+      for (const fail of pending) fail(reason)
+    }
+    const raw = this.#raw
+    if (raw !== undefined) {
+      raw.removeListener('data', this.#onData)
+      raw.removeListener('drain', this.#onDrain)
+      // Over TLS, the TLS socket first, then the socket under it, which carries what TLS still writes.
+      if (raw !== this.#duplex) {
+        const duplex = this.#duplex
+        if (raw.destroyed) release(duplex)
+        else raw.once('close', () => { release(duplex) })
+        release(raw)
+        callback(err)
+        return
+      }
+    }
+    release(this.#duplex)
     callback(err)
   }
 }
 
-/** True once `stream` has finished writing; streams of readable-stream 3 only say so in their state. */
-function writeSideDone (stream: ChainMiddle): boolean {
-  return stream.writableFinished === true ||
-    (stream as { _writableState?: { finished?: boolean } })._writableState?.finished === true
-}
-
 /**
- * Wraps a duplex byte stream (a TCP or TLS socket, stdio, a child process's stdio) in a
- * {@link Channel}: runs the handshake as `role`, then carries encrypted messages.
- *
- * @example
- * const channel = wrap(socket, { role: 'client', keyPair })
- * channel.write('hello')
- * channel.on('data', (message) => console.log(message.toString()))
- */
-export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
-  return wrapChannel(duplex, options)
-}
-
-/** {@link wrap}, and for {@link connect} the host the client dialled, which TLS checks certificates against. */
-function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): Channel {
-  let checked: ReturnType<typeof checkChannelOptions>
-  try {
-    checked = checkChannelOptions(options)
-    checkRole(options.role)
-    if (options.tls !== undefined && options.authenticate !== true) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
-    }
-  } catch (err) {
-    // Nothing was built on it yet: do not leave the stream open behind a thrown error.
-    duplex.destroy()
-    throw err
-  }
-  const splitter = new FrameSplitter({ maxFrameLength: checked.maxFrameLength, leadingFrames: HANDSHAKE_FRAMES, maxLeadingFrameLength: MAX_HANDSHAKE_FRAME_LENGTH })
-  const framed = new MessageChain()
-  let attached: NodeDuplex | undefined
-  const attach = (transport: NodeDuplex): void => {
-    attached = transport
-    framed.setPipeline(new FrameJoiner(), transport, splitter, new HalfCloseGate(transport))
-  }
-  // One key pair for TLS and the handshake, even when it is generated here.
-  const keys = loadKeys(checked.keyPair)
-  // A frame longer than the Base64 of maxMessageBlocks blocks of our key holds no message we
-  // take: refused as it arrives (P2SN:ERRORKEY), not buffered up to maxFrameLength first.
-  keys.then((keyPair) => {
-    const longest = 4 * Math.ceil(checked.maxMessageBlocks * keyPair.privateKey.size / 3)
-    if (longest >= checked.maxFrameLength) return
-    splitter.refuseFramesOver(longest, () => {
-      handshake?.refuse(new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a frame of more than ${longest} bytes cannot hold a message of maxMessageBlocks (${checked.maxMessageBlocks}) rsa blocks of this side's key; raise maxMessageBlocks on this side if the peer really sends messages this long`))
-    })
-  }, () => {})
-  let provenPeerKey: (() => KeyObject | undefined) | undefined
-  if (options.authenticate === true) {
-    // The frames wait (pumpify holds them) until TLS is up and the peer has proven a key.
-    const tlsUp = authenticate(duplex, options.role, keys, options.tls, host)
-    let proven: KeyObject | undefined
-    provenPeerKey = () => proven
-    framed.once('close', tlsUp.abort)
-    tlsUp.ready.then(({ socket, peerKey }) => {
-      framed.removeListener('close', tlsUp.abort)
-      proven = peerKey
-      attach(socket)
-    }, (err: unknown) => { framed.destroy(err as Error) })
-  } else {
-    attach(duplex)
-  }
-  // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
-  const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
-  const pool = options.pool ?? own
-  let handshake: HandshakeDuplex | undefined
-  try {
-    handshake = new HandshakeDuplex(framed as unknown as FrameTransport, { ...options, keyPair: keys, pool, provenPeerKey })
-    const channel = new Channel(handshake, { ...options, pool, workers: undefined })
-    if (own !== undefined) channel.once('close', () => { void own.close() })
-    // The connection goes with the channel: the chain lets go of a stream once its part is done,
-    // and a refused peer that neither reads nor hangs up would otherwise keep a half-open socket.
-    channel.once('close', () => {
-      // Over TLS, the TLS socket and the socket under it; in plain P2SN they are one.
-      if (attached !== undefined && attached !== duplex) release(attached)
-      release(duplex)
-    })
-    return channel
-  } catch (err) {
-    void own?.close()
-    framed.destroy()
-    duplex.destroy()
-    throw err
-  }
-}
-
-/** How long a closed channel lets what it wrote flush before its connection is destroyed. */
-const RELEASE_LINGER = 1000
-
-/**
- * Destroys `stream` once what was written to it is out: what the chain still passes on to it
- * when the channel closes (a last P2SN:ERRORKEY or P2SN:END) goes first, within
- * {@link RELEASE_LINGER} (a peer that does not read gets no longer).
+ * Destroys `stream` once what was written to it is out: what the channel still wrote when it
+ * closed (a last P2SN:ERRORKEY or P2SN:END) goes first, within {@link RELEASE_LINGER} (a peer
+ * that does not read gets no longer).
  */
 function release (stream: NodeDuplex): void {
   if (stream.destroyed) return
-  if (stream.writableFinished) {
+  if (stream.writableFinished || (!stream.writableEnded && stream.writableLength === 0)) {
     stream.destroy()
     return
   }
@@ -431,331 +676,4 @@ function release (stream: NodeDuplex): void {
     clearTimeout(timer)
     stream.destroy()
   })
-}
-
-/**
- * Checks the options every channel takes, before anything is opened, so that a bad option
- * throws at once instead of leaving a socket behind.
- */
-function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, maxMessageBlocks: number, keyPair: ChannelOptions['keyPair'] } {
-  checkLimit('idleTimeout', options.idleTimeout, 0)
-  const maxMessageBlocks = blockLimit(options)
-  if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
-    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `authenticate must be true or false, not ${String(options.authenticate)}`)
-  }
-  if (options.workers !== undefined) {
-    checkLimit('workers', options.workers, 1, 1)
-    poolEngineName(options.engine)
-  }
-  checkHandshakeOptions(options)
-  // A key given as PEM is read now, once, so that a bad one throws before anything opens.
-  const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
-  // TLS options of one's own that cannot work should throw now too.
-  if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
-  return {
-    maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
-    maxMessageBlocks,
-    keyPair
-  }
-}
-
-/** Options of {@link connect}. */
-export interface ConnectOptions extends ChannelOptions {
-  /** Host to connect to. Default `'127.0.0.1'`. */
-  host?: string
-  /** TCP port. */
-  port: number
-  /** Connect over TLS with these options (`ca`, `servername`, …); plain TCP when left out. */
-  tls?: tls.ConnectionOptions
-}
-
-/**
- * Connects to a P2SN server over TCP (or TLS, given `tls`) as the client. The channel is
- * returned at once; listen for `'handshake'`, or just write: messages wait for the handshake.
- *
- * @example
- * const channel = connect({ host: 'localhost', port: 7000, keyPair })
- * console.log((await channel.request('hello')).toString())
- */
-export function connect (options: ConnectOptions): Channel {
-  const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
-  rest.keyPair = checkChannelOptions(options).keyPair
-  // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
-  // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
-  if (rest.authenticate === true || tlsOptions === undefined) {
-    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true })
-    // The authenticated mode runs its own TLS over the socket, with the options given.
-    return wrapChannel(socket, { ...rest, role: 'client', tls: tlsOptions }, host)
-  }
-  return wrap(tls.connect(halfOpen({ host, port, ...tlsOptions })), { ...rest, role: 'client' })
-}
-
-function halfOpen (options: tls.ConnectionOptions): tls.ConnectionOptions {
-  const withHalfOpen: tls.ConnectionOptions & Pick<net.SocketConstructorOpts, 'allowHalfOpen'> = { allowHalfOpen: true, ...options }
-  return withHalfOpen
-}
-
-/** Answers one request: returns (or resolves with) the reply. */
-export type Handler = (message: Buffer, channel: Channel) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>
-
-/** Options of {@link createServer}. */
-export interface ServerOptions extends ChannelOptions {
-  /**
-   * Answers each request with its return value, in order; a handler that throws answers
-   * `P2SN:UNEXPECTEDERROR`, as the reference does. Leave out to handle channels yourself.
-   */
-  handler?: Handler
-  /**
-   * Serve over TLS with these options (`key`, `cert`, …); plain TCP when left out. With
-   * `authenticate`, these are TLS options of your own for the authenticated mode (`cert` of the
-   * P2SN key signed by your CA, `ca` to check clients' certificates): see
-   * {@link AuthenticationTlsOptions}.
-   */
-  tls?: tls.TlsOptions
-  /**
-   * Open connections at most, handshaking or not; more are closed at once, with
-   * `'clientError'` `ERR_P2SN_SERVER_BUSY`. Default 10000.
-   */
-  maxConnections?: number
-  /**
-   * Handshakes under way at most. A new connection beyond it drops the oldest handshake still
-   * under way (`'clientError'` `ERR_P2SN_SERVER_BUSY`), which does no more RSA work: a flood of
-   * silent or stalled connections cannot keep real clients waiting for its timeouts, since a
-   * real handshake takes milliseconds. Default 256.
-   */
-  maxPendingHandshakes?: number
-}
-
-/**
- * A P2SN server over TCP or TLS, shaped like `net.Server`.
- *
- * Events: `'listening'`; `'channel'` (channel, peer) when a client completes the handshake;
- * `'clientError'` (error, channel) when a connection fails before or after the handshake
- * (never fatal to the server); `'error'` for the listening socket; `'close'`.
- */
-export class Server extends EventEmitter {
-  /** The underlying `net.Server` or `tls.Server`. */
-  readonly server: net.Server
-  readonly #options: ServerOptions
-  readonly #keyPair: Promise<KeyPair>
-  readonly #channels = new Set<Channel>()
-  /** True while listen() waits for the key pair; close() cancels it. */
-  #starting = false
-
-  // Limits: handshakes under way (oldest first), and the pool made for `workers`
-  readonly #maxConnections: number
-  readonly #maxPendingHandshakes: number
-  /** The most blocks a message to or from a client may have (one with `strict`). */
-  readonly #maxMessageBlocks: number
-  readonly #handshaking = new Set<Channel>()
-  /** A pool the server made for `workers`, closed with it (a pool given as `pool` is not). */
-  readonly #ownPool: RsaPool | undefined
-
-  /** Prefer {@link createServer}. */
-  constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
-    super()
-    const checked = checkChannelOptions(options)
-    this.#maxMessageBlocks = checked.maxMessageBlocks
-    this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
-    this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
-    // One pool for all channels, not one each.
-    if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
-    const authenticated = options.authenticate === true
-    const plainTls = authenticated ? undefined : options.tls
-    // Plain TLS is the listening server's; the authenticated mode runs TLS in each channel.
-    this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined, tls: authenticated ? options.tls : undefined }
-    // One key pair for every connection: generated once when none is given.
-    this.#keyPair = loadKeys(checked.keyPair)
-    this.#keyPair.catch(() => {})
-    if (onChannel !== undefined) this.on('channel', onChannel)
-    const onSocket = (socket: net.Socket): void => {
-      // Half-open, so that a client that ends its side still gets its answers (see serve). Made
-      // so here rather than with the server's allowHalfOpen option: a TLS socket half-open
-      // during its TLS handshake never closes when its client hangs up then.
-      socket.allowHalfOpen = true
-      socket.setNoDelay(true)
-      this.#accept(socket)
-    }
-    this.server = plainTls === undefined
-      ? net.createServer(onSocket)
-      : tls.createServer(plainTls, onSocket)
-    this.server.on('listening', () => this.emit('listening'))
-    this.server.on('error', (err) => this.emit('error', err))
-    this.server.on('close', () => this.emit('close'))
-    if (plainTls !== undefined) {
-      this.server.on('tlsClientError', (err: Error) => this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`)))
-    }
-  }
-
-  /** The server's key pair (generated when none was given). */
-  keyPair (): Promise<KeyPair> {
-    return this.#keyPair
-  }
-
-  /** Starts listening, as `net.Server#listen`. */
-  listen (port?: number, host?: string, callback?: () => void): this
-  listen (port?: number, callback?: () => void): this
-  listen (port?: number, host?: string | (() => void), callback?: () => void): this {
-    if (typeof host === 'function') {
-      callback = host
-      host = undefined
-    }
-    if (callback !== undefined) this.once('listening', callback)
-    this.#starting = true
-    const start = (keyPair: KeyPair): void => {
-      if (!this.#starting) return
-      this.#starting = false
-      try {
-        // Fail now, not at every client, when TLS options of one's own cannot work with the key.
-        if (this.#options.authenticate === true) authenticationContext(keyPair, this.#options.tls)
-      } catch (err) {
-        this.emit('error', err)
-        return
-      }
-      this.server.listen(port, host as string | undefined)
-    }
-    // The key must exist before the first client is served.
-    this.#keyPair.then(start, (err: unknown) => {
-      if (!this.#starting) return
-      this.#starting = false
-      this.emit('error', err)
-    })
-    return this
-  }
-
-  /** Address bound, as `net.Server#address`. */
-  address (): net.AddressInfo | string | null {
-    return this.server.address()
-  }
-
-  /**
-   * Stops accepting connections (or cancels a `listen()` still waiting for the key pair) and
-   * closes the open channels; `callback` runs once all are gone.
-   */
-  close (callback?: (err?: Error) => void): this {
-    if (this.#starting) {
-      this.#starting = false
-      this.server.close(() => callback?.())
-    } else {
-      this.server.close(callback)
-    }
-    for (const channel of this.#channels) channel.destroy()
-    void this.#ownPool?.close()
-    return this
-  }
-
-  /** The number of open connections, handshaking or not. */
-  get connections (): number {
-    return this.#channels.size
-  }
-
-  #accept (socket: net.Socket): void {
-    if (this.connections >= this.#maxConnections) {
-      socket.destroy()
-      this.#clientError(new P2snError('ERR_P2SN_SERVER_BUSY', `refused a connection: the server has ${this.connections} open (maxConnections); the client may retry later`))
-      return
-    }
-    if (this.#handshaking.size >= this.#maxPendingHandshakes) {
-      const oldest = this.#handshaking.values().next().value!
-      this.#handshaking.delete(oldest)
-      oldest.destroy(new P2snError('ERR_P2SN_SERVER_BUSY', `dropped the oldest of ${this.#maxPendingHandshakes} handshakes under way (maxPendingHandshakes) to make room for a new connection; the server is flooded`))
-    }
-    const channel = wrap(socket, { ...this.#options, keyPair: this.#keyPair, role: 'server' })
-    this.#channels.add(channel)
-    this.#handshaking.add(channel)
-    channel.on('close', () => {
-      this.#channels.delete(channel)
-      this.#handshaking.delete(channel)
-    })
-    channel.on('error', (err: Error) => { this.#clientError(err, channel) })
-    channel.once('handshake', (peer: PeerInfo) => {
-      this.#handshaking.delete(channel)
-      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#maxMessageBlocks)
-      this.emit('channel', channel, peer)
-    })
-  }
-
-  #clientError (err: Error, channel?: Channel): void {
-    if (this.listenerCount('clientError') > 0) this.emit('clientError', err, channel)
-  }
-}
-
-/**
- * Creates a P2SN server. With `handler`, each request is answered with the handler's return
- * value; with `onChannel` (or the `'channel'` event) you get each channel once its handshake
- * completes.
- *
- * @example
- * const server = createServer({ keyPair, handler: (message) => message }).listen(7000)
- */
-export function createServer (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void): Server {
-  return new Server(options, onChannel)
-}
-
-/**
- * Answers each message on `channel` with `handler`'s reply, in order. A synchronous handler is
- * answered at once; while an asynchronous one works, or the channel's writes wait for
- * `'drain'`, the channel is paused, so the next request is not read before. A reply longer than
- * `maxBlocks` blocks of the client's key becomes `P2SN:UNEXPECTEDERROR` (see replyOf).
- */
-function serve (channel: Channel, handler: Handler, maxBlocks: number): void {
-  let answering: Promise<void> = Promise.resolve()
-  const hold = (until: Promise<unknown>): void => {
-    channel.pause()
-    answering = until.then(() => { if (!channel.destroyed) channel.resume() }, (err: unknown) => { channel.destroy(err as Error) })
-  }
-  const send = (reply: Buffer): boolean => channel.destroyed || channel.writableEnded || channel.write(reply)
-  channel.on('data', (message: Buffer) => {
-    const reply = answer(channel, handler, message, maxBlocks)
-    if (reply instanceof Promise) {
-      hold(reply.then(async (bytes) => { if (!send(bytes)) await once(channel, 'drain') }))
-    } else if (!send(reply)) {
-      hold(once(channel, 'drain'))
-    }
-  })
-  // Answers come in order, so once the client has ended and the last one is written, we are
-  // done. 'end' comes right after the last 'data', pause or not: wait for its answer.
-  channel.once('end', () => {
-    void answering.then(() => { if (!channel.destroyed) channel.end() })
-  })
-}
-
-/** The reply to one request: at once for a synchronous handler, else a Promise. */
-function answer (channel: Channel, handler: Handler, message: Buffer, maxBlocks: number): Buffer | Promise<Buffer> {
-  let result: ReturnType<Handler>
-  try {
-    result = handler(message, channel)
-  } catch (err) {
-    return failed(channel, err)
-  }
-  if (result instanceof Promise) {
-    return result.then((value) => replyOf(channel, value, maxBlocks), (err: unknown) => failed(channel, err))
-  }
-  return replyOf(channel, result, maxBlocks)
-}
-
-/**
- * The handler's result as a reply. One that the client would refuse, longer than `maxBlocks`
- * blocks of its key (one with `strict`), becomes `P2SN:UNEXPECTEDERROR`, as the reference does
- * for a reply too long for its one block.
- */
-function replyOf (channel: Channel, result: Uint8Array | string | undefined, maxBlocks: number): Buffer {
-  try {
-    const reply = result === undefined ? Buffer.alloc(0) : toBuffer(result)
-    const room = channel.remotePublicKey!.maxBlockPlaintext
-    if (reply.length > maxBlocks * room) {
-      throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', maxBlocks === 1
-        ? `the handler's ${reply.length}-byte reply does not fit one rsa block of the client's key`
-        : `the handler's ${reply.length}-byte reply takes more than maxMessageBlocks (${maxBlocks}) rsa blocks of the client's key, more than it takes`)
-    }
-    return reply
-  } catch (err) {
-    return failed(channel, err)
-  }
-}
-
-/** The answer to a failed handler, as the reference gives it; the failure goes to `'handlerError'`. */
-function failed (channel: Channel, err: unknown): Buffer {
-  channel.emit('handlerError', err)
-  return UNEXPECTEDERROR
 }

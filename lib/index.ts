@@ -17,10 +17,11 @@ export {
   HandshakeDuplex, type HandshakeOptions, type Role, type ServerKeyEncoding, type PeerInfo, type TraceEvent,
   type FrameStep, type FrameTransport
 } from './handshake-duplex.js'
-export {
-  Channel, Server, wrap, connect, createServer,
-  type ChannelOptions, type WrapOptions, type ConnectOptions, type ServerOptions, type Handler
-} from './channel.js'
+export { Channel, type ChannelOptions, type WrapOptions, type ChannelHandshake } from './channel.js'
+export { wrap } from './wrap.js'
+export { connect, type ConnectOptions } from './connect.js'
+export { Server, createServer, type ServerOptions, type Handler } from './server.js'
 export { joinDuplex } from './join-duplex.js'
+export { frameDuplex } from './frame-duplex.js'
 export { selfSignedCertificate, type AuthenticationTlsOptions } from './authentication.js'
 export { RsaPool, type RsaPoolOptions, type PoolDecryptOptions } from './rsa-pool.js'

@@ -146,7 +146,9 @@ export class ChunkingPairEnd extends Duplex {
       // Full: wait for the peer's _read, which schedules the rest.
       if (!peer.push(piece)) return
     }
+    // The peer's reader may have destroyed this end meanwhile, which failed the callback.
     const callback = this.#callback
+    if (callback === undefined) return
     this.#callback = undefined
     callback()
   }

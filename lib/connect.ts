@@ -1,0 +1,45 @@
+/**
+ * `connect()`: a client channel over TCP, or TLS, to a P2SN server.
+ * @module
+ */
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Channel, ChannelOptions } from './channel.js'
+import { checkChannelOptions, wrap, wrapChannel } from './wrap.js'
+
+/** Options of {@link connect}. */
+export interface ConnectOptions extends ChannelOptions {
+  /** Host to connect to. Default `'127.0.0.1'`. */
+  host?: string
+  /** TCP port. */
+  port: number
+  /** Connect over TLS with these options (`ca`, `servername`, …); plain TCP when left out. */
+  tls?: tls.ConnectionOptions
+}
+
+/**
+ * Connects to a P2SN server over TCP (or TLS, given `tls`) as the client. The channel is
+ * returned at once; listen for `'handshake'`, or just write: messages wait for the handshake.
+ *
+ * @example
+ * const channel = connect({ host: 'localhost', port: 7000, keyPair })
+ * console.log((await channel.request('hello')).toString())
+ */
+export function connect (options: ConnectOptions): Channel {
+  const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
+  rest.keyPair = checkChannelOptions(options).keyPair
+  // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
+  // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
+  if (rest.authenticate === true || tlsOptions === undefined) {
+    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true })
+    // The authenticated mode runs its own TLS over the socket, with the options given.
+    return wrapChannel(socket, { ...rest, role: 'client', tls: tlsOptions }, host)
+  }
+  return wrap(tls.connect(halfOpen({ host, port, ...tlsOptions })), { ...rest, role: 'client' })
+}
+
+function halfOpen (options: tls.ConnectionOptions): tls.ConnectionOptions {
+  const withHalfOpen: tls.ConnectionOptions & Pick<net.SocketConstructorOpts, 'allowHalfOpen'> = { allowHalfOpen: true, ...options }
+  return withHalfOpen
+}
+

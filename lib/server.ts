@@ -1,0 +1,288 @@
+/**
+ * The P2SN server: accepts TCP or TLS connections, wraps each in a {@link Channel} as the
+ * server, keeps the limits on connections and handshakes, and answers requests with a handler
+ * the reference's way.
+ * @module
+ */
+import { EventEmitter, once } from 'node:events'
+import net from 'node:net'
+import tls from 'node:tls'
+import { checkLimit, toBuffer } from './arguments.js'
+import { authenticationContext } from './authentication.js'
+import type { Channel, ChannelOptions } from './channel.js'
+import { P2snError, toP2snError } from './errors.js'
+import { loadKeys, type PeerInfo } from './handshake-runner.js'
+import type { KeyPair } from './keys.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
+import { RsaPool } from './rsa-pool.js'
+import { checkChannelOptions, wrap } from './wrap.js'
+
+const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
+
+/** Answers one request: returns (or resolves with) the reply. */
+export type Handler = (message: Buffer, channel: Channel) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>
+
+/** Options of {@link createServer}. */
+export interface ServerOptions extends ChannelOptions {
+  /**
+   * Answers each request with its return value, in order; a handler that throws answers
+   * `P2SN:UNEXPECTEDERROR`, as the reference does. Leave out to handle channels yourself.
+   */
+  handler?: Handler
+  /**
+   * Serve over TLS with these options (`key`, `cert`, …); plain TCP when left out. With
+   * `authenticate`, these are TLS options of your own for the authenticated mode (`cert` of the
+   * P2SN key signed by your CA, `ca` to check clients' certificates): see
+   * {@link AuthenticationTlsOptions}.
+   */
+  tls?: tls.TlsOptions
+  /**
+   * Open connections at most, handshaking or not; more are closed at once, with
+   * `'clientError'` `ERR_P2SN_SERVER_BUSY`. Default 10000.
+   */
+  maxConnections?: number
+  /**
+   * Handshakes under way at most. A new connection beyond it drops the oldest handshake still
+   * under way (`'clientError'` `ERR_P2SN_SERVER_BUSY`), which does no more RSA work: a flood of
+   * silent or stalled connections cannot keep real clients waiting for its timeouts, since a
+   * real handshake takes milliseconds. Default 256.
+   */
+  maxPendingHandshakes?: number
+}
+
+/**
+ * A P2SN server over TCP or TLS, shaped like `net.Server`.
+ *
+ * Events: `'listening'`; `'channel'` (channel, peer) when a client completes the handshake;
+ * `'clientError'` (error, channel) when a connection fails before or after the handshake
+ * (never fatal to the server); `'error'` for the listening socket; `'close'`.
+ */
+export class Server extends EventEmitter {
+  /** The underlying `net.Server` or `tls.Server`. */
+  readonly server: net.Server
+  readonly #options: ServerOptions
+  readonly #keyPair: Promise<KeyPair>
+  readonly #channels = new Set<Channel>()
+  /** True while listen() waits for the key pair; close() cancels it. */
+  #starting = false
+
+  // Limits: handshakes under way (oldest first), and the pool made for `workers`
+  readonly #maxConnections: number
+  readonly #maxPendingHandshakes: number
+  /** The most blocks a message to or from a client may have (one with `strict`). */
+  readonly #maxMessageBlocks: number
+  readonly #handshaking = new Set<Channel>()
+  /** A pool the server made for `workers`, closed with it (a pool given as `pool` is not). */
+  readonly #ownPool: RsaPool | undefined
+
+  /** Prefer {@link createServer}. */
+  constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
+    super()
+    const checked = checkChannelOptions(options)
+    this.#maxMessageBlocks = checked.maxMessageBlocks
+    this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
+    this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
+    // One pool for all channels, not one each.
+    if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
+    const authenticated = options.authenticate === true
+    const plainTls = authenticated ? undefined : options.tls
+    // Plain TLS is the listening server's; the authenticated mode runs TLS in each channel.
+    this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined, tls: authenticated ? options.tls : undefined }
+    // One key pair for every connection: generated once when none is given.
+    this.#keyPair = loadKeys(checked.keyPair)
+    this.#keyPair.catch(() => {})
+    if (onChannel !== undefined) this.on('channel', onChannel)
+    const onSocket = (socket: net.Socket): void => {
+      // Half-open, so that a client that ends its side still gets its answers (see serve). Made
+      // so here rather than with the server's allowHalfOpen option: a TLS socket half-open
+      // during its TLS handshake never closes when its client hangs up then.
+      socket.allowHalfOpen = true
+      socket.setNoDelay(true)
+      this.#accept(socket)
+    }
+    this.server = plainTls === undefined
+      ? net.createServer(onSocket)
+      : tls.createServer(plainTls, onSocket)
+    this.server.on('listening', () => this.emit('listening'))
+    this.server.on('error', (err) => this.emit('error', err))
+    this.server.on('close', () => this.emit('close'))
+    if (plainTls !== undefined) {
+      this.server.on('tlsClientError', (err: Error) => this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`)))
+    }
+  }
+
+  /** The server's key pair (generated when none was given). */
+  keyPair (): Promise<KeyPair> {
+    return this.#keyPair
+  }
+
+  /** Starts listening, as `net.Server#listen`. */
+  listen (port?: number, host?: string, callback?: () => void): this
+  listen (port?: number, callback?: () => void): this
+  listen (port?: number, host?: string | (() => void), callback?: () => void): this {
+    if (typeof host === 'function') {
+      callback = host
+      host = undefined
+    }
+    if (callback !== undefined) this.once('listening', callback)
+    this.#starting = true
+    const start = (keyPair: KeyPair): void => {
+      if (!this.#starting) return
+      this.#starting = false
+      try {
+        // Fail now, not at every client, when TLS options of one's own cannot work with the key.
+        if (this.#options.authenticate === true) authenticationContext(keyPair, this.#options.tls)
+      } catch (err) {
+        this.emit('error', err)
+        return
+      }
+      this.server.listen(port, host as string | undefined)
+    }
+    // The key must exist before the first client is served.
+    this.#keyPair.then(start, (err: unknown) => {
+      if (!this.#starting) return
+      this.#starting = false
+      this.emit('error', err)
+    })
+    return this
+  }
+
+  /** Address bound, as `net.Server#address`. */
+  address (): net.AddressInfo | string | null {
+    return this.server.address()
+  }
+
+  /**
+   * Stops accepting connections (or cancels a `listen()` still waiting for the key pair) and
+   * closes the open channels; `callback` runs once all are gone.
+   */
+  close (callback?: (err?: Error) => void): this {
+    if (this.#starting) {
+      this.#starting = false
+      this.server.close(() => callback?.())
+    } else {
+      this.server.close(callback)
+    }
+    for (const channel of this.#channels) channel.destroy()
+    void this.#ownPool?.close()
+    return this
+  }
+
+  /** The number of open connections, handshaking or not. */
+  get connections (): number {
+    return this.#channels.size
+  }
+
+  #accept (socket: net.Socket): void {
+    if (this.connections >= this.#maxConnections) {
+      socket.destroy()
+      this.#clientError(new P2snError('ERR_P2SN_SERVER_BUSY', `refused a connection: the server has ${this.connections} open (maxConnections); the client may retry later`))
+      return
+    }
+    if (this.#handshaking.size >= this.#maxPendingHandshakes) {
+      const oldest = this.#handshaking.values().next().value!
+      this.#handshaking.delete(oldest)
+      oldest.destroy(new P2snError('ERR_P2SN_SERVER_BUSY', `dropped the oldest of ${this.#maxPendingHandshakes} handshakes under way (maxPendingHandshakes) to make room for a new connection; the server is flooded`))
+    }
+    const channel = wrap(socket, { ...this.#options, keyPair: this.#keyPair, role: 'server' })
+    this.#channels.add(channel)
+    this.#handshaking.add(channel)
+    channel.on('close', () => {
+      this.#channels.delete(channel)
+      this.#handshaking.delete(channel)
+    })
+    channel.on('error', (err: Error) => { this.#clientError(err, channel) })
+    channel.once('handshake', (peer: PeerInfo) => {
+      this.#handshaking.delete(channel)
+      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#maxMessageBlocks)
+      this.emit('channel', channel, peer)
+    })
+  }
+
+  #clientError (err: Error, channel?: Channel): void {
+    if (this.listenerCount('clientError') > 0) this.emit('clientError', err, channel)
+  }
+}
+
+/**
+ * Creates a P2SN server. With `handler`, each request is answered with the handler's return
+ * value; with `onChannel` (or the `'channel'` event) you get each channel once its handshake
+ * completes.
+ *
+ * @example
+ * const server = createServer({ keyPair, handler: (message) => message }).listen(7000)
+ */
+export function createServer (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void): Server {
+  return new Server(options, onChannel)
+}
+
+/**
+ * Answers each message on `channel` with `handler`'s reply, in order. A synchronous handler is
+ * answered at once; while an asynchronous one works, or the channel's writes wait for
+ * `'drain'`, the channel is paused, so the next request is not read before. A reply longer than
+ * `maxBlocks` blocks of the client's key becomes `P2SN:UNEXPECTEDERROR` (see replyOf).
+ */
+function serve (channel: Channel, handler: Handler, maxBlocks: number): void {
+  // The answers still under way, if any; no closures beyond the two listeners: a server holds
+  // one such pair per idle channel.
+  let answering: Promise<void> | undefined
+  channel.on('data', (message: Buffer) => {
+    const reply = answer(channel, handler, message, maxBlocks)
+    let until: Promise<unknown> | undefined
+    if (reply instanceof Promise) until = reply.then(async (bytes) => { if (!sendReply(channel, bytes)) await once(channel, 'drain') })
+    else if (!sendReply(channel, reply)) until = once(channel, 'drain')
+    if (until === undefined) return
+    channel.pause()
+    answering = until.then(() => { if (!channel.destroyed) channel.resume() }, (err: unknown) => { channel.destroy(err as Error) })
+  })
+  // Answers come in order, so once the client has ended and the last one is written, we are
+  // done. 'end' comes right after the last 'data', pause or not: wait for its answer.
+  channel.on('end', () => {
+    void (answering ?? Promise.resolve()).then(() => { if (!channel.destroyed) channel.end() })
+  })
+}
+
+/** Writes a reply unless the channel can take none; false when it must drain first. */
+function sendReply (channel: Channel, reply: Buffer): boolean {
+  return channel.destroyed || channel.writableEnded || channel.write(reply)
+}
+
+/** The reply to one request: at once for a synchronous handler, else a Promise. */
+function answer (channel: Channel, handler: Handler, message: Buffer, maxBlocks: number): Buffer | Promise<Buffer> {
+  let result: ReturnType<Handler>
+  try {
+    result = handler(message, channel)
+  } catch (err) {
+    return failed(channel, err)
+  }
+  if (result instanceof Promise) {
+    return result.then((value) => replyOf(channel, value, maxBlocks), (err: unknown) => failed(channel, err))
+  }
+  return replyOf(channel, result, maxBlocks)
+}
+
+/**
+ * The handler's result as a reply. One that the client would refuse, longer than `maxBlocks`
+ * blocks of its key (one with `strict`), becomes `P2SN:UNEXPECTEDERROR`, as the reference does
+ * for a reply too long for its one block.
+ */
+function replyOf (channel: Channel, result: Uint8Array | string | undefined, maxBlocks: number): Buffer {
+  try {
+    const reply = result === undefined ? Buffer.alloc(0) : toBuffer(result)
+    const room = channel.remotePublicKey!.maxBlockPlaintext
+    if (reply.length > maxBlocks * room) {
+      throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', maxBlocks === 1
+        ? `the handler's ${reply.length}-byte reply does not fit one rsa block of the client's key`
+        : `the handler's ${reply.length}-byte reply takes more than maxMessageBlocks (${maxBlocks}) rsa blocks of the client's key, more than it takes`)
+    }
+    return reply
+  } catch (err) {
+    return failed(channel, err)
+  }
+}
+
+/** The answer to a failed handler, as the reference gives it; the failure goes to `'handlerError'`. */
+function failed (channel: Channel, err: unknown): Buffer {
+  channel.emit('handlerError', err)
+  return UNEXPECTEDERROR
+}

@@ -1,0 +1,95 @@
+/**
+ * `wrap()`: a {@link Channel} around any duplex byte stream, its options checked before anything
+ * is opened; in the authenticated mode, with mutual TLS run over the stream first.
+ * @module
+ */
+import type { Duplex as NodeDuplex } from 'node:stream'
+import { checkLimit } from './arguments.js'
+import { authenticate, authenticationContext, type AuthenticationTlsOptions } from './authentication.js'
+import { Channel, type ChannelOptions, type WrapOptions } from './channel.js'
+import { P2snError } from './errors.js'
+import { checkHandshakeOptions, checkRole, loadKeys } from './handshake-runner.js'
+import { toKeyPair } from './keys.js'
+import { DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH } from './protocol.js'
+import { blockLimit } from './rsa-cipher.js'
+import { poolEngineName, RsaPool } from './rsa-pool.js'
+
+/**
+ * Wraps a duplex byte stream (a TCP or TLS socket, stdio, a child process's stdio) in a
+ * {@link Channel}: runs the handshake as `role`, then carries encrypted messages.
+ *
+ * @example
+ * const channel = wrap(socket, { role: 'client', keyPair })
+ * channel.write('hello')
+ * channel.on('data', (message) => console.log(message.toString()))
+ */
+export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
+  return wrapChannel(duplex, options)
+}
+
+/**
+ * {@link wrap}, and for {@link connect} the host the client dialled, which TLS checks
+ * certificates against.
+ * @internal
+ */
+export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): Channel {
+  let checked: ReturnType<typeof checkChannelOptions>
+  try {
+    checked = checkChannelOptions(options)
+    checkRole(options.role)
+    if (options.tls !== undefined && options.authenticate !== true) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
+    }
+  } catch (err) {
+    // Nothing was built on it yet: do not leave the stream open behind a thrown error.
+    duplex.destroy()
+    throw err
+  }
+  // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
+  const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
+  let keyPair = checked.keyPair
+  let authentication
+  if (options.authenticate === true) {
+    // One key pair for TLS and the handshake, even when it is generated here.
+    const keys = loadKeys(keyPair)
+    keyPair = keys
+    authentication = authenticate(duplex, options.role, keys, options.tls, host)
+  }
+  try {
+    const channel = new Channel(duplex, { options, keyPair, maxFrameLength: checked.maxFrameLength, maxMessageBlocks: checked.maxMessageBlocks, pool: options.pool ?? own, authentication })
+    if (own !== undefined) channel.once('close', () => { void own.close() })
+    return channel
+  } catch (err) {
+    void own?.close()
+    authentication?.abort()
+    duplex.destroy()
+    throw err
+  }
+}
+
+/**
+ * Checks the options every channel takes, before anything is opened, so that a bad option
+ * throws at once instead of leaving a socket behind.
+ * @internal
+ */
+export function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, maxMessageBlocks: number, keyPair: ChannelOptions['keyPair'] } {
+  checkLimit('idleTimeout', options.idleTimeout, 0)
+  const maxMessageBlocks = blockLimit(options)
+  if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `authenticate must be true or false, not ${String(options.authenticate)}`)
+  }
+  if (options.workers !== undefined) {
+    checkLimit('workers', options.workers, 1, 1)
+    poolEngineName(options.engine)
+  }
+  checkHandshakeOptions(options)
+  // A key given as PEM is read now, once, so that a bad one throws before anything opens.
+  const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
+  // TLS options of one's own that cannot work should throw now too.
+  if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
+  return {
+    maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
+    maxMessageBlocks,
+    keyPair
+  }
+}
