@@ -184,7 +184,7 @@ async function manyChannels (keys: KeyPair): Promise<void> {
   console.log(`${IDLE_CHANNELS} concurrent channels (client process ↔ this server), 2048-bit server key`)
   console.log(`  handshakes, all channels:        ${(result.handshakesMs / 1000).toFixed(2)} s  (${formatRate(IDLE_CHANNELS / (result.handshakesMs / 1000))})`)
   console.log(`  10 request/replies on each:      ${(result.requestsMs / 1000).toFixed(2)} s  (${formatRate(IDLE_CHANNELS * 10 / (result.requestsMs / 1000))})`)
-  console.log(`  server memory per idle channel:  ${(perChannel / 1024).toFixed(1)} KiB over ${channels} channels${globalThis.gc === undefined ? ' (run with --expose-gc for exact figures)' : ''} (target ≤ 64 KiB)`)
+  console.log(`  server memory per idle channel:  ${(perChannel / 1024).toFixed(1)} KiB over ${channels} channels${globalThis.gc === undefined ? ' (run with --expose-gc for exact figures)' : ''} (target ≤ 16 KiB)`)
 }
 
 /** Runs the scale benchmarks and prints their lines. */

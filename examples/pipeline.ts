@@ -1,5 +1,7 @@
 // The four layers composed by hand with pumpify, no handshake: seal messages to a public key
-// into a file of frames, then open the file with the private key.
+// into a file of frames, then open the file with the private key. A file is read and written
+// apart, so each direction has its own chain; over a duplex such as a socket, frameDuplex()
+// frames both directions at once (see hand-composed.ts).
 import { createReadStream, createWriteStream, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -41,6 +41,12 @@ describe('examples', function () {
     expect(await example('pipeline')).to.equal('opened: first secret\nopened: second secret\nopened: 600 bytes\n')
   })
 
+  it('hand-composed.ts: a client composed by hand, with a layer of its own, against createServer()', async () => {
+    const out = await example('hand-composed')
+    expect(out).to.match(/^server key: SHA256:[A-Za-z0-9+/]{43}\n/)
+    expect(out.slice(out.indexOf('\n') + 1)).to.equal('reply: echo: hello\nreply: echo: wörld\nreply: 606 bytes\n3 replies counted, then the server\'s end\n')
+  })
+
   it('cluster.ts: one server key served by every worker process', async () => {
     const out = await example('cluster', { PORT: String(await unusedPort()), WORKERS: '2' })
     expect(out).to.equal('4 connections, answered by 2 worker processes, 1 server key\n')
