@@ -88,7 +88,7 @@ export function errorKeyReceived (): P2snError {
 }
 
 /** What the machine waits for. */
-type Waiting = 'frame' | 'keycheck' | 'verdict' | 'done' | 'failed'
+type Waiting = 'start' | 'frame' | 'keycheck' | 'verdict' | 'done' | 'failed'
 
 /** A server's step 2 frames, made once per key: a server sends the same to every client. */
 const keyFrames = new WeakMap<PublicKey, { pem: Buffer, base64: Buffer }>()
@@ -105,9 +105,11 @@ function keyFramesOf (key: PublicKey): { pem: Buffer, base64: Buffer } {
 
 /**
  * One side's handshake. Call {@link start} once, then feed each frame received with
- * {@link receive} while {@link expecting} names one, and answer what the outputs ask. Any
- * method throws a `P2snError` when the handshake fails; {@link answersWithErrorKey} says whether
- * the standard wants the peer told with `P2SN:ERRORKEY`. After a throw the machine is spent.
+ * {@link receive} while {@link expecting} names one, and answer what the outputs ask. A method
+ * throws a `P2snError` when the peer fails the handshake, and the machine is spent then;
+ * {@link answersWithErrorKey} says whether the standard wants the peer told with
+ * `P2SN:ERRORKEY`. A call out of turn (a caller's mistake, not the peer's) throws
+ * `ERR_P2SN_INVALID_ARGUMENT` and changes nothing.
  */
 export class HandshakeMachine {
   /** This side's role. */
@@ -117,10 +119,13 @@ export class HandshakeMachine {
   readonly #engine: EngineName | RsaEngine | undefined
   /** Protocol step (1–6) of the frame awaited or last handled. */
   #step = 0
-  #waiting: Waiting = 'frame'
+  #waiting: Waiting = 'start'
   #peerKey: PublicKey | undefined
 
   constructor (role: Role, keys: KeyPair, options: HandshakeMachineOptions = {}) {
+    if (role !== 'client' && role !== 'server') {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(role)}`)
+    }
     this.role = role
     this.#keys = keys
     this.#encoding = options.serverKeyEncoding ?? 'base64'
@@ -143,8 +148,9 @@ export class HandshakeMachine {
     return this.#waiting === 'done'
   }
 
-  /** Opens the handshake: the client sends step 1, the server waits for it. */
+  /** Opens the handshake, once: the client sends step 1, the server waits for it. */
   start (): HandshakeOutput {
+    this.#expectWaiting('start')
     if (this.role === 'server') {
       this.#expect(1)
       return { send: [] }
@@ -155,7 +161,7 @@ export class HandshakeMachine {
 
   /** A frame received while {@link expecting} names one. */
   receive (frame: Buffer): HandshakeOutput {
-    if (this.#waiting !== 'frame') throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'the handshake takes no frame now; hold it until the output asked for is done')
+    if (this.#waiting !== 'frame') throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'the handshake takes no frame now; start it first, or hold the frame until the output asked for is done')
     this.#waiting = 'failed'
     if (frame.equals(ERRORKEY)) throw errorKeyReceived()
     if (frame.length > MAX_HANDSHAKE_FRAME_LENGTH) {

@@ -29,8 +29,8 @@ export class SessionFrames {
   /**
    * Takes a frame received.
    * @returns true for a message to decode; false for the peer's `P2SN:END`; or the error the
-   *   stream fails with: `ERR_P2SN_ERRORKEY` for the peer's refusal, `ERR_P2SN_PROTOCOL` for
-   *   any frame after its END
+   *   stream fails with: `ERR_P2SN_ERRORKEY` for the peer's refusal (at any time, after its
+   *   END too), `ERR_P2SN_PROTOCOL` for any other frame after its END
    */
   receive (frame: Buffer): boolean | P2snError {
     const step = this.#step(frame)
