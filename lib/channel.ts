@@ -30,6 +30,8 @@ const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 const ERRORKEY_LINGER = 1000
 /** How long a closed channel lets what it wrote flush before its connection is destroyed. */
 const RELEASE_LINGER = 1000
+/** The channel running over each connection, for the listeners they share. */
+const channelOfConnection = new WeakMap<NodeDuplex, Channel>()
 /** The failures that reveal nothing secret, answered with `P2SN:ERRORKEY` (never a padding error). */
 const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
 
@@ -339,15 +341,44 @@ export class Channel extends Duplex implements ChannelHandshake {
 
   #attach (raw: NodeDuplex): void {
     this.#raw = raw
-    raw.on('data', this.#onData)
-    raw.on('end', this.#onEnd)
-    raw.on('error', this.#onError)
-    raw.on('close', this.#onClose)
-    raw.on('drain', this.#onDrain)
+    channelOfConnection.set(raw, this)
+    const listeners = Channel.#connectionListeners
+    raw.on('data', listeners.data)
+    raw.on('end', listeners.end)
+    raw.on('error', listeners.error)
+    raw.on('close', listeners.close)
+    raw.on('drain', listeners.drain)
     this.#runner?.start()
   }
 
-  readonly #onData = (chunk: Buffer): void => {
+  /**
+   * The connection's listeners, the same functions for every channel (the connection is their
+   * `this`): a server keeps no closures of them per idle channel.
+   */
+  static readonly #connectionListeners = {
+    data (this: NodeDuplex, chunk: Buffer): void {
+      const channel = channelOfConnection.get(this)
+      if (channel !== undefined) channel.#onData(chunk)
+    },
+    end (this: NodeDuplex): void {
+      const channel = channelOfConnection.get(this)
+      if (channel !== undefined) channel.#onEnd()
+    },
+    error (this: NodeDuplex, err: Error): void {
+      const channel = channelOfConnection.get(this)
+      if (channel !== undefined) channel.#onError(err)
+    },
+    close (this: NodeDuplex): void {
+      const channel = channelOfConnection.get(this)
+      if (channel !== undefined) channel.#onClose()
+    },
+    drain (this: NodeDuplex): void {
+      const channel = channelOfConnection.get(this)
+      if (channel !== undefined) channel.#onDrain()
+    }
+  }
+
+  #onData (chunk: Buffer): void {
     // Once refused, the peer is not listened to any more, as the reference does.
     if (this.#refusal !== undefined || this.destroyed) return
     const bytes = Buffer.isBuffer(chunk) ? chunk : toBuffer(chunk)
@@ -356,22 +387,22 @@ export class Channel extends Duplex implements ChannelHandshake {
     this.#pull()
   }
 
-  readonly #onEnd = (): void => {
+  #onEnd (): void {
     this.#rawEnded = true
     this.#pull()
   }
 
-  readonly #onError = (err: Error): void => {
+  #onError (err: Error): void {
     this.destroy(connectionFailure(err, this.#refusal))
   }
 
-  readonly #onClose = (): void => {
+  #onClose (): void {
     if (this.destroyed) return
     const failure = closeFailure(this.#refusal, this.#rawEnded, this.#peer === undefined ? this.#runner?.step ?? 'PUBKEY' : undefined)
     if (failure !== undefined) this.destroy(failure)
   }
 
-  readonly #onDrain = (): void => {
+  #onDrain (): void {
     const callback = this.#drainCallback
     this.#drainCallback = undefined
     callback?.()
@@ -642,8 +673,8 @@ export class Channel extends Duplex implements ChannelHandshake {
     }
     const raw = this.#raw
     if (raw !== undefined) {
-      raw.removeListener('data', this.#onData)
-      raw.removeListener('drain', this.#onDrain)
+      raw.removeListener('data', Channel.#connectionListeners.data)
+      raw.removeListener('drain', Channel.#connectionListeners.drain)
       // Over TLS, the TLS socket first, then the socket under it, which carries what TLS still writes.
       if (raw !== this.#duplex) {
         const duplex = this.#duplex

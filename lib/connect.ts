@@ -5,7 +5,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Channel, ChannelOptions } from './channel.js'
-import { checkChannelOptions, wrap, wrapChannel } from './wrap.js'
+import { openChannel, planChannel } from './wrap.js'
 
 /** Options of {@link connect}. */
 export interface ConnectOptions extends ChannelOptions {
@@ -27,15 +27,15 @@ export interface ConnectOptions extends ChannelOptions {
  */
 export function connect (options: ConnectOptions): Channel {
   const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
-  rest.keyPair = checkChannelOptions(options).keyPair
+  // Checked before a socket is opened, and once.
+  const plan = planChannel({ ...rest, role: 'client', tls: rest.authenticate === true ? tlsOptions : undefined })
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
   // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
-  if (rest.authenticate === true || tlsOptions === undefined) {
-    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true })
-    // The authenticated mode runs its own TLS over the socket, with the options given.
-    return wrapChannel(socket, { ...rest, role: 'client', tls: tlsOptions }, host)
-  }
-  return wrap(tls.connect(halfOpen({ host, port, ...tlsOptions })), { ...rest, role: 'client' })
+  // The authenticated mode runs its own TLS over a plain socket, with the options given.
+  const socket = rest.authenticate === true || tlsOptions === undefined
+    ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
+    : tls.connect(halfOpen({ host, port, ...tlsOptions }))
+  return openChannel(socket, plan, host)
 }
 
 function halfOpen (options: tls.ConnectionOptions): tls.ConnectionOptions {

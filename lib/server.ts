@@ -15,7 +15,7 @@ import { loadKeys, type PeerInfo } from './handshake-runner.js'
 import type { KeyPair } from './keys.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
 import { RsaPool } from './rsa-pool.js'
-import { checkChannelOptions, wrap } from './wrap.js'
+import { openChannel, planChannel, type ChannelPlan } from './wrap.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
@@ -72,25 +72,32 @@ export class Server extends EventEmitter {
   /** The most blocks a message to or from a client may have (one with `strict`). */
   readonly #maxMessageBlocks: number
   readonly #handshaking = new Set<Channel>()
+  /** What every connection's channel is opened from. */
+  readonly #plan: ChannelPlan
   /** A pool the server made for `workers`, closed with it (a pool given as `pool` is not). */
   readonly #ownPool: RsaPool | undefined
 
   /** Prefer {@link createServer}. */
   constructor (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void) {
     super()
-    const checked = checkChannelOptions(options)
-    this.#maxMessageBlocks = checked.maxMessageBlocks
+    const authenticated = options.authenticate === true
+    // Checked before anything is made (plain TLS is the listening server's, not the channels').
+    const plan = planChannel({ ...options, role: 'server', tls: authenticated ? options.tls : undefined })
+    this.#maxMessageBlocks = plan.maxMessageBlocks
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
-    const authenticated = options.authenticate === true
     const plainTls = authenticated ? undefined : options.tls
     // Plain TLS is the listening server's; the authenticated mode runs TLS in each channel.
     this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined, tls: authenticated ? options.tls : undefined }
     // One key pair for every connection: generated once when none is given.
-    this.#keyPair = loadKeys(checked.keyPair)
+    this.#keyPair = loadKeys(plan.keyPair)
     this.#keyPair.catch(() => {})
+    // Every connection's channel is opened from one plan, its options checked here once; with
+    // the key pair itself once it is there.
+    const channels: ChannelPlan = this.#plan = { ...plan, options: { ...this.#options, role: 'server' }, keyPair: this.#keyPair }
+    this.#keyPair.then((keyPair) => { channels.keyPair = keyPair }, () => {})
     if (onChannel !== undefined) this.on('channel', onChannel)
     const onSocket = (socket: net.Socket): void => {
       // Half-open, so that a client that ends its side still gets its answers (see serve). Made
@@ -184,20 +191,34 @@ export class Server extends EventEmitter {
       this.#handshaking.delete(oldest)
       oldest.destroy(new P2snError('ERR_P2SN_SERVER_BUSY', `dropped the oldest of ${this.#maxPendingHandshakes} handshakes under way (maxPendingHandshakes) to make room for a new connection; the server is flooded`))
     }
-    const channel = wrap(socket, { ...this.#options, keyPair: this.#keyPair, role: 'server' })
+    const channel = openChannel(socket, this.#plan)
     this.#channels.add(channel)
     this.#handshaking.add(channel)
-    channel.on('close', () => {
-      this.#channels.delete(channel)
-      this.#handshaking.delete(channel)
-    })
-    channel.on('error', (err: Error) => { this.#clientError(err, channel) })
-    channel.once('handshake', (peer: PeerInfo) => {
-      this.#handshaking.delete(channel)
-      if (this.#options.handler !== undefined) serve(channel, this.#options.handler, this.#maxMessageBlocks)
-      this.emit('channel', channel, peer)
-    })
+    const listeners = this.#channelListeners
+    channel.on('close', listeners.close)
+    channel.on('error', listeners.error)
+    channel.on('handshake', listeners.handshake)
   }
+
+  /**
+   * The listeners every channel of this server gets: the same three functions for all (the
+   * channel is their `this`), not three closures per connection.
+   */
+  readonly #channelListeners = ((server: Server) => ({
+    close (this: Channel): void {
+      server.#channels.delete(this)
+      server.#handshaking.delete(this)
+    },
+    error (this: Channel, err: Error): void {
+      server.#clientError(err, this)
+    },
+    handshake (this: Channel, peer: PeerInfo): void {
+      server.#handshaking.delete(this)
+      const handler = server.#options.handler
+      if (handler !== undefined) serve(this, handler, server.#maxMessageBlocks)
+      server.emit('channel', this, peer)
+    }
+  }))(this)
 
   #clientError (err: Error, channel?: Channel): void {
     if (this.listenerCount('clientError') > 0) this.emit('clientError', err, channel)

@@ -33,21 +33,54 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
  * @internal
  */
 export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): Channel {
-  let checked: ReturnType<typeof checkChannelOptions>
+  let plan: ChannelPlan
   try {
-    checked = checkChannelOptions(options)
-    checkRole(options.role)
-    if (options.tls !== undefined && options.authenticate !== true) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
-    }
+    plan = planChannel(options)
   } catch (err) {
     // Nothing was built on it yet: do not leave the stream open behind a thrown error.
     duplex.destroy()
     throw err
   }
+  return openChannel(duplex, plan, host)
+}
+
+/**
+ * A channel's options, checked: what {@link openChannel} makes channels of. A server checks its
+ * options once and opens every connection's channel from the same plan.
+ * @internal
+ */
+export interface ChannelPlan {
+  readonly options: WrapOptions
+  /** The key pair, or the Promise of one (read from PEM once). */
+  keyPair: ChannelOptions['keyPair']
+  readonly maxFrameLength: number
+  readonly maxMessageBlocks: number
+}
+
+/**
+ * Checks `options` for {@link openChannel}.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` (or the key's error) for options that cannot work
+ * @internal
+ */
+export function planChannel (options: WrapOptions): ChannelPlan {
+  const checked = checkChannelOptions(options)
+  checkRole(options.role)
+  if (options.tls !== undefined && options.authenticate !== true) {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
+  }
+  return { options, keyPair: checked.keyPair, maxFrameLength: checked.maxFrameLength, maxMessageBlocks: checked.maxMessageBlocks }
+}
+
+/**
+ * A channel over `duplex` as `plan` says; in the authenticated mode, with TLS set up over it
+ * first (`host` is what a client checks the server's certificate against).
+ * @internal
+ */
+export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: string): Channel {
+  const { options } = plan
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
-  let keyPair = checked.keyPair
+  let keyPair = plan.keyPair
   let authentication
   if (options.authenticate === true) {
     // One key pair for TLS and the handshake, even when it is generated here.
@@ -56,7 +89,7 @@ export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: st
     authentication = authenticate(duplex, options.role, keys, options.tls, host)
   }
   try {
-    const channel = new Channel(duplex, { options, keyPair, maxFrameLength: checked.maxFrameLength, maxMessageBlocks: checked.maxMessageBlocks, pool: options.pool ?? own, authentication })
+    const channel = new Channel(duplex, { options, keyPair, maxFrameLength: plan.maxFrameLength, maxMessageBlocks: plan.maxMessageBlocks, pool: options.pool ?? own, authentication })
     if (own !== undefined) channel.once('close', () => { void own.close() })
     return channel
   } catch (err) {
