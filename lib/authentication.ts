@@ -5,7 +5,7 @@
  * fingerprint mean something. The cryptography is TLS's (OpenSSL's), not ours.
  *
  * A layer below the frames: it turns a byte duplex into a TLS socket and reports the key the
- * peer proved. {@link wrap} compares that key with the one the peer presents at step 2 or 5.
+ * peer proved. The handshake (its `provenPeerKey` option) compares that key with the one the peer presents at step 2 or 5.
  * @module
  */
 import crypto, { type KeyObject } from 'node:crypto'

@@ -120,8 +120,8 @@ export class HandshakeDuplex extends Duplex {
   /**
    * Refuses the peer as the standard says: sends `P2SN:ERRORKEY` in plain after the frames
    * already written, takes no more frames from the transport, and fails with `error` once that
-   * is flushed (or after a second). Frames it had already passed on (one per stage of a
-   * channel) may still come out as messages until then. For a message frame that does not
+   * is flushed (or after a second). Frames it had already passed on (one per layer of a
+   * chain composed over it) may still come out as messages until then. For a message frame that does not
    * decode or decrypt; the handshake refuses a bad key or key check this way by itself. Answer
    * only failures that reveal nothing secret (bad Base64, a ciphertext of the wrong length):
    * telling apart bad padding is a padding oracle.

@@ -1,5 +1,23 @@
 /**
- * p2sn: the P2SN protocol as composable Node.js streams.
+ * p2sn: the P2SN protocol as composable Node.js streams. The package is built in floors, each
+ * importing only from those below it:
+ *
+ * - the core (`core/`, not exported as such): the frame decoder and encoder, strict Base64,
+ *   RSA messages, the handshake as a state machine per role and the frames after it, with no
+ *   streams, timers or sockets; its functions {@link encodeBase64}, {@link decodeBase64},
+ *   {@link encryptMessage} and {@link decryptMessage} are exported;
+ * - the layers, thin stream shells over the core, to compose by hand around any duplex:
+ *   {@link FrameSplitter}, {@link FrameJoiner}, {@link Base64Codec}, {@link RsaCipher},
+ *   {@link HandshakeDuplex}, with {@link frameDuplex} to frame a byte duplex and
+ *   {@link joinDuplex} to make one of stdio;
+ * - the channel: {@link Channel}, one Duplex per connection that drives the core over the
+ *   socket itself, made by {@link wrap} around any byte duplex or by {@link connect};
+ * - the server: {@link createServer}, a {@link Server} that makes a channel of each connection.
+ *
+ * Under the core lie the protocol's constants, the errors ({@link P2snError},
+ * {@link ERROR_CODES}), keys ({@link generateKeyPair} and the rest) and the RSA engines. The
+ * worker pool ({@link RsaPool}) and the authenticated mode's TLS ({@link selfSignedCertificate})
+ * sit with the layers, which share them with the channel.
  * @module
  */
 export * from './protocol.js'

@@ -13,8 +13,9 @@ import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 export interface InvalidInputOptions {
   /**
    * Called, instead of failing the stream, with the error for a message that is malformed in
-   * a way anyone can see (not Base64; not whole RSA blocks); the message is dropped. A channel
-   * uses it to answer `P2SN:ERRORKEY`, as the standard says, before closing. Never called for
+   * a way anyone can see (not Base64; not whole RSA blocks); the message is dropped. A chain
+   * composed by hand uses it to answer `P2SN:ERRORKEY`, as the standard says, before closing
+   * (`onInvalid: (error) => handshake.refuse(error)`); a channel does so by itself. Never called for
    * `ERR_P2SN_DECRYPT`: answering that would make a padding oracle.
    */
   onInvalid?: (error: P2snError) => void

@@ -62,8 +62,9 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000
 /** Default for a server's `maxPendingHandshakes`: a new connection beyond it drops the oldest handshake under way. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 256
 /**
- * How many messages (or frames) each object-mode stage of a chain buffers before it pushes
- * back. Node's default, 16, let one connection hold about 16 frames in each of a channel's
- * dozen stages, some 180 MiB with 1 MiB frames; at 1, a stage holds one.
+ * How many messages (or frames) an object-mode stream of ours buffers before it pushes back: a
+ * channel's readable side, and each layer of a chain composed by hand. Node's default, 16, let
+ * one connection of the old dozen-stage chain hold about 16 frames a stage, some 180 MiB with
+ * 1 MiB frames.
  */
 export const MESSAGE_HIGH_WATER_MARK = 2
