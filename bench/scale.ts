@@ -11,6 +11,7 @@ import { once } from 'node:events'
 import { availableParallelism } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
+import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RsaPool, connect, createServer, decryptMessage, encryptMessage, generateKeyPair, type KeyPair, type Server } from '../lib/index.js'
 import { listenLocal } from '../test/helpers/net.js'
@@ -27,8 +28,9 @@ const DELAY_RESOLUTION = 1
 const CHECK_EVERY = 8
 const IDLE_CHANNELS = 1000
 
+/** A bench script beside this one, as TypeScript under tsx or as JavaScript compiled (npm run bench). */
 function script (name: string): string {
-  return fileURLToPath(new URL(`./${name}`, import.meta.url))
+  return fileURLToPath(new URL(`./${name}${extname(import.meta.url)}`, import.meta.url))
 }
 
 /** Private-key operations a second: a pool of 2 workers against inline on the event loop. */
@@ -53,8 +55,8 @@ interface LoadResult { rate: number, p99: number, serverCores: number, clientCor
 
 /** The client processes: the load generator (the server is the bottleneck) and full channels. */
 const LOADS = {
-  generator: { script: 'scale-load.ts', args: [String(CHECK_EVERY)] },
-  channels: { script: 'scale-clients.ts', args: [] }
+  generator: { script: 'scale-load', args: [String(CHECK_EVERY)] },
+  channels: { script: 'scale-clients', args: [] }
 } as const
 
 async function serverUnderLoad (keys: KeyPair, pool: RsaPool | undefined, load: keyof typeof LOADS): Promise<LoadResult> {
@@ -171,7 +173,7 @@ async function manyChannels (keys: KeyPair): Promise<void> {
   const server = createServer({ keyPair: keys, handler: (message) => message })
   const port = await listenLocal(server)
   const before = memoryInUse()
-  const clients = spawn(process.execPath, [...process.execArgv, script('scale-idle.ts'), String(port), String(IDLE_CHANNELS), '10'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const clients = spawn(process.execPath, [...process.execArgv, script('scale-idle'), String(port), String(IDLE_CHANNELS), '10'], { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: clients.stdout })[Symbol.asyncIterator]()
   await lines.next() // "ready": every handshake done, every channel idle
   await new Promise((resolve) => setTimeout(resolve, 200))
