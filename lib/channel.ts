@@ -399,7 +399,16 @@ export class Channel extends Duplex implements ChannelHandshake {
   #onClose (): void {
     if (this.destroyed) return
     const failure = closeFailure(this.#refusal, this.#rawEnded, this.#peer === undefined ? this.#runner?.step ?? 'PUBKEY' : undefined)
-    if (failure !== undefined) this.destroy(failure)
+    if (failure !== undefined) {
+      this.destroy(failure)
+      return
+    }
+    // The peer ended and the connection closed behind it (a socket that is not half-open ends
+    // itself then): nothing more can go out. Close once what came has been read; a write
+    // meanwhile fails (see #send) instead of waiting for a 'drain' that cannot come.
+    if (this.writableFinished) return
+    if (this.readableEnded) this.destroy()
+    else this.once('end', () => { this.destroy() })
   }
 
   #onDrain (): void {
@@ -467,9 +476,14 @@ export class Channel extends Duplex implements ChannelHandshake {
   }
 
   #frameFailed (err: P2snError): void {
-    // A frame longer than any message we take is refused, as a message would be.
-    if (this.#decoder.refused) this.#refuse(err)
-    else this.destroy(err)
+    if (!this.#decoder.refused) {
+      this.destroy(err)
+      return
+    }
+    // A frame longer than any message we take is refused, as a message would be: in its place,
+    // after the messages before it (still being decrypted in a pool) are out.
+    if (this.#results.size === 0) this.#refuse(err)
+    else this.#results.add(Promise.reject(err))
   }
 
   /** Every byte received is cut: the end of the peer's stream, once its last messages are out. */
@@ -589,6 +603,11 @@ export class Channel extends Duplex implements ChannelHandshake {
   // ---- Messages out
 
   #send (chunk: unknown, callback: Callback): void {
+    const raw = this.#raw!
+    if (raw.destroyed || raw.writableEnded) {
+      callback(new P2snError('ERR_P2SN_CLOSED', 'the connection is closed (the peer ended and it closed behind it), so this message cannot go out'))
+      return
+    }
     let frame: Buffer
     try {
       frame = encodeFrame(this.#encrypt!(toBuffer(chunk)).toString('base64'))
@@ -597,7 +616,7 @@ export class Channel extends Duplex implements ChannelHandshake {
       return
     }
     this.#trace?.({ direction: 'out', step: 'message', frame: frame.subarray(0, frame.length - 1) })
-    if (this.#raw!.write(frame)) callback()
+    if (raw.write(frame)) callback()
     else this.#drainCallback = callback
   }
 
