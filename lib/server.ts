@@ -38,7 +38,9 @@ export interface ServerOptions extends ChannelOptions {
   tls?: tls.TlsOptions
   /**
    * Open connections at most, handshaking or not; more are closed at once, with
-   * `'clientError'` `ERR_P2SN_SERVER_BUSY`. Default 10000.
+   * `'clientError'` `ERR_P2SN_SERVER_BUSY`. With plain `tls`, a connection counts once its TLS
+   * handshake is done: until then only Node's TLS `handshakeTimeout` (120 s unless set in
+   * `tls`) bounds it. Default 10000.
    */
   maxConnections?: number
   /**
