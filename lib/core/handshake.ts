@@ -280,9 +280,10 @@ function stepName (step: number): FrameStep {
 /**
  * How many peer keys, read lately, are kept by the frame they came in. A client that
  * reconnects, and the server it reconnects to, each read the other's key once, not at every
- * handshake: reading a PEM key into OpenSSL and fingerprinting it cost about a tenth of a
- * loopback handshake here. A key is kept whole and never changes, so a frame of the same bytes
- * gets the same key; a peer that sends a new key each time only turns the cache over.
+ * handshake (reading PEM into OpenSSL, the DER, the fingerprint), and the same key object keeps
+ * OpenSSL's per-key setup for the key check encrypted to it. A key is kept whole and never
+ * changes, so a frame of the same bytes gets the same key; a peer that sends a new key each
+ * time only turns the cache over.
  */
 const MAX_RECENT_PEER_KEYS = 64
 const recentPeerKeys = new Map<string, PublicKey>()
