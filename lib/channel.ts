@@ -605,7 +605,8 @@ export class Channel extends Duplex implements ChannelHandshake {
   #send (chunk: unknown, callback: Callback): void {
     const raw = this.#raw!
     if (raw.destroyed || raw.writableEnded) {
-      callback(new P2snError('ERR_P2SN_CLOSED', 'the connection is closed (the peer ended and it closed behind it), so this message cannot go out'))
+      // Refusing the peer: the refusal is how the channel ends, not this write.
+      callback(this.#refusal ?? new P2snError('ERR_P2SN_CLOSED', 'the connection is closed (the peer ended and it closed behind it), so this message cannot go out'))
       return
     }
     let frame: Buffer
