@@ -577,6 +577,46 @@ describe('HandshakeMachine', function () {
     }
   })
 
+  describe('peer keys read lately, kept by their frame', function () {
+    /** The key a fresh client machine reads from `frame` at step 2. */
+    function keyRead (frame: Buffer): PublicKey {
+      const machine = new HandshakeMachine('client', client1024)
+      machine.start()
+      return machine.receive(frame).verify!
+    }
+
+    it('the same bytes give the same key; another key\'s bytes give that key, never the one kept', function () {
+      const first = keyRead(keyFrame(server1024.publicKey))
+      expect(keyRead(keyFrame(server1024.publicKey))).to.equal(first)
+      const other = keyRead(keyFrame(other1024.publicKey))
+      expect(other.equals(other1024.publicKey)).to.equal(true)
+      expect(other.equals(first)).to.equal(false)
+      // The same key in another encoding is other bytes: read on its own, and still that key.
+      const raw = keyRead(keyFrame(server1024.publicKey, 'pem'))
+      expect(raw).not.to.equal(first)
+      expect(raw.equals(server1024.publicKey)).to.equal(true)
+    })
+
+    it('a refused key is refused every time, not kept', function () {
+      for (let i = 0; i < 2; i++) expectFailure(() => keyRead(Buffer.from(tinyPem)), 'ERR_P2SN_KEY_TOO_SMALL', true)
+    })
+
+    it('keeps 64 at most, the least lately read going first: a peer sending new keys only turns it over', function () {
+      // Distinct frames of one key: raw PEM followed by more and more line ends.
+      const pem = server1024.publicKey.toPem()
+      let next = 1000
+      const fresh = (): Buffer => Buffer.from(pem + '\n'.repeat(next++))
+      const kept = Buffer.from(pem + '\n'.repeat(999))
+      const first = keyRead(kept)
+      for (let i = 0; i < 63; i++) keyRead(fresh())
+      expect(keyRead(kept), 'still kept after 63 others (and now the latest read)').to.equal(first)
+      for (let i = 0; i < 64; i++) keyRead(fresh())
+      const again = keyRead(kept)
+      expect(again, 'gone after 64 others').not.to.equal(first)
+      expect(again.equals(first)).to.equal(true)
+    })
+  })
+
   describe('failures', function () {
     describe('P2SN:ERRORKEY received', function () {
       for (let step = 1; step <= 6; step++) {

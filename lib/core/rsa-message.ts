@@ -31,8 +31,10 @@ export interface EncryptOptions {
 export interface DecryptOptions extends EncryptOptions {
   /**
    * What a block with bad padding decrypts to. `'implicit'` (default): a synthetic message
-   * derived from the ciphertext and the key, the same every time, with no error and no timing
-   * difference, so that no one learns whether the padding was good. `'error'`: throw
+   * derived from the ciphertext and the key, the same every time, with no error and no branch
+   * on the padding, so that no one learns from the answer whether the padding was good (the
+   * time is measured by `npm run timing`, not promised: JavaScript gives no hard constant-time
+   * guarantee; see SECURITY.md). `'error'`: throw
    * `ERR_P2SN_DECRYPT`. Riskier: whoever sees that error, or what you do because of it, holds a
    * padding oracle (Bleichenbacher 1998, the Marvin attack) that can decrypt recorded traffic.
    */
