@@ -17,7 +17,7 @@ import { FrameDecoder } from './core/frame-decoder.js'
 import { encodeFrame } from './core/frame-encoder.js'
 import { answersWithErrorKey, ERRORKEY, type Role } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
-import { P2snError, toP2snError, type P2snErrorCode } from './errors.js'
+import { isPublicFailure, P2snError, toP2snError } from './errors.js'
 import { closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo } from './handshake-runner.js'
 import { InOrder } from './in-order.js'
 import type { KeyPair, PublicKey } from './keys.js'
@@ -32,8 +32,14 @@ const ERRORKEY_LINGER = 1000
 const RELEASE_LINGER = 1000
 /** The channel running over each connection, for the listeners they share. */
 const channelOfConnection = new WeakMap<NodeDuplex, Channel>()
-/** The failures that reveal nothing secret, answered with `P2SN:ERRORKEY` (never a padding error). */
-const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
+
+/** A connection's listener that hands the event on to the channel running over it, if any. */
+function toChannel<A extends unknown[]> (handle: (channel: Channel, ...args: A) => void): (this: NodeDuplex, ...args: A) => void {
+  return function (this: NodeDuplex, ...args: A): void {
+    const channel = channelOfConnection.get(this)
+    if (channel !== undefined) handle(channel, ...args)
+  }
+}
 
 /** Options of {@link wrap}, and of {@link connect} and {@link createServer} through it. */
 export interface ChannelOptions extends Omit<HandshakeOptions, 'role' | 'pool' | 'provenPeerKey'>, Pick<RsaCipherOptions, 'strict' | 'rejection' | 'maxMessageBlocks'> {
@@ -81,14 +87,24 @@ export interface WrapOptions extends ChannelOptions {
 }
 
 /**
- * What {@link wrap} sets a channel up with, its options checked: not for users (call wrap).
+ * A channel's options, checked (by `planChannel`): what channels are opened from. A server checks
+ * its options once and opens every connection's channel from the same plan.
  * @internal
  */
-export interface ChannelSetup {
-  options: WrapOptions
+export interface ChannelPlan {
+  readonly options: WrapOptions
+  /** The key pair, or the Promise of one (read from PEM once). */
   keyPair: HandshakeOptions['keyPair']
-  maxFrameLength: number
-  maxMessageBlocks: number
+  readonly maxFrameLength: number
+  readonly maxMessageBlocks: number
+}
+
+/**
+ * What a channel is set up with: its plan, and what is made for this connection. Not for users
+ * (call wrap).
+ * @internal
+ */
+export interface ChannelSetup extends ChannelPlan {
   pool: RsaPool | undefined
   /** The authenticated mode: the TLS connection to run over, once up, and how to give it up. */
   authentication?: { ready: Promise<AuthenticatedTransport>, abort: () => void }
@@ -356,26 +372,11 @@ export class Channel extends Duplex implements ChannelHandshake {
    * `this`): a server keeps no closures of them per idle channel.
    */
   static readonly #connectionListeners = {
-    data (this: NodeDuplex, chunk: Buffer): void {
-      const channel = channelOfConnection.get(this)
-      if (channel !== undefined) channel.#onData(chunk)
-    },
-    end (this: NodeDuplex): void {
-      const channel = channelOfConnection.get(this)
-      if (channel !== undefined) channel.#onEnd()
-    },
-    error (this: NodeDuplex, err: Error): void {
-      const channel = channelOfConnection.get(this)
-      if (channel !== undefined) channel.#onError(err)
-    },
-    close (this: NodeDuplex): void {
-      const channel = channelOfConnection.get(this)
-      if (channel !== undefined) channel.#onClose()
-    },
-    drain (this: NodeDuplex): void {
-      const channel = channelOfConnection.get(this)
-      if (channel !== undefined) channel.#onDrain()
-    }
+    data: toChannel((channel, chunk: Buffer) => { channel.#onData(chunk) }),
+    end: toChannel((channel) => { channel.#onEnd() }),
+    error: toChannel((channel, err: Error) => { channel.#onError(err) }),
+    close: toChannel((channel) => { channel.#onClose() }),
+    drain: toChannel((channel) => { channel.#onDrain() })
   }
 
   #onData (chunk: Buffer): void {
@@ -577,7 +578,7 @@ export class Channel extends Duplex implements ChannelHandshake {
 
   /** A message that cannot be read: refused when anyone could see why, else fatal. */
   #failed (err: unknown): void {
-    if (err instanceof P2snError && PUBLIC_FAILURES.has(err.code)) this.#refuse(err)
+    if (isPublicFailure(err)) this.#refuse(err)
     else this.destroy(err instanceof Error ? err : new Error(String(err)))
   }
 

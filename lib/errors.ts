@@ -65,6 +65,18 @@ export class P2snError extends Error {
   }
 }
 
+/** The failures that reveal nothing secret about a message: what anyone can see of its bytes. */
+const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
+
+/**
+ * True for a failure to read a message that anyone can see (not Base64, not whole RSA blocks,
+ * too many blocks, a block above the modulus): the only ones a peer may be told of with
+ * `P2SN:ERRORKEY`. Never a decryption's: telling that apart would make a padding oracle.
+ */
+export function isPublicFailure (err: unknown): err is P2snError {
+  return err instanceof P2snError && PUBLIC_FAILURES.has(err.code)
+}
+
 /** `err` as a P2snError: itself when it is one, else wrapped with `code` and kept as `cause`. */
 export function toP2snError (err: unknown, code: P2snErrorCode, message: string): P2snError {
   return err instanceof P2snError ? err : new P2snError(code, message, { cause: err })

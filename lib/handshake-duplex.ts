@@ -6,7 +6,7 @@
  * @module
  */
 import { Duplex } from 'readable-stream'
-import { answersWithErrorKey, ERRORKEY, refusal } from './core/handshake.js'
+import { answersWithErrorKey, ERRORKEY } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
 import { P2snError } from './errors.js'
 import { checkHandshakeOptions, checkRole, closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo, type Role } from './handshake-runner.js'
@@ -129,7 +129,7 @@ export class HandshakeDuplex extends Duplex {
    * @param error - the reason, emitted as `'error'`
    */
   refuse (error: P2snError): void {
-    this.#refuse(refusal(error))
+    this.#refuse(error)
   }
 
   #complete (peer: PeerInfo, early: Buffer[]): void {

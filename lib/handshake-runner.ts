@@ -16,7 +16,7 @@ import { DEFAULT_HANDSHAKE_TIMEOUT } from './protocol.js'
 import type { EngineName, RsaEngine } from './rsa-engine.js'
 import { poolEngineName, type RsaPool } from './rsa-pool.js'
 
-export type { FrameStep, Role, ServerKeyEncoding } from './core/handshake.js'
+export { checkRole, type FrameStep, type Role, type ServerKeyEncoding } from './core/handshake.js'
 
 /** What a handshake learned of the peer: the `'handshake'` event's argument and `verifyPeer`'s. */
 export interface PeerInfo {
@@ -336,13 +336,6 @@ export class HandshakeRunner {
     this.#timer = undefined
     this.#cancel?.abort()
     this.#inbox = []
-  }
-}
-
-/** Checks a handshake's role, so that channels can refuse a bad one before they open anything. */
-export function checkRole (role: unknown): asserts role is Role {
-  if (role !== 'client' && role !== 'server') {
-    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(role)}`)
   }
 }
 

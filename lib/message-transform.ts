@@ -5,7 +5,7 @@
 import { Transform } from 'readable-stream'
 import type { TransformCallback } from 'node:stream'
 import { checkLimit, toBuffer } from './arguments.js'
-import { P2snError, type P2snErrorCode } from './errors.js'
+import { isPublicFailure, type P2snError } from './errors.js'
 import { InOrder, type Outcome } from './in-order.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
@@ -30,8 +30,6 @@ export interface MessageTransformOptions extends InvalidInputOptions {
   concurrency?: number
 }
 
-/** The failures that reveal nothing secret, which {@link InvalidInputOptions.onInvalid} may see. */
-const PUBLIC_FAILURES: ReadonlySet<P2snErrorCode> = new Set(['ERR_P2SN_BAD_BASE64', 'ERR_P2SN_BAD_CIPHERTEXT', 'ERR_P2SN_MESSAGE_TOO_LONG'])
 
 /**
  * An object-mode Transform that maps each message (a Buffer, Uint8Array or string) through a
@@ -145,7 +143,7 @@ export class MessageTransform extends Transform {
   }
 
   #isInvalid (err: unknown): err is P2snError {
-    return this.#onInvalid !== undefined && err instanceof P2snError && PUBLIC_FAILURES.has(err.code)
+    return this.#onInvalid !== undefined && isPublicFailure(err)
   }
 
   #fail (err: unknown, callback: TransformCallback): void {

@@ -9,13 +9,13 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { checkLimit, toBuffer } from './arguments.js'
 import { authenticationContext } from './authentication.js'
-import type { Channel, ChannelOptions } from './channel.js'
+import type { Channel, ChannelOptions, ChannelPlan } from './channel.js'
 import { P2snError, toP2snError } from './errors.js'
 import { loadKeys, type PeerInfo } from './handshake-runner.js'
 import type { KeyPair } from './keys.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
 import { RsaPool } from './rsa-pool.js'
-import { openChannel, planChannel, type ChannelPlan } from './wrap.js'
+import { openChannel, planChannel } from './wrap.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 

@@ -5,8 +5,8 @@
  */
 import type { Duplex as NodeDuplex } from 'node:stream'
 import { checkLimit } from './arguments.js'
-import { authenticate, authenticationContext, type AuthenticationTlsOptions } from './authentication.js'
-import { Channel, type ChannelOptions, type WrapOptions } from './channel.js'
+import { authenticate, authenticationContext } from './authentication.js'
+import { Channel, type ChannelPlan, type WrapOptions } from './channel.js'
 import { P2snError } from './errors.js'
 import { checkHandshakeOptions, checkRole, loadKeys } from './handshake-runner.js'
 import { toKeyPair } from './keys.js'
@@ -45,33 +45,6 @@ export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: st
 }
 
 /**
- * A channel's options, checked: what {@link openChannel} makes channels of. A server checks its
- * options once and opens every connection's channel from the same plan.
- * @internal
- */
-export interface ChannelPlan {
-  readonly options: WrapOptions
-  /** The key pair, or the Promise of one (read from PEM once). */
-  keyPair: ChannelOptions['keyPair']
-  readonly maxFrameLength: number
-  readonly maxMessageBlocks: number
-}
-
-/**
- * Checks `options` for {@link openChannel}.
- * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` (or the key's error) for options that cannot work
- * @internal
- */
-export function planChannel (options: WrapOptions): ChannelPlan {
-  const checked = checkChannelOptions(options)
-  checkRole(options.role)
-  if (options.tls !== undefined && options.authenticate !== true) {
-    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
-  }
-  return { options, keyPair: checked.keyPair, maxFrameLength: checked.maxFrameLength, maxMessageBlocks: checked.maxMessageBlocks }
-}
-
-/**
  * A channel over `duplex` as `plan` says; in the authenticated mode, with TLS set up over it
  * first (`host` is what a client checks the server's certificate against).
  * @internal
@@ -89,7 +62,7 @@ export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: strin
     authentication = authenticate(duplex, options.role, keys, options.tls, host)
   }
   try {
-    const channel = new Channel(duplex, { options, keyPair, maxFrameLength: plan.maxFrameLength, maxMessageBlocks: plan.maxMessageBlocks, pool: options.pool ?? own, authentication })
+    const channel = new Channel(duplex, { ...plan, keyPair, pool: options.pool ?? own, authentication })
     if (own !== undefined) channel.once('close', () => { void own.close() })
     return channel
   } catch (err) {
@@ -102,10 +75,12 @@ export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: strin
 
 /**
  * Checks the options every channel takes, before anything is opened, so that a bad option
- * throws at once instead of leaving a socket behind.
+ * throws at once instead of leaving a socket behind; the result is what {@link openChannel}
+ * opens channels from.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` (or the key's error) for options that cannot work
  * @internal
  */
-export function checkChannelOptions (options: ChannelOptions & { tls?: AuthenticationTlsOptions }): { maxFrameLength: number, maxMessageBlocks: number, keyPair: ChannelOptions['keyPair'] } {
+export function planChannel (options: WrapOptions): ChannelPlan {
   checkLimit('idleTimeout', options.idleTimeout, 0)
   const maxMessageBlocks = blockLimit(options)
   if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
@@ -120,9 +95,14 @@ export function checkChannelOptions (options: ChannelOptions & { tls?: Authentic
   const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
   // TLS options of one's own that cannot work should throw now too.
   if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
+  checkRole(options.role)
+  if (options.tls !== undefined && options.authenticate !== true) {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
+  }
   return {
+    options,
+    keyPair,
     maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
-    maxMessageBlocks,
-    keyPair
+    maxMessageBlocks
   }
 }

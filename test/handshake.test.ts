@@ -89,6 +89,13 @@ function expectFailure (fn: () => unknown, code: P2snErrorCode, answered: boolea
   return err
 }
 
+/** Asserts where a machine is: the frame it expects (none while it waits for its caller), the step it names, and not done. */
+function expectAt (machine: HandshakeMachine, expecting: FrameStep | undefined, step: FrameStep): void {
+  expect(machine.expecting, 'expecting').to.equal(expecting)
+  expect(machine.step, 'step').to.equal(step)
+  expect(machine.done, 'done').to.equal(false)
+}
+
 /** Asserts that the machine is spent: not done, expecting nothing, and every method refused. */
 function expectSpent (machine: HandshakeMachine): void {
   expect(machine.done, 'done').to.equal(false)
@@ -201,17 +208,13 @@ describe('HandshakeMachine', function () {
           const s0 = server.start()
           expect(fields(s0)).to.deep.equal(['send'])
           expect(s0.send).to.deep.equal([])
-          expect(server.expecting).to.equal('PUBKEY')
-          expect(server.step).to.equal('PUBKEY')
-          expect(server.done).to.equal(false)
+          expectAt(server, 'PUBKEY', 'PUBKEY')
 
           // Step 1: the client asks for the server's key.
           const c1 = client.start()
           expect(fields(c1)).to.deep.equal(['send'])
           expect(sent(c1)).to.deep.equal([['P2SN:PUBKEY', 'PUBKEY']])
-          expect(client.expecting).to.equal('server key')
-          expect(client.step).to.equal('server key')
-          expect(client.done).to.equal(false)
+          expectAt(client, 'server key', 'server key')
 
           // Step 2: the server's key, raw PEM or Base64 PEM.
           const s2 = server.receive(c1.send[0]!.frame)
@@ -219,56 +222,47 @@ describe('HandshakeMachine', function () {
           const pem = serverKeys.publicKey.toPem()
           expect(pem.startsWith('-----BEGIN RSA PUBLIC KEY-----\n')).to.equal(true)
           expect(sent(s2)).to.deep.equal([[encoding === 'pem' ? pem : Buffer.from(pem).toString('base64'), 'server key']])
-          expect(server.expecting).to.equal('KEYCHECK')
-          expect(server.step).to.equal('KEYCHECK')
+          expectAt(server, 'KEYCHECK', 'KEYCHECK')
 
           // The client judges the server's key before it encrypts to it.
           const c2 = client.receive(s2.send[0]!.frame)
           expect(fields(c2)).to.deep.equal(['send', 'verify'])
           expect(c2.send).to.deep.equal([])
           expect(c2.verify!.equals(serverKeys.publicKey)).to.equal(true)
-          expect(client.expecting).to.equal(undefined)
-          expect(client.step).to.equal('server key')
-          expect(client.done).to.equal(false)
+          expectAt(client, undefined, 'server key')
 
           // Step 3: P2SN:KEYCHECK encrypted to the server's key.
           const c3 = client.accepted()
           expect(fields(c3)).to.deep.equal(['send'])
           expect(c3.send.map((s) => s.step)).to.deep.equal(['KEYCHECK'])
           expect(openKeycheck(serverKeys, c3.send[0]!.frame)).to.equal(KEYCHECK)
-          expect(client.expecting).to.equal('PUBKEY')
-          expect(client.step).to.equal('PUBKEY')
+          expectAt(client, 'PUBKEY', 'PUBKEY')
 
           // The server asks for the key check to be decrypted.
           const s3 = server.receive(c3.send[0]!.frame)
           expect(fields(s3)).to.deep.equal(['decrypt', 'send'])
           expect(s3.send).to.deep.equal([])
           expect(s3.decrypt!.equals(decodeBase64(c3.send[0]!.frame))).to.equal(true)
-          expect(server.expecting).to.equal(undefined)
-          expect(server.step).to.equal('KEYCHECK')
-          expect(server.done).to.equal(false)
+          expectAt(server, undefined, 'KEYCHECK')
 
           // Step 4: it checks out, so the server asks for the client's key.
           const s4 = server.keyChecked(decryptMessage(serverKeys, s3.decrypt!, { strict: true }))
           expect(fields(s4)).to.deep.equal(['send'])
           expect(sent(s4)).to.deep.equal([['P2SN:PUBKEY', 'PUBKEY']])
-          expect(server.expecting).to.equal('client key')
-          expect(server.step).to.equal('client key')
+          expectAt(server, 'client key', 'client key')
 
           // Step 5: the client's key, always Base64 PEM.
           const c5 = client.receive(s4.send[0]!.frame)
           expect(fields(c5)).to.deep.equal(['send'])
           expect(sent(c5)).to.deep.equal([[Buffer.from(clientKeys.publicKey.toPem()).toString('base64'), 'client key']])
-          expect(client.expecting).to.equal('KEYCHECK')
-          expect(client.step).to.equal('KEYCHECK')
+          expectAt(client, 'KEYCHECK', 'KEYCHECK')
 
           // The server judges the client's key.
           const s5 = server.receive(c5.send[0]!.frame)
           expect(fields(s5)).to.deep.equal(['send', 'verify'])
           expect(s5.send).to.deep.equal([])
           expect(s5.verify!.equals(clientKeys.publicKey)).to.equal(true)
-          expect(server.expecting).to.equal(undefined)
-          expect(server.done).to.equal(false)
+          expectAt(server, undefined, 'client key')
 
           // Step 6: P2SN:KEYCHECK encrypted to the client's key, and the server is done.
           const s6 = server.accepted()

@@ -82,6 +82,13 @@ export function refusal<E extends Error> (error: E): E {
   return error
 }
 
+/** Checks a handshake's role, so that streams and channels can refuse a bad one before they open anything. */
+export function checkRole (role: unknown): asserts role is Role {
+  if (role !== 'client' && role !== 'server') {
+    throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(role)}`)
+  }
+}
+
 /** The error for a `P2SN:ERRORKEY` received. */
 export function errorKeyReceived (): P2snError {
   return new P2snError('ERR_P2SN_ERRORKEY', 'the peer answered P2SN:ERRORKEY: it could not read our key or a message; check that both sides use valid keys and the same protocol')
@@ -123,9 +130,7 @@ export class HandshakeMachine {
   #peerKey: PublicKey | undefined
 
   constructor (role: Role, keys: KeyPair, options: HandshakeMachineOptions = {}) {
-    if (role !== 'client' && role !== 'server') {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `role must be 'client' or 'server', not ${String(role)}`)
-    }
+    checkRole(role)
     this.role = role
     this.#keys = keys
     this.#encoding = options.serverKeyEncoding ?? 'base64'
