@@ -9,7 +9,6 @@
  */
 import type { KeyObject } from 'node:crypto'
 import type { Duplex as NodeDuplex } from 'node:stream'
-import { Duplex } from 'readable-stream'
 import { checkLimit, toBuffer } from './arguments.js'
 import type { AuthenticatedTransport, AuthenticationTlsOptions } from './authentication.js'
 import { decodeBase64 } from './core/base64.js'
@@ -19,11 +18,13 @@ import { answersWithErrorKey, ERRORKEY, type Role } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
 import { isPublicFailure, P2snError, toP2snError } from './errors.js'
 import { closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo } from './handshake-runner.js'
+import type { WithEvents } from './events.js'
 import { InOrder } from './in-order.js'
 import type { KeyPair, PublicKey } from './keys.js'
 import { HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 import { messageDecryptor, messageEncryptor, type RsaCipherOptions } from './rsa-cipher.js'
 import type { RsaPool } from './rsa-pool.js'
+import { Duplex } from './streams.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 /** How long a refusing side waits for its `P2SN:ERRORKEY` to flush before closing anyway. */
@@ -130,6 +131,20 @@ export interface ChannelHandshake {
 
 type Callback = (error?: Error | null) => void
 
+/** The events of a {@link Channel} beside those of every Duplex, with their listeners' arguments. */
+export interface ChannelEvents {
+  /** The handshake is done. */
+  handshake: [peer: PeerInfo]
+  /** One message received. */
+  data: [message: Buffer]
+  /** The channel failed: a {@link P2snError}, or the error given to `destroy(error)`. */
+  error: [error: Error]
+  /** A message came while no `request()` waited for a reply. */
+  unsolicited: [reply: Buffer]
+  /** A server's `handler` threw or rejected; the client was answered `P2SN:UNEXPECTEDERROR`. */
+  handlerError: [error: unknown]
+}
+
 /**
  * An encrypted message duplex: each write is one message, each `'data'` one message (Buffers).
  * Made by {@link wrap}, {@link connect} and servers. Emits `'handshake'` with a
@@ -140,7 +155,7 @@ type Callback = (error?: Error | null) => void
  * `handler` does). `destroy()` closes quietly and closes the underlying stream too, even
  * before the handshake is done.
  */
-export class Channel extends Duplex implements ChannelHandshake {
+export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>) implements ChannelHandshake {
   /** This side's role. */
   readonly role: Role
 

@@ -5,7 +5,7 @@
  */
 import type { Duplex, Duplex as NodeDuplex } from 'node:stream'
 import Pumpify from 'pumpify'
-import { Duplex as StreamDuplex } from 'readable-stream'
+import { Duplex as StreamDuplex } from './streams.js'
 import { P2snError, toP2snError } from './errors.js'
 import { FrameJoiner } from './frame-joiner.js'
 import { FrameSplitter, type FrameSplitterOptions } from './frame-splitter.js'

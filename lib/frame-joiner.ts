@@ -3,7 +3,7 @@
  * {@link encodeFrame}.
  * @module
  */
-import { Transform } from 'readable-stream'
+import { Transform } from './streams.js'
 import type { TransformCallback } from 'node:stream'
 import { encodeFrame } from './core/frame-encoder.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'

@@ -3,7 +3,7 @@
  * {@link FrameDecoder}, which does the cutting and the limits; this file adds backpressure.
  * @module
  */
-import { Transform } from 'readable-stream'
+import { Transform } from './streams.js'
 import type { TransformCallback } from 'node:stream'
 import { FrameDecoder, type FrameDecoderOptions } from './core/frame-decoder.js'
 import { P2snError } from './errors.js'

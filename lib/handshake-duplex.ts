@@ -5,13 +5,14 @@
  * same machine over their connection without it.
  * @module
  */
-import { Duplex } from 'readable-stream'
 import { answersWithErrorKey, ERRORKEY } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
 import { P2snError } from './errors.js'
+import type { WithEvents } from './events.js'
 import { checkHandshakeOptions, checkRole, closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo, type Role } from './handshake-runner.js'
 import type { KeyPair, PublicKey } from './keys.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
+import { Duplex } from './streams.js'
 
 export {
   checkHandshakeOptions, checkRole, loadKeys,
@@ -34,6 +35,16 @@ const ERRORKEY_LINGER = 1000
 
 type Callback = (error?: Error | null) => void
 
+/** The events of a {@link HandshakeDuplex} beside those of every Duplex. */
+export interface HandshakeDuplexEvents {
+  /** The handshake is done. */
+  handshake: [peer: PeerInfo]
+  /** One message frame received: Base64 ciphertext, still to be decoded and decrypted. */
+  data: [frame: Buffer]
+  /** The handshake or the transport failed: a {@link P2snError}, or the error given to `destroy(error)`. */
+  error: [error: Error]
+}
+
 /**
  * Runs the handshake over `transport`, an object-mode duplex of frames (such as
  * `frameDuplex(socket)`), then is a duplex of the message frames exchanged over it: Base64
@@ -44,7 +55,7 @@ type Callback = (error?: Error | null) => void
  * `ERR_P2SN_ERRORKEY`; a bad key check or an unreadable key is answered with `P2SN:ERRORKEY`, as
  * the standard says, before closing.
  */
-export class HandshakeDuplex extends Duplex {
+export class HandshakeDuplex extends (Duplex as WithEvents<typeof Duplex, HandshakeDuplexEvents>) {
   /** This side's role. */
   readonly role: Role
 

@@ -3,7 +3,7 @@
  * and stdin, for {@link wrap}.
  * @module
  */
-import { Duplex } from 'readable-stream'
+import { Duplex } from './streams.js'
 import type { Readable as NodeReadable, Writable as NodeWritable } from 'node:stream'
 import { P2snError, toP2snError } from './errors.js'
 

@@ -2,7 +2,7 @@
  * The shape shared by the per-message layers: one message in, one message out.
  * @module
  */
-import { Transform } from 'readable-stream'
+import { Transform } from './streams.js'
 import type { TransformCallback } from 'node:stream'
 import { checkLimit, toBuffer } from './arguments.js'
 import { isPublicFailure, type P2snError } from './errors.js'

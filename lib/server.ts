@@ -11,6 +11,7 @@ import { checkLimit, toBuffer } from './arguments.js'
 import { authenticationContext } from './authentication.js'
 import type { Channel, ChannelOptions, ChannelPlan } from './channel.js'
 import { P2snError, toP2snError } from './errors.js'
+import type { WithEvents } from './events.js'
 import { loadKeys, type PeerInfo } from './handshake-runner.js'
 import type { KeyPair } from './keys.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
@@ -52,6 +53,23 @@ export interface ServerOptions extends ChannelOptions {
   maxPendingHandshakes?: number
 }
 
+/** The events of a {@link Server}. */
+export interface ServerEvents {
+  /** The server listens. */
+  listening: []
+  /** A client completed the handshake. */
+  channel: [channel: Channel, peer: PeerInfo]
+  /**
+   * A connection failed, before or after its handshake (never fatal to the server): a
+   * {@link P2snError}, or the error a channel was destroyed with.
+   */
+  clientError: [error: Error, channel: Channel | undefined]
+  /** The listening socket failed. */
+  error: [error: Error]
+  /** The server closed. */
+  close: []
+}
+
 /**
  * A P2SN server over TCP or TLS, shaped like `net.Server`.
  *
@@ -59,7 +77,7 @@ export interface ServerOptions extends ChannelOptions {
  * `'clientError'` (error, channel) when a connection fails before or after the handshake
  * (never fatal to the server); `'error'` for the listening socket; `'close'`.
  */
-export class Server extends EventEmitter {
+export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, ServerEvents>) {
   /** The underlying `net.Server` or `tls.Server`. */
   readonly server: net.Server
   readonly #options: ServerOptions

@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import type { Writable } from 'node:stream'
-import type { Duplex } from 'readable-stream'
+import type { Duplex } from '../streams.js'
 import tty from 'node:tty'
 import { joinDuplex } from '../index.js'
 import { UsageError } from './cli-error.js'
