@@ -107,8 +107,12 @@ export interface HandshakeHost {
   fail: (error: P2snError) => void
 }
 
-/** What a pool's decrypt fails with that says nothing of the ciphertext. */
-const POOL_FAILURES = new Set<P2snError['code']>(['ERR_P2SN_CLOSED', 'ERR_P2SN_POOL_BUSY', 'ERR_P2SN_INVALID_ARGUMENT'])
+/**
+ * What a key check's decryption fails with that is this side's trouble, not the peer's: a pool
+ * that is closed or full, a bad option, an RSA engine that failed. Never blamed on the peer's
+ * key check, and never answered with `P2SN:ERRORKEY`.
+ */
+const LOCAL_FAILURES = new Set<P2snError['code']>(['ERR_P2SN_CLOSED', 'ERR_P2SN_POOL_BUSY', 'ERR_P2SN_INVALID_ARGUMENT', 'ERR_P2SN_ENGINE'])
 
 /**
  * One handshake, driven for a host. Feed it the frames that arrive with {@link frame} until
@@ -262,7 +266,8 @@ export class HandshakeRunner {
       try {
         plaintext = decryptMessage(privateKey, ciphertext, options)
       } catch (err) {
-        this.#run(() => machine.keyCheckFailed(err))
+        if (err instanceof P2snError && LOCAL_FAILURES.has(err.code)) this.#fail(err)
+        else this.#run(() => machine.keyCheckFailed(err))
         return
       }
       this.#run(() => machine.keyChecked(plaintext))
@@ -271,8 +276,7 @@ export class HandshakeRunner {
     pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true }).then(
       (plaintext) => { this.#run(() => machine.keyChecked(plaintext)) },
       (err: unknown) => {
-        // A pool that is closed or full is this side's trouble, not a bad key check.
-        if (err instanceof P2snError && POOL_FAILURES.has(err.code)) this.#fail(err)
+        if (err instanceof P2snError && LOCAL_FAILURES.has(err.code)) this.#fail(err)
         else this.#run(() => machine.keyCheckFailed(err))
       }
     )

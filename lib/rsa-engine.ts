@@ -85,6 +85,23 @@ export const forgeEngine: RsaEngine = {
 }
 
 /**
+ * An engine's own failure, as this side's error: never the peer's fault, whatever the
+ * operation was for. OpenSSL's usual cause is a runtime whose `node:crypto` lacks raw RSA
+ * (`RSA_NO_PADDING`), hence the hint.
+ * @param operation - what was being done, for the message: `'encrypt'` or `'decrypt'`
+ */
+export function engineFailure (engine: RsaEngine, operation: 'encrypt' | 'decrypt', cause: unknown): P2snError {
+  if (cause instanceof P2snError) return cause
+  const reason = cause instanceof Error ? cause.message : String(cause)
+  const hint = engine !== opensslEngine
+    ? `check the ${String(engine.name)} engine`
+    : operation === 'decrypt'
+      ? 'this runtime\'s crypto lacks raw rsa; use engine: \'forge\''
+      : 'this runtime\'s crypto cannot rsa-encrypt; use engine: \'forge\''
+  return new P2snError('ERR_P2SN_ENGINE', `the ${String(engine.name)} rsa engine could not ${operation} (${reason}); ${hint}`, { cause })
+}
+
+/**
  * The engine for a name, or the engine itself.
  * @param engine - `'openssl'` (default), `'forge'`, or an engine object of your own
  */

@@ -14,7 +14,7 @@ import { P2snError } from '../errors.js'
 import { unpadImplicit } from '../implicit-rejection.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKey, type PublicKeyInput } from '../keys.js'
 import { DEFAULT_MAX_MESSAGE_BLOCKS } from '../protocol.js'
-import { resolveEngine, type EngineName, type RsaEngine } from '../rsa-engine.js'
+import { engineFailure, resolveEngine, type EngineName, type RsaEngine } from '../rsa-engine.js'
 
 /** Options of the encrypting side. */
 export interface EncryptOptions {
@@ -68,16 +68,25 @@ export function encryptMessage (publicKey: PublicKeyInput, message: Uint8Array |
 export function encryptTo (key: PublicKey, engine: RsaEngine, plaintext: Buffer, options: EncryptOptions): Buffer {
   const room = key.maxBlockPlaintext
   // The standard's case, and nearly every message: one block, no copy.
-  if (plaintext.length <= room) return engine.encryptBlock(key, plaintext)
+  if (plaintext.length <= room) return encryptBlock(key, engine, plaintext)
   if (options.strict === true) {
     throw new P2snError('ERR_P2SN_MESSAGE_TOO_LONG', `a ${plaintext.length}-byte message does not fit one rsa block of ${room} bytes; send shorter messages or turn off strict to use multi-block messages`)
   }
   const blocks = Math.ceil(plaintext.length / room)
   const out = Buffer.allocUnsafe(blocks * key.size)
   for (let i = 0; i < blocks; i++) {
-    engine.encryptBlock(key, plaintext.subarray(i * room, (i + 1) * room)).copy(out, i * key.size)
+    encryptBlock(key, engine, plaintext.subarray(i * room, (i + 1) * room)).copy(out, i * key.size)
   }
   return out
+}
+
+/** One block, an engine's failure reported as this side's (`ERR_P2SN_ENGINE`). */
+function encryptBlock (key: PublicKey, engine: RsaEngine, plaintext: Buffer): Buffer {
+  try {
+    return engine.encryptBlock(key, plaintext)
+  } catch (err) {
+    throw engineFailure(engine, 'encrypt', err)
+  }
 }
 
 /**
@@ -151,7 +160,13 @@ export function countBlocks (key: PrivateKey, ciphertext: Buffer, most: number, 
 export function decryptBlock (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, index: number, parts: Buffer[]): number {
   const k = key.size
   const block = ciphertext.subarray(index * k, (index + 1) * k)
-  const { message, valid } = unpadImplicit(engine.decryptRaw(key, block), block, key.rejectionKey)
+  let raw: Buffer
+  try {
+    raw = engine.decryptRaw(key, block)
+  } catch (err) {
+    throw engineFailure(engine, 'decrypt', err)
+  }
+  const { message, valid } = unpadImplicit(raw, block, key.rejectionKey)
   parts.push(message)
   return valid
 }
