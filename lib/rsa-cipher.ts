@@ -22,7 +22,7 @@ import type { PoolDecryptOptions, RsaPool } from './rsa-pool.js'
 
 export { blockLimit, countBlocks, decryptMessage, encryptMessage, type DecryptOptions, type EncryptOptions } from './core/rsa-message.js'
 
-/** Options of {@link RsaCipher.encryptor} and {@link messageEncryptor}. */
+/** Options of {@link RsaCipher.encryptor} and of `messageEncryptor`. */
 export interface EncryptorOptions extends EncryptOptions {
   /**
    * Refuse to send a message of more RSA blocks of the receiver's key than this, with
@@ -36,7 +36,7 @@ export interface EncryptorOptions extends EncryptOptions {
 /** Messages one pooled decryptor may have in the pool at once, whatever the number of workers. */
 const MAX_POOLED_IN_FLIGHT = 16
 
-/** Options of {@link RsaCipher} and {@link messageDecryptor}. */
+/** Options of {@link RsaCipher.decryptor} and of `messageDecryptor`. */
 export interface RsaCipherOptions extends DecryptOptions, InvalidInputOptions {
   /**
    * Decrypt in this pool's worker threads instead of on the event loop (decryptor only), up to
@@ -137,14 +137,14 @@ export function messageDecryptor (privateKey: PrivateKeyInput, options: RsaCiphe
 function decryptInTurns (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, most: number, options: DecryptOptions, signal: { readonly aborted: boolean }): Buffer | Promise<Buffer> {
   const blocks = countBlocks(key, ciphertext, most, options.strict === true)
   const parts: Buffer[] = []
-  if (blocks === 1 && turnHasRoom()) return joinBlocks(parts, spend(() => decryptBlock(key, engine, ciphertext, 0, parts)), options.rejection)
+  if (blocks === 1 && turnHasRoom()) return joinBlocks(parts, spend(() => decryptBlock(key, engine, ciphertext, 0, parts, options.rejection)), options.rejection)
   return (async () => {
     let valid = 1
     for (let i = 0; i < blocks; i++) {
       // A block a turn: the next waits in line behind what other streams asked for meanwhile.
       if (i > 0 || !turnHasRoom()) await turnWithRoom()
       if (signal.aborted) throw new P2snError('ERR_P2SN_CLOSED', 'the stream closed while a message was being decrypted')
-      valid &= spend(() => decryptBlock(key, engine, ciphertext, i, parts))
+      valid &= spend(() => decryptBlock(key, engine, ciphertext, i, parts, options.rejection))
     }
     return joinBlocks(parts, valid, options.rejection)
   })()

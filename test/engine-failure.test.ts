@@ -3,7 +3,8 @@
  * `P2snError` `ERR_P2SN_ENGINE` with the engine's error as `cause` and a hint, and a handshake
  * that hits one never blames the peer (`ERR_P2SN_BAD_KEYCHECK`) nor answers `P2SN:ERRORKEY`.
  * A runtime whose `node:crypto` refuses raw RSA is played by making `crypto.privateDecrypt`
- * refuse `RSA_NO_PADDING`, as such a runtime does.
+ * refuse `RSA_NO_PADDING`, as such a runtime does, and `RSA_PKCS1_PADDING` too: where OpenSSL
+ * has implicit rejection (3.2 and later) the engine decrypts with that instead.
  */
 import crypto from 'node:crypto'
 import { once } from 'node:events'
@@ -21,8 +22,9 @@ const realPublicEncrypt = crypto.publicEncrypt
 
 /** Makes this process's `node:crypto` refuse raw RSA, as some runtimes' does, until undone. */
 function withoutRawRsa (): () => void {
+  const refused = new Set([crypto.constants.RSA_NO_PADDING, crypto.constants.RSA_PKCS1_PADDING])
   crypto.privateDecrypt = ((key: crypto.RsaPrivateKey | crypto.KeyLike, buffer: NodeJS.ArrayBufferView) => {
-    if (typeof key === 'object' && 'padding' in key && key.padding === crypto.constants.RSA_NO_PADDING) {
+    if (typeof key === 'object' && 'padding' in key && refused.has(key.padding!)) {
       throw new Error('RSA_NO_PADDING is not supported')
     }
     return realPrivateDecrypt(key, buffer)

@@ -10,6 +10,7 @@
 import crypto from 'node:crypto'
 import { expect } from 'chai'
 import { decryptBlock, decryptMessage } from '../lib/core/rsa-message.js'
+import { unpadImplicit } from '../lib/implicit-rejection.js'
 import { opensslEngine, PrivateKey, type KeyPair } from '../lib/index.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 
@@ -34,10 +35,18 @@ function native (key: PrivateKey, ciphertext: Buffer): Buffer {
   return crypto.privateDecrypt({ key: key.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }, ciphertext)
 }
 
-/** Ours, through the core's block decryption that channels, layers and workers all use. */
+/** Ours: raw RSA, then our unpadding in JavaScript (what Node 20, Bun, Deno and forge use). */
 function ours (key: PrivateKey, ciphertext: Buffer): Buffer {
+  return unpadImplicit(opensslEngine.decryptRaw(key, ciphertext), ciphertext, key.rejectionKey).message
+}
+
+/**
+ * The core's block decryption that channels, layers and workers all use; where the probe found
+ * OpenSSL's implicit rejection equal to ours, it is OpenSSL's.
+ */
+function core (key: PrivateKey, ciphertext: Buffer): Buffer {
   const parts: Buffer[] = []
-  decryptBlock(key, opensslEngine, ciphertext, 0, parts)
+  decryptBlock(key, opensslEngine, ciphertext, 0, parts, 'implicit')
   return parts[0]!
 }
 
@@ -92,9 +101,15 @@ describe(`implicit rejection equals OpenSSL's own, byte for byte${missing === un
         let differing = 0
         for (let i = 0; i < RANDOM_BLOCKS; i++) {
           const ciphertext = randomBlock(keys.privateKey)
-          if (!ours(keys.privateKey, ciphertext).equals(native(keys.privateKey, ciphertext))) differing++
+          const expected = native(keys.privateKey, ciphertext)
+          if (!ours(keys.privateKey, ciphertext).equals(expected) || !core(keys.privateKey, ciphertext).equals(expected)) differing++
         }
         expect(differing, 'blocks whose two decryptions differ').to.equal(0)
+      })
+
+      it('the engine uses OpenSSL\'s own here, found equal by its probe', function () {
+        const ciphertext = randomBlock(keys.privateKey)
+        expect(opensslEngine.decryptImplicit?.(keys.privateKey, ciphertext)).to.deep.equal(native(keys.privateKey, ciphertext))
       })
 
       if (bits >= 1024) {

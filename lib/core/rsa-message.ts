@@ -107,7 +107,7 @@ export function decryptMessage (privateKey: PrivateKeyInput, ciphertext: Uint8Ar
   const blocks = countBlocks(key, bytes, blockLimit(options), options.strict === true)
   const parts: Buffer[] = []
   let valid = 1
-  for (let i = 0; i < blocks; i++) valid &= decryptBlock(key, engine, bytes, i, parts)
+  for (let i = 0; i < blocks; i++) valid &= decryptBlock(key, engine, bytes, i, parts, options.rejection)
   return joinBlocks(parts, valid, options.rejection)
 }
 
@@ -152,23 +152,31 @@ export function countBlocks (key: PrivateKey, ciphertext: Buffer, most: number, 
 
 /**
  * Decrypts block `index` of a ciphertext already checked by {@link countBlocks}, with implicit
- * rejection, and appends its plaintext to `parts`. One private-key operation: callers that
- * spread a message over turns of the event loop call it once a block.
- * @returns 1 if its padding was good, else 0: fold it with `&` and hand it to
- *   {@link joinBlocks}, never branch on it (a branch per block would time the padding)
+ * rejection (the engine's own where it has one: {@link RsaEngine.decryptImplicit}), and appends
+ * its plaintext to `parts`. One private-key operation: callers that spread a message over turns
+ * of the event loop call it once a block.
+ * @param rejection - the caller's `rejection` option: only `'error'` needs the validity
+ * @returns with `rejection: 'error'`, 1 if its padding was good, else 0: fold it with `&` and
+ *   hand it to {@link joinBlocks}, never branch on it (a branch per block would time the
+ *   padding); otherwise 1 or 0, or 1 when the engine's own rejection did not say
  */
-export function decryptBlock (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, index: number, parts: Buffer[]): number {
+export function decryptBlock (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, index: number, parts: Buffer[], rejection: DecryptOptions['rejection']): number {
   const k = key.size
   const block = ciphertext.subarray(index * k, (index + 1) * k)
-  let raw: Buffer
   try {
-    raw = engine.decryptRaw(key, block)
+    // The engine's own implicit rejection, where it has one, gives the same bytes but no
+    // validity, which only rejection: 'error' needs.
+    const native = rejection === 'error' ? undefined : engine.decryptImplicit?.(key, block)
+    if (native !== undefined) {
+      parts.push(native)
+      return 1
+    }
+    const { message, valid } = unpadImplicit(engine.decryptRaw(key, block), block, key.rejectionKey)
+    parts.push(message)
+    return valid
   } catch (err) {
     throw engineFailure(engine, 'decrypt', err)
   }
-  const { message, valid } = unpadImplicit(raw, block, key.rejectionKey)
-  parts.push(message)
-  return valid
 }
 
 /**
