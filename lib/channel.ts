@@ -214,6 +214,7 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
   /**
    * Prefer {@link wrap}, which checks the options and builds the setup.
    * @param duplex - the byte duplex the channel runs over
+   * @internal
    */
   constructor (duplex: NodeDuplex, setup: ChannelSetup) {
     super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
@@ -301,7 +302,11 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     this.#refuse(error)
   }
 
-  // Writes are messages too: they keep the channel from being idle.
+  /**
+   * Writes one message (a Buffer, Uint8Array or string): once the handshake is done it is
+   * encrypted to the peer's key and sent as one frame; written before, it waits. Returns false
+   * when the buffer is full: wait for `'drain'`. A write counts as activity for `idleTimeout`.
+   */
   override write (chunk: unknown, encoding?: string | ((error: Error | null | undefined) => void), callback?: (error: Error | null | undefined) => void): boolean {
     this.#touch()
     return super.write(chunk, encoding as BufferEncoding, callback)
@@ -659,17 +664,32 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
 
   // ---- Duplex internals
 
+  /**
+   * Duplex's hook (not to call directly): the reader wants more, so frames are taken again once the
+   * handshake is done.
+   * @internal
+   */
   override _read (): void {
     if (this.#peer === undefined) return
     this.#wanted = true
     this.#pull()
   }
 
+  /**
+   * Duplex's hook (not to call directly): encrypts and sends one message, held until the handshake
+   * is done.
+   * @internal
+   */
   override _write (chunk: unknown, _encoding: BufferEncoding, callback: Callback): void {
     if (this.#peer === undefined) this.#heldWrite = { chunk, callback }
     else this.#send(chunk, callback)
   }
 
+  /**
+   * Duplex's hook (not to call directly): ends the connection, after `P2SN:END` in the
+   * authenticated mode; held until the handshake is done.
+   * @internal
+   */
   override _final (callback: Callback): void {
     if (this.#peer === undefined) {
       this.#heldFinal = callback
@@ -689,6 +709,11 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     callback()
   }
 
+  /**
+   * Duplex's hook (not to call directly): cancels the handshake and the decryptions, fails the
+   * writes still held, and releases the connection.
+   * @internal
+   */
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.#runner?.cancel()
     this.#decryptor?.cancel()

@@ -61,6 +61,7 @@ export class P2snError extends Error {
     this.code = code
   }
 
+  /** `'P2snError'`, as stack traces and `String(error)` show it. */
   override get name (): string {
     return 'P2snError'
   }

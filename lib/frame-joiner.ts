@@ -18,6 +18,10 @@ export class FrameJoiner extends Transform {
     super({ writableObjectMode: true, readableObjectMode: false, writableHighWaterMark: MESSAGE_HIGH_WATER_MARK })
   }
 
+  /**
+   * Transform's hook (not to call directly): one frame in, its bytes and `0x04` out.
+   * @internal
+   */
   override _transform (chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
     let bytes: Buffer
     try {

@@ -9,7 +9,10 @@ import { FrameDecoder, type FrameDecoderOptions } from './core/frame-decoder.js'
 import { P2snError } from './errors.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 
-/** Options of {@link FrameSplitter}: those of the core's {@link FrameDecoder}. */
+/**
+ * Options of {@link FrameSplitter}: those of the core's frame decoder.
+ * @interface
+ */
 export type FrameSplitterOptions = FrameDecoderOptions
 
 /**
@@ -61,6 +64,11 @@ export class FrameSplitter extends Transform {
     this.#onRefused = onRefused
   }
 
+  /**
+   * Transform's hook (not to call directly): hands the chunk to the decoder and pushes its frames,
+   * holding the rest while the reader is full.
+   * @internal
+   */
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     // Once failed or refused the decoder drops the chunk; it is then called back at once.
     this.#decoder.write(chunk)
@@ -68,6 +76,10 @@ export class FrameSplitter extends Transform {
     this.#drive(undefined)
   }
 
+  /**
+   * Transform's hook (not to call directly): the reader wants more; the held chunk's frames go on.
+   * @internal
+   */
   override _read (size: number): void {
     if (this.#pushing) {
       this.#readAgain = true
@@ -76,6 +88,11 @@ export class FrameSplitter extends Transform {
     this.#drive(size)
   }
 
+  /**
+   * Transform's hook (not to call directly): the input ended; bytes left without a terminator fail
+   * with `ERR_P2SN_TRUNCATED`.
+   * @internal
+   */
   override _flush (callback: TransformCallback): void {
     try {
       this.#decoder.end()
@@ -86,6 +103,10 @@ export class FrameSplitter extends Transform {
     callback()
   }
 
+  /**
+   * Transform's hook (not to call directly): drops the held chunk and the decoder's state.
+   * @internal
+   */
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.#callback = undefined
     this.#error = undefined

@@ -21,12 +21,19 @@ export {
 
 /** The stream interface this needs of its transport: an object-mode duplex of frames. */
 export interface FrameTransport {
+  /** Sends one frame; false when its buffer is full, until `'drain'`. */
   write (frame: Buffer): boolean
+  /** Ends it, after one last frame if given; `callback` once that is flushed. */
   end (frame?: Buffer | (() => void), callback?: () => void): unknown
+  /** Stops its `'data'` events: how the handshake and a lagging reader push back. */
   pause (): unknown
+  /** Starts its `'data'` events again. */
   resume (): unknown
+  /** Closes it: this stream does so when it is destroyed. */
   destroy (error?: Error): unknown
+  /** Listens for `'data'` (one frame), `'end'`, `'error'`, `'close'` and `'drain'`. */
   on (event: string, listener: (...args: never[]) => void): unknown
+  /** Stops listening for `'data'` and `'drain'`, once this stream is destroyed. */
   removeListener (event: string, listener: (...args: never[]) => void): unknown
 }
 
@@ -229,10 +236,19 @@ export class HandshakeDuplex extends (Duplex as WithEvents<typeof Duplex, Handsh
 
   // ---- Duplex internals
 
+  /**
+   * Duplex's hook (not to call directly): the reader wants more, so the transport resumes once the
+   * handshake is done.
+   * @internal
+   */
   override _read (): void {
     if (this.#peer !== undefined) this.#transport.resume()
   }
 
+  /**
+   * Duplex's hook (not to call directly): sends one frame, held until the handshake is done.
+   * @internal
+   */
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void {
     if (this.#peer === undefined) this.#heldWrite = { frame: chunk, callback }
     else this.#forward(chunk, callback)
@@ -244,6 +260,11 @@ export class HandshakeDuplex extends (Duplex as WithEvents<typeof Duplex, Handsh
     else this.#drainCallback = callback
   }
 
+  /**
+   * Duplex's hook (not to call directly): ends the transport, after `P2SN:END` in the authenticated
+   * mode; held until the handshake is done.
+   * @internal
+   */
   override _final (callback: Callback): void {
     if (this.#peer === undefined) {
       this.#heldFinal = callback
@@ -260,6 +281,11 @@ export class HandshakeDuplex extends (Duplex as WithEvents<typeof Duplex, Handsh
     callback()
   }
 
+  /**
+   * Duplex's hook (not to call directly): stops the handshake, fails the writes still held, and
+   * destroys the transport.
+   * @internal
+   */
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.#runner.cancel()
     clearTimeout(this.#linger)

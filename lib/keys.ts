@@ -14,15 +14,26 @@ const inspectSymbol = Symbol.for('nodejs.util.inspect.custom')
 /** Exponents above this make every public operation slow for no security gain; OpenSSL caps them alike. */
 const MAX_PUBLIC_EXPONENT = 2n ** 64n - 1n
 
-/** Numbers of a key as big-endian bytes, as an engine without OpenSSL needs them. */
+/**
+ * Numbers of a key as big-endian bytes, as an engine without OpenSSL needs them (see
+ * {@link RsaEngine}). A public key has `n` and `e` only; a private key has all of them.
+ */
 export interface RsaNumbers {
+  /** The modulus. */
   n: Buffer
+  /** The public exponent. */
   e: Buffer
+  /** The private exponent. */
   d?: Buffer
+  /** The first prime factor of the modulus. */
   p?: Buffer
+  /** The second prime factor of the modulus. */
   q?: Buffer
+  /** d mod (p − 1), for the Chinese remainder theorem. */
   dp?: Buffer
+  /** d mod (q − 1), for the Chinese remainder theorem. */
   dq?: Buffer
+  /** The inverse of q mod p, for the Chinese remainder theorem. */
   qi?: Buffer
 }
 
@@ -79,6 +90,7 @@ export class PublicKey {
     return this.der.equals(other.der)
   }
 
+  /** What `util.inspect` (and so `console.log`) shows: the size and the fingerprint. */
   [inspectSymbol] (): string {
     return `PublicKey { bits: ${this.bits}, fingerprint: '${this.fingerprint}' }`
   }
@@ -140,10 +152,12 @@ export class PrivateKey {
     return this.keyObject.export({ type: 'pkcs1', format: 'pem' }) as string
   }
 
+  /** What `JSON.stringify` writes: the type, the size and the fingerprint, no secret. */
   toJSON (): object {
     return { type: 'rsa-private-key', bits: this.bits, fingerprint: this.publicKey.fingerprint }
   }
 
+  /** What `util.inspect` (and so `console.log`) shows: the size and the fingerprint, no secret. */
   [inspectSymbol] (): string {
     return `PrivateKey { bits: ${this.bits}, fingerprint: '${this.publicKey.fingerprint}' }`
   }
@@ -151,7 +165,9 @@ export class PrivateKey {
 
 /** A private key with its public key, as {@link generateKeyPair} and {@link parsePrivateKey} return. */
 export interface KeyPair {
+  /** The public key: the private key's public half, the one to give peers. */
   publicKey: PublicKey
+  /** The private key, to keep secret. */
   privateKey: PrivateKey
 }
 

@@ -50,8 +50,11 @@ export class MessageTransform extends Transform {
   #heldFlush: TransformCallback | undefined
 
   /**
+   * Not for users: the subclasses are made by their static methods (`Base64Codec.encoder()` and
+   * the rest).
    * @param apply - turns one message into its other form
    * @param options - `onInvalid` and `concurrency`: see {@link MessageTransformOptions}
+   * @internal
    */
   constructor (apply: (message: Buffer) => Buffer | Promise<Buffer>, options: MessageTransformOptions = {}) {
     super({ objectMode: true, highWaterMark: MESSAGE_HIGH_WATER_MARK })
@@ -61,6 +64,11 @@ export class MessageTransform extends Transform {
     this.#inFlight = new InOrder((outcome) => { this.#deliver(outcome) }, () => { this.#afterDeliveries() })
   }
 
+  /**
+   * Transform's hook (not to call directly): runs one message through the function, in line behind
+   * those in flight.
+   * @internal
+   */
   override _transform (chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
     let out: Buffer | Promise<Buffer>
     try {
@@ -76,11 +84,20 @@ export class MessageTransform extends Transform {
     else callback(null, out)
   }
 
+  /**
+   * Transform's hook (not to call directly): the input ended; the stream ends once the messages in
+   * flight are out.
+   * @internal
+   */
   override _flush (callback: TransformCallback): void {
     if (this.#inFlight.size === 0) callback()
     else this.#heldFlush = callback
   }
 
+  /**
+   * Transform's hook (not to call directly): the reader wants more, so a held write goes on.
+   * @internal
+   */
   override _read (size: number): void {
     // The reader wants more: let the held write through whatever the buffer holds (read() asks
     // before it takes its chunk out), and before Transform's own _read, which lets it on.
@@ -88,6 +105,10 @@ export class MessageTransform extends Transform {
     super._read(size)
   }
 
+  /**
+   * Transform's hook (not to call directly): drops the results still to come.
+   * @internal
+   */
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     // Results still to come are dropped, and whatever is being delivered is the last.
     this.#inFlight.clear()

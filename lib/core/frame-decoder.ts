@@ -15,7 +15,11 @@ import { DEFAULT_MAX_FRAME_LENGTH, FRAME_TERMINATOR } from '../protocol.js'
  */
 const FIRST_PENDING_CAPACITY = 64
 
-/** Options of {@link FrameDecoder}. */
+/**
+ * Options of {@link FrameDecoder}. The API reference, which does not export the core, shows them
+ * inlined where the layers take them (`FrameSplitterOptions`, `frameDuplex`).
+ * @inline
+ */
 export interface FrameDecoderOptions {
   /**
    * Longest frame accepted, in bytes, terminator excluded. Checked as bytes arrive, so no more
