@@ -137,6 +137,7 @@ function checksCa (own: AuthenticationTlsOptions): boolean {
  * a tls.Server emits on itself, are this connection's alone.
  */
 function acceptTls (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOptions): EventEmitter {
+  if (process.versions.bun !== undefined) return acceptTlsByHand(duplex, keyPair, own)
   const { server, takeConnection } = cached(servers, keyPair, own, () => {
     const server = tls.createServer({ ...contextOptions(keyPair, own), requestCert: true, rejectUnauthorized: checksCa(own) })
     // The listener tls.Server gives net.Server: it makes the TLSSocket with the server's settings.
@@ -150,6 +151,34 @@ function acceptTls (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOpti
   // half-open only once it is (authenticate's `secured`).
   if (duplex instanceof net.Socket) duplex.allowHalfOpen = false
   process.nextTick(() => { takeConnection.call(connection, duplex) })
+  return connection
+}
+
+/**
+ * Bun's side of {@link acceptTls}: its tls.Server accepts a connection handed to it but never
+ * finishes the handshake, while a server TLSSocket made by hand works there. The certificate
+ * check against `ca` that Node's tls.Server does is done here from the socket's
+ * `authorized`; the events are those of the tls.Server path.
+ */
+function acceptTlsByHand (duplex: Duplex, keyPair: KeyPair, own: AuthenticationTlsOptions): EventEmitter {
+  const connection = new EventEmitter()
+  const socket = new tls.TLSSocket(duplex, { isServer: true, secureContext: authenticationContext(keyPair, own), requestCert: true, rejectUnauthorized: false })
+  const settle = (event: 'secureConnection' | 'tlsClientError', err?: Error): void => {
+    socket.removeListener('secure', onSecure)
+    socket.removeListener('error', onError)
+    socket.removeListener('close', onClose)
+    if (event === 'secureConnection') connection.emit(event, socket)
+    else connection.emit(event, err, socket)
+  }
+  const onSecure = (): void => {
+    if (checksCa(own) && !socket.authorized) settle('tlsClientError', new Error(`certificate refused: ${String(socket.authorizationError)}`))
+    else settle('secureConnection')
+  }
+  const onError = (err: Error): void => { settle('tlsClientError', err) }
+  const onClose = (): void => { settle('tlsClientError') }
+  socket.once('secure', onSecure)
+  socket.once('error', onError)
+  socket.once('close', onClose)
   return connection
 }
 
