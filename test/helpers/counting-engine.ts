@@ -33,6 +33,13 @@ export function countingEngine (options: { turns?: boolean } = {}): CountingEngi
     decryptRaw (key, ciphertext) {
       turnsOfBlocks.push(turn)
       return opensslEngine.decryptRaw(key, ciphertext)
+    },
+    // Where OpenSSL does implicit rejection itself (3.2+), a block is decrypted here instead;
+    // undefined (no such OpenSSL) falls back to decryptRaw, which counts it.
+    decryptImplicit (key, ciphertext) {
+      const message = opensslEngine.decryptImplicit!(key, ciphertext)
+      if (message !== undefined) turnsOfBlocks.push(turn)
+      return message
     }
   }
   return { engine, decrypted: () => turnsOfBlocks.length, turnsOfBlocks, stop: () => { clearImmediate(timer) } }
