@@ -318,6 +318,12 @@ function checkRsaKey (keyObject: KeyObject): void {
   if (exponent < 3n || exponent % 2n === 0n || exponent > MAX_PUBLIC_EXPONENT) {
     throw new P2snError('ERR_P2SN_BAD_EXPONENT', `the rsa key's public exponent ${exponent} is unsafe; the exponent must be odd, at least 3 and at most 64 bits (65537 is usual)`)
   }
+  // A product of two odd primes is odd. OpenSSL reads an even modulus but cannot encrypt to
+  // it, which would then look like this side's own failure (ERR_P2SN_ENGINE), not the key's.
+  const modulus = fromBase64Url(keyObject.export({ format: 'jwk' }).n)
+  if (((modulus.at(-1) ?? 0) & 1) === 0) {
+    throw new P2snError('ERR_P2SN_BAD_KEY', 'the rsa key\'s modulus is even, so it is no rsa key; the peer sent a damaged or forged key')
+  }
 }
 
 function jwkNumbers (keyObject: KeyObject): RsaNumbers {

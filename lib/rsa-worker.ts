@@ -62,7 +62,8 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
     try {
       return keyFor(entry)
     } catch (err) {
-      return err instanceof Error ? err : new Error(String(err))
+      // Our own key, unreadable here: this side's failure, never the peer's.
+      return new P2snError('ERR_P2SN_ENGINE', `a worker could not load the private key (${err instanceof Error ? err.message : String(err)}); the key handed to the pool is damaged`, { cause: err })
     }
   })
   const count = batch.lengths.length
@@ -86,7 +87,7 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
       lengths[i] = -1
       errors.push(err instanceof P2snError
         ? { code: err.code, message: err.message }
-        : { code: 'ERR_P2SN_DECRYPT', message: `could not decrypt the message in a worker: ${err instanceof Error ? err.message : String(err)}` })
+        : { code: 'ERR_P2SN_ENGINE', message: `the rsa work failed in a worker (${err instanceof Error ? err.message : String(err)}); this side's fault, not the peer's` })
     }
   }
   return { messages: Buffer.concat(parts), lengths, errors }

@@ -533,12 +533,15 @@ async function main () {
     return { cells, allRuntimes }
   }
   recordStep('install', 'pass', Date.now() - t, /added \d+ packages?/.exec(installed.all)?.[0] ?? '')
+  // Both what this npm prints and what the installed manifest holds: another npm may not warn.
   const scriptWarnings = installed.all.split('\n').filter((line) => line.includes('install-scripts'))
-  if (scriptWarnings.length > 0) {
+  const installedManifest = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', PKG.name, 'package.json'), 'utf8'))
+  const installScripts = ['preinstall', 'install', 'postinstall', 'prepare'].filter((name) => installedManifest.scripts?.[name] !== undefined)
+  if (scriptWarnings.length > 0 || installScripts.length > 0) {
     console.log(tail(scriptWarnings.join('\n')))
-    recordStep('no install-script warning', 'FAIL', 0, 'npm warned of install scripts')
+    recordStep('no install-script warning', 'FAIL', 0, `npm warned of install scripts (${scriptWarnings.length} lines); the tarball's manifest has ${installScripts.join(', ') || 'none'}`)
   } else {
-    recordStep('no install-script warning', 'pass', 0)
+    recordStep('no install-script warning', 'pass', 0, 'no warning, and no install script in the tarball\'s manifest')
   }
 
   for (const file of fs.readdirSync(CHECKS)) fs.copyFileSync(path.join(CHECKS, file), path.join(project, file))
@@ -661,10 +664,12 @@ async function main () {
       const count = (word) => Number(new RegExp(`(\\d+) ${word}`).exec(outcome.all)?.[1] ?? 0)
       const counts = `${count('passing')} passing, ${count('failing')} failing, ${count('pending')} pending`
       const problem = failureOf(outcome)
-      if (problem === null && count('passing') > 0 && count('failing') === 0) {
+      // Nothing may be skipped there: the tests that skip on Node 20 (OpenSSL's own implicit
+      // rejection) are what this run is for.
+      if (problem === null && count('passing') > 0 && count('failing') === 0 && count('pending') === 0) {
         result = pass()
       } else {
-        result = fail(problem ?? 'no tests passed')
+        result = fail(problem ?? (count('pending') > 0 ? 'tests were skipped' : 'no tests passed'))
       }
       notes.push(`mocha suite on ${suiteRuntime.label}: ${counts} (${problem ?? 'exit code 0'}, ${seconds(outcome.ms)})`)
       result.why = result.status === 'pass' ? counts : `${result.why}; ${counts}`

@@ -11,7 +11,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { expect } from 'chai'
 import {
-  connect, createServer, decryptMessage, encryptMessage, generateKeyPair, KEYWORD_ERRORKEY, P2snError,
+  connect, createServer, decryptMessage, encryptMessage, generateKeyPair, KEYWORD_ERRORKEY, P2snError, parsePublicKey,
   type KeyPair, type RsaEngine
 } from '../lib/index.js'
 import { expectP2snErrorSync } from './helpers/errors.js'
@@ -30,6 +30,15 @@ function withoutRawRsa (): () => void {
     return realPrivateDecrypt(key, buffer)
   }) as typeof crypto.privateDecrypt
   return () => { crypto.privateDecrypt = realPrivateDecrypt }
+}
+
+/** A 2048-bit "RSA public key" whose modulus is even, as PKCS#1 PEM: OpenSSL loads it. */
+function evenModulusKey (): string {
+  const n = crypto.randomBytes(256)
+  n[0]! |= 0x80
+  n[255]! &= 0xfe
+  const key = crypto.createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }, format: 'jwk' })
+  return key.export({ type: 'pkcs1', format: 'pem' }) as string
 }
 
 describe('engine failures (ERR_P2SN_ENGINE)', function () {
@@ -107,6 +116,37 @@ describe('engine failures (ERR_P2SN_ENGINE)', function () {
       expect(serverErrors).to.have.length(1)
       expect(serverErrors[0]).to.be.an.instanceof(P2snError)
       expect((serverErrors[0] as P2snError).code).to.equal('ERR_P2SN_ENGINE')
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
+  it('a key with an even modulus, which OpenSSL reads but cannot encrypt to, is refused as the key\'s fault: ERR_P2SN_BAD_KEY', function () {
+    const pem = evenModulusKey()
+    expectP2snErrorSync(() => parsePublicKey(pem), 'ERR_P2SN_BAD_KEY')
+    expectP2snErrorSync(() => encryptMessage(pem, 'hello'), 'ERR_P2SN_BAD_KEY')
+  })
+
+  it('over TCP, a client that sends such a key at step 5 is refused with P2SN:ERRORKEY and ERR_P2SN_BAD_KEY, not ERR_P2SN_ENGINE', async function () {
+    const server = createServer({ keyPair: pair, handler: (message) => message })
+    const port = await listenLocal(server)
+    const serverErrors: Error[] = []
+    server.on('clientError', (err) => serverErrors.push(err))
+    try {
+      const socket = net.connect({ port, host: '127.0.0.1' })
+      let received = Buffer.alloc(0)
+      socket.on('data', (chunk: Buffer) => { received = Buffer.concat([received, chunk]) })
+      const frames = async (count: number): Promise<void> => {
+        while (received.filter((byte) => byte === 4).length < count) await once(socket, 'data')
+      }
+      socket.write('P2SN:PUBKEY\x04')
+      await frames(1)
+      socket.write(`${encryptMessage(pair.publicKey, 'P2SN:KEYCHECK').toString('base64')}\x04`)
+      await frames(2)
+      socket.write(`${Buffer.from(evenModulusKey()).toString('base64')}\x04`)
+      await once(socket, 'close')
+      expect(received.toString('latin1').split('\x04')[2]).to.equal(KEYWORD_ERRORKEY)
+      expect(serverErrors.map((err) => (err as P2snError).code)).to.deep.equal(['ERR_P2SN_BAD_KEY'])
     } finally {
       await new Promise((resolve) => server.close(resolve))
     }
