@@ -16,11 +16,12 @@ export default tseslint.config(
   },
   {
     // Plain JavaScript run by Node (npm's scripts): Node's globals, which TypeScript knows elsewhere.
-    files: ['scripts/**/*.mjs'],
+    files: ['scripts/**/*.mjs', 'scripts/**/*.cjs'],
     languageOptions: {
       globals: {
         process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly',
-        setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly'
+        setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly',
+        require: 'readonly'
       }
     }
   }

@@ -266,8 +266,7 @@ export class HandshakeRunner {
       try {
         plaintext = decryptMessage(privateKey, ciphertext, options)
       } catch (err) {
-        if (err instanceof P2snError && LOCAL_FAILURES.has(err.code)) this.#fail(err)
-        else this.#run(() => machine.keyCheckFailed(err))
+        this.#decryptFailed(err)
         return
       }
       this.#run(() => machine.keyChecked(plaintext))
@@ -275,11 +274,14 @@ export class HandshakeRunner {
     }
     pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true }).then(
       (plaintext) => { this.#run(() => machine.keyChecked(plaintext)) },
-      (err: unknown) => {
-        if (err instanceof P2snError && LOCAL_FAILURES.has(err.code)) this.#fail(err)
-        else this.#run(() => machine.keyCheckFailed(err))
-      }
+      (err: unknown) => { this.#decryptFailed(err) }
     )
+  }
+
+  /** The key check's decryption failed: this side's trouble fails here, the rest is the peer's. */
+  #decryptFailed (err: unknown): void {
+    if (err instanceof P2snError && LOCAL_FAILURES.has(err.code)) this.#fail(err)
+    else this.#run(() => this.#machine!.keyCheckFailed(err))
   }
 
   /** Whether to go on with the peer's key: the proven key must match it, then verifyPeer decides. */

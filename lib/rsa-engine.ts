@@ -54,21 +54,23 @@ export const opensslEngine: RsaEngine = {
   },
   decryptImplicit (key, ciphertext) {
     nativeRejection ??= probeNativeRejection(key)
-    if (!nativeRejection) return undefined
-    return crypto.privateDecrypt({ key: key.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }, ciphertext)
+    return nativeRejection ? pkcs1Decrypt(key, ciphertext) : undefined
   }
+}
+
+/** OpenSSL's own PKCS#1 v1.5 decryption: with implicit rejection on OpenSSL 3.2 and later. */
+function pkcs1Decrypt (key: PrivateKey, ciphertext: Buffer): Buffer {
+  return crypto.privateDecrypt({ key: key.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }, ciphertext)
 }
 
 /** Whether this runtime's OpenSSL does implicit rejection as ours does; known after the first decryption. */
 let nativeRejection: boolean | undefined
 
 /**
- * Asks OpenSSL once, with the first key that decrypts, for a known answer: a block whose padding
- * is bad must decrypt, with `RSA_PKCS1_PADDING`, to the very synthetic message our unpadding
- * makes. OpenSSL before 3.2 has no implicit rejection, and Node 20 refuses such decryption
- * (unless run with `--security-revert`, which would bring back the padding oracle); Bun's and
- * Deno's crypto are not OpenSSL. Anything but the exact answer keeps our unpadding. Costs two
- * private-key operations per process, where the version allows at all.
+ * Whether OpenSSL's own implicit rejection gives, for a block with bad padding, the very message
+ * our unpadding makes; asked once, with the first key. OpenSSL before 3.2, Node 20's refusal (or
+ * its `--security-revert`, which brings the padding oracle back), and Bun's or Deno's crypto all
+ * answer no. Two private-key operations per process, where the version allows at all.
  */
 function probeNativeRejection (key: PrivateKey): boolean {
   const [major = 0, minor = 0] = (process.versions.openssl ?? '').split('.').map((part) => Number.parseInt(part, 10))
@@ -81,8 +83,7 @@ function probeNativeRejection (key: PrivateKey): boolean {
       block[key.size - 1] = n
       const ours = unpadImplicit(opensslEngine.decryptRaw(key, block), block, key.rejectionKey)
       if (ours.valid === 1) continue
-      const native = crypto.privateDecrypt({ key: key.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }, block)
-      return native.equals(ours.message)
+      return pkcs1Decrypt(key, block).equals(ours.message)
     }
   } catch {
     // Refused or failed: keep ours.

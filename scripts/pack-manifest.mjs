@@ -1,9 +1,8 @@
 // `npm pack` and `npm publish` pack package.json as it is on disk after `prepack`. `strip`
 // (from prepack) takes out `prepare`, which builds a clone but would make npm warn every user of
 // the tarball about install scripts; `restore` (from postpack) puts that one script back.
-// Only the script is kept aside, never the whole file, so that a pack that failed between the
-// two (postpack then does not run) loses nothing: the next strip or restore puts it back, and
-// edits made meanwhile stay.
+// Only the script is kept aside, never the whole file: after a pack that failed between the two
+// (no postpack), the next restore still puts it back, and edits made meanwhile stay.
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,12 +24,13 @@ if (process.argv[2] === 'strip') {
   if (existsSync(saved)) {
     if (json.scripts?.prepare === undefined) {
       // Back in its place, after prepack, so that the file reads as it did.
+      const prepare = readFileSync(saved, 'utf8')
       const scripts = {}
       for (const [name, command] of Object.entries(json.scripts ?? {})) {
         scripts[name] = command
-        if (name === 'prepack') scripts.prepare = readFileSync(saved, 'utf8')
+        if (name === 'prepack') scripts.prepare = prepare
       }
-      scripts.prepare ??= readFileSync(saved, 'utf8')
+      scripts.prepare ??= prepare
       json.scripts = scripts
       write()
     }

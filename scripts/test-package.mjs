@@ -10,9 +10,8 @@
 //   P2SN_KEEP_TMP=1        keep the temporary project (its path is printed)
 //   P2SN_SKIP_SUITE=1      skip the mocha suite on Node 24 (shown as not run, so the exit is 1)
 //   P2SN_RUNTIMES=a,b      only these of node22,node24,node26,bun,deno (others shown as not run)
-//   P2SN_RUNTIMES_DIR=DIR  where the runtimes are cached between runs
-//                          (default: <os tmpdir>/p2sn-runtimes, which `npm ci` does not clear)
 //
+// The runtimes are cached between runs in <os tmpdir>/p2sn-runtimes, which `npm ci` does not clear.
 // The consumer programs are in scripts/package-checks/ and are copied into the temporary
 // project, so that `p2sn` resolves as it does for a user: from node_modules, by its exports.
 // Node built-ins only; every child process runs in its own process group with a time limit.
@@ -27,7 +26,7 @@ const CHECKS = path.join(ROOT, 'scripts', 'package-checks')
 const PKG = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
 const KEEP_TMP = process.env.P2SN_KEEP_TMP === '1'
 const SKIP_SUITE = process.env.P2SN_SKIP_SUITE === '1'
-const RUNTIMES_DIR = path.resolve(process.env.P2SN_RUNTIMES_DIR || path.join(os.tmpdir(), 'p2sn-runtimes'))
+const RUNTIMES_DIR = path.join(os.tmpdir(), 'p2sn-runtimes')
 
 const PROGRAM_TIMEOUT = 60_000 //   a consumer program, a CLI command
 const NPM_TIMEOUT = 300_000 //      npm pack, npm install, a build
@@ -77,9 +76,9 @@ function say (text) {
   console.log(`    ${text}`)
 }
 
-function tail (text, lines = TAIL_LINES) {
+function tail (text) {
   const all = text.replace(/\s+$/, '').split('\n')
-  const shown = all.slice(-lines)
+  const shown = all.slice(-TAIL_LINES)
   const cut = all.length > shown.length ? `      … (${all.length - shown.length} lines before)\n` : ''
   return cut + shown.map((line) => `      | ${line}`).join('\n')
 }
@@ -116,7 +115,7 @@ function cleanEnv (extra = {}) {
 }
 
 /**
- * Starts `cmd args` (never through a shell). Returns `{ child, out, done, waitFor }`: `done`
+ * Starts `cmd args` (never through a shell). Returns `{ child, done, waitFor }`: `done`
  * resolves with `{ code, signal, timedOut, error, stdout, stderr, all, ms, command }`.
  */
 function start (cmd, args, { cwd = ROOT, env = cleanEnv(), input, timeoutMs = PROGRAM_TIMEOUT, echo = false } = {}) {
@@ -129,7 +128,7 @@ function start (cmd, args, { cwd = ROOT, env = cleanEnv(), input, timeoutMs = PR
     child = spawn(cmd, args, { cwd, env, detached: true, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
   } catch (error) {
     const result = { code: null, signal: null, timedOut: false, error, ...out, ms: 0, command }
-    return { child: null, out, done: Promise.resolve(result), waitFor: async () => null }
+    return { child: null, done: Promise.resolve(result), waitFor: async () => null }
   }
   live.add(child)
   const collect = (key) => (chunk) => {
@@ -159,7 +158,6 @@ function start (cmd, args, { cwd = ROOT, env = cleanEnv(), input, timeoutMs = PR
       settled = true
       clearTimeout(timer)
       live.delete(child)
-      for (const listener of listeners) listener()
       resolve({ code, signal, timedOut, error: spawnError, ...out, ms: Date.now() - began, command })
     }
     child.once('error', (error) => {
@@ -170,25 +168,18 @@ function start (cmd, args, { cwd = ROOT, env = cleanEnv(), input, timeoutMs = PR
   })
   /** Resolves with the first match of `re` in the output, or null at `ms` or the child's end. */
   const waitFor = (re, ms) => new Promise((resolve) => {
-    let ended = false
-    done.then(() => { ended = true })
-    const check = () => {
-      const match = re.exec(out.all)
-      if (match !== null || ended) {
-        clearTimeout(limit)
-        listeners.delete(check)
-        resolve(match)
-      }
-    }
-    const limit = setTimeout(() => {
+    const settle = () => {
+      clearTimeout(limit)
       listeners.delete(check)
       resolve(re.exec(out.all))
-    }, ms)
+    }
+    const check = () => { if (re.test(out.all)) settle() }
+    const limit = setTimeout(settle, ms)
     listeners.add(check)
-    done.then(check)
+    done.then(settle)
     check()
   })
-  return { child, out, done, waitFor }
+  return { child, done, waitFor }
 }
 
 function run (cmd, args, options) {
@@ -229,47 +220,29 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
 
 const pass = (transcript = '') => ({ status: 'pass', why: '', transcript })
 const fail = (why, transcript = '') => ({ status: 'FAIL', why, transcript })
-const notRun = (why, transcript = '') => ({ status: 'not run', why, transcript })
+const notRun = (why) => ({ status: 'not run', why, transcript: '' })
 const notApplicable = () => ({ status: 'na', why: '', transcript: '' })
 
 /**
- * Runs `steps` in order, each `{ args, expect?(result) → error text or null }`, as one check;
+ * Runs `list` in order, each `{ name, args, expect(result) → error text or null }`, as one check;
  * stops at the first that fails.
  */
 async function sequence (runtime, project, list) {
   let transcript = ''
   for (const step of list) {
-    const result = await run(runtime.cmd, [...runtime.prefix, ...step.args], { cwd: project, env: runtime.env, input: step.input, timeoutMs: step.timeoutMs ?? PROGRAM_TIMEOUT })
+    const result = await run(runtime.cmd, [...runtime.prefix, ...step.args], { cwd: project, env: runtime.env })
     transcript += transcriptOf(result)
-    const problem = failureOf(result) ?? step.expect?.(result) ?? null
+    const problem = failureOf(result) ?? step.expect(result)
     if (problem !== null) return fail(`${step.name}: ${problem}`, transcript)
   }
   return pass(transcript)
 }
 
-function checkEsm (runtime, project) {
-  return sequence(runtime, project, [
-    { name: 'esm-import.mjs', args: ['esm-import.mjs'], expect: (r) => (r.stdout.includes('esm import ok') ? null : 'did not print "esm import ok"') },
-    { name: 'readme-example.mjs', args: ['readme-example.mjs'], expect: (r) => (r.stdout.includes('you said hello') ? null : 'did not print "you said hello"') }
-  ])
-}
-
-function checkCjs (runtime, project) {
-  return sequence(runtime, project, [
-    { name: 'commonjs.cjs', args: ['commonjs.cjs'], expect: (r) => (r.stdout.includes('commonjs ok: cjs hello') ? null : 'did not print "commonjs ok: cjs hello"') }
-  ])
-}
-
-function checkHandComposed (runtime, project) {
-  return sequence(runtime, project, [
-    { name: 'hand-composed.mjs', args: ['hand-composed.mjs'], expect: (r) => (r.stdout.includes('hand-composed ok: 2 replies') ? null : 'did not print "hand-composed ok: 2 replies"') }
-  ])
-}
-
-function checkAuthRefusals (runtime, project) {
-  return sequence(runtime, project, [
-    { name: 'auth-refusals.mjs', args: ['auth-refusals.mjs'], expect: (r) => (r.stdout.includes('auth refusals ok') ? null : 'did not print "auth refusals ok"') }
-  ])
+/** A check that runs consumer programs, given as `[file, what it must print]`, in order. */
+function programs (...list) {
+  return (runtime, project) => sequence(runtime, project, list.map(([file, expected]) => (
+    { name: file, args: [file], expect: (r) => (r.stdout.includes(expected) ? null : `did not print "${expected}"`) }
+  )))
 }
 
 function checkBin (runtime, project) {
@@ -322,7 +295,7 @@ async function checkCliEcho (runtime, project) {
     if (serverProblem !== null) return fail(`listen: ${serverProblem}`, transcript)
     return pass(transcript)
   } finally {
-    if (server.child !== null && live.has(server.child)) killGroup(server.child, 'SIGKILL')
+    if (live.has(server.child)) killGroup(server.child, 'SIGKILL')
   }
 }
 
@@ -466,11 +439,8 @@ async function main () {
   const cells = new Map() // runtime id → column id → check result
   const host = { id: 'host', label: `Node ${process.versions.node} (host)`, kind: 'host' }
   const allRuntimes = [host, ...RUNTIMES]
-  for (const runtime of allRuntimes) cells.set(runtime.id, new Map())
+  for (const runtime of allRuntimes) cells.set(runtime.id, new Map(COLUMNS.map((c) => [c.id, notRun('earlier step failed')])))
   const setCell = (runtime, column, result) => cells.get(runtime.id).set(column, result)
-  for (const runtime of allRuntimes) {
-    for (const column of COLUMNS) setCell(runtime, column.id, notRun('earlier step failed'))
-  }
   for (const runtime of RUNTIMES) {
     for (const column of ['typesNodenext', 'typesBundler']) setCell(runtime, column, notApplicable())
     if (runtime.id !== SUITE_RUNTIME) setCell(runtime, 'suite', notApplicable())
@@ -597,10 +567,10 @@ async function main () {
   }
 
   const checks = [
-    ['esm', 'ESM import + README example', checkEsm],
-    ['cjs', 'CommonJS require', checkCjs],
-    ['hand', 'hand-composed pipeline', checkHandComposed],
-    ['auth', 'authenticated mode refusals', checkAuthRefusals],
+    ['esm', 'ESM import + README example', programs(['esm-import.mjs', 'esm import ok'], ['readme-example.mjs', 'you said hello'])],
+    ['cjs', 'CommonJS require', programs(['commonjs.cjs', 'commonjs ok: cjs hello'])],
+    ['hand', 'hand-composed pipeline', programs(['hand-composed.mjs', 'hand-composed ok: 2 replies'])],
+    ['auth', 'authenticated mode refusals', programs(['auth-refusals.mjs', 'auth refusals ok'])],
     ['bin', 'bin --help / --version', checkBin],
     ['cli', 'CLI echo session', checkCliEcho]
   ]
@@ -666,13 +636,10 @@ async function main () {
       const problem = failureOf(outcome)
       // Nothing may be skipped there: the tests that skip on Node 20 (OpenSSL's own implicit
       // rejection) are what this run is for.
-      if (problem === null && count('passing') > 0 && count('failing') === 0 && count('pending') === 0) {
-        result = pass()
-      } else {
-        result = fail(problem ?? (count('pending') > 0 ? 'tests were skipped' : 'no tests passed'))
-      }
+      result = problem === null && count('passing') > 0 && count('failing') === 0 && count('pending') === 0
+        ? { ...pass(), why: counts }
+        : fail(`${problem ?? (count('pending') > 0 ? 'tests were skipped' : 'no tests passed')}; ${counts}`)
       notes.push(`mocha suite on ${suiteRuntime.label}: ${counts} (${problem ?? 'exit code 0'}, ${seconds(outcome.ms)})`)
-      result.why = result.status === 'pass' ? counts : `${result.why}; ${counts}`
     }
     setCell(suiteRuntime, 'suite', result)
     console.log('')
@@ -716,7 +683,7 @@ function printTables ({ cells, allRuntimes }) {
   console.log(`|${header.map(() => '---').join('|')}|`)
   for (const row of rows) console.log(`| ${row.join(' | ')} |`)
   console.log('')
-  for (const note of packageNotes) console.log(note.replace(/^/, '- '))
+  for (const note of packageNotes) console.log(`- ${note}`)
   const bad = []
   for (const runtime of allRuntimes) {
     for (const column of COLUMNS) {

@@ -155,17 +155,16 @@ export function countBlocks (key: PrivateKey, ciphertext: Buffer, most: number, 
  * rejection (the engine's own where it has one: {@link RsaEngine.decryptImplicit}), and appends
  * its plaintext to `parts`. One private-key operation: callers that spread a message over turns
  * of the event loop call it once a block.
- * @param rejection - the caller's `rejection` option: only `'error'` needs the validity
- * @returns with `rejection: 'error'`, 1 if its padding was good, else 0: fold it with `&` and
- *   hand it to {@link joinBlocks}, never branch on it (a branch per block would time the
- *   padding); otherwise 1 or 0, or 1 when the engine's own rejection did not say
+ * @param rejection - the caller's option: only `'error'` needs the validity, so only then is
+ *   the engine's own rejection (which gives none) passed over
+ * @returns 1 if its padding was good, else 0 (always 1 from the engine's own rejection): fold
+ *   it with `&` and hand it to {@link joinBlocks}, never branch on it (a branch per block
+ *   would time the padding)
  */
 export function decryptBlock (key: PrivateKey, engine: RsaEngine, ciphertext: Buffer, index: number, parts: Buffer[], rejection: DecryptOptions['rejection']): number {
   const k = key.size
   const block = ciphertext.subarray(index * k, (index + 1) * k)
   try {
-    // The engine's own implicit rejection, where it has one, gives the same bytes but no
-    // validity, which only rejection: 'error' needs.
     const native = rejection === 'error' ? undefined : engine.decryptImplicit?.(key, block)
     if (native !== undefined) {
       parts.push(native)

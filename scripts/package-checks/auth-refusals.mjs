@@ -38,8 +38,7 @@ const results = {
   admitted: await attempt(ca, { keyPair: admitted, authenticate: true })
 }
 console.log(JSON.stringify(results))
-const ok = results.plain.serverError === 'ERR_P2SN_AUTHENTICATION' && results.plain.reply === undefined && results.plain.clientError !== 'STALLED' &&
-  results.refused.serverError === 'ERR_P2SN_AUTHENTICATION' && results.refused.reply === undefined && results.refused.clientError !== 'STALLED' &&
-  results.admitted.reply === 'ping'
+const refused = (r) => r.serverError === 'ERR_P2SN_AUTHENTICATION' && r.reply === undefined && r.clientError !== 'STALLED'
+const ok = refused(results.plain) && refused(results.refused) && results.admitted.reply === 'ping'
 console.log(ok ? 'auth refusals ok' : 'auth refusals WRONG')
 process.exit(ok ? 0 : 1)

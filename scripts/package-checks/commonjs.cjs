@@ -1,6 +1,5 @@
 // The package from CommonJS: require() of the ESM package (Node >= 20.19, Bun, Deno), then used:
 // keys, a message encrypted and decrypted, Base64, and one request over loopback.
-/* global require, console, process, Buffer */
 /* eslint-disable @typescript-eslint/no-require-imports -- this file is the CommonJS consumer */
 'use strict'
 const assert = require('node:assert')
