@@ -245,6 +245,33 @@ function programs (...list) {
   )))
 }
 
+/**
+ * What the installed package holds, against what it should: the manifest, LICENSE, README.md and
+ * SECURITY.md; lib/ (the sources the maps point at); and dist/ with a .js and a .d.ts for each
+ * module of lib/ and nothing stale. Anything else (tests, scripts, benches, fixtures) must not
+ * ship. Returns what is wrong, or null.
+ */
+function tarballProblem (installed) {
+  const files = fs.readdirSync(installed, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(installed, path.join(entry.parentPath ?? entry.path, entry.name)).split(path.sep).join('/'))
+  const top = new Set(['package.json', 'LICENSE', 'README.md', 'SECURITY.md'])
+  const stray = files.filter((file) => !top.has(file) && !file.startsWith('dist/') && !file.startsWith('lib/'))
+  const missing = [...top].filter((file) => !files.includes(file))
+  const modules = files.filter((file) => file.startsWith('lib/') && file.endsWith('.ts')).map((file) => file.slice(4, -3))
+  for (const module of modules) {
+    for (const built of [`dist/${module}.js`, `dist/${module}.d.ts`]) if (!files.includes(built)) missing.push(built)
+  }
+  const stale = files.filter((file) => file.startsWith('dist/') && file.endsWith('.js') && !modules.includes(file.slice(5, -3)))
+  const problems = [
+    modules.length === 0 ? 'no lib/ modules' : null,
+    missing.length > 0 ? `missing ${missing.slice(0, 5).join(', ')}` : null,
+    stray.length > 0 ? `ships ${stray.slice(0, 5).join(', ')}` : null,
+    stale.length > 0 ? `stale ${stale.slice(0, 5).join(', ')}` : null
+  ].filter((problem) => problem !== null)
+  return problems.length > 0 ? problems.join('; ') : null
+}
+
 function checkBin (runtime, project) {
   return sequence(runtime, project, [
     { name: 'p2sn --help', args: [...runtime.p2sn, '--help'], expect: (r) => (r.stdout.includes('Usage: p2sn') ? null : 'no "Usage: p2sn" in the help') },
@@ -513,6 +540,8 @@ async function main () {
   } else {
     recordStep('no install-script warning', 'pass', 0, 'no warning, and no install script in the tarball\'s manifest')
   }
+  const contentsProblem = tarballProblem(path.join(project, 'node_modules', PKG.name))
+  recordStep('tarball contents', contentsProblem === null ? 'pass' : 'FAIL', 0, contentsProblem ?? 'dist/ built from every lib/ module, LICENSE, README.md, SECURITY.md; nothing else')
 
   for (const file of fs.readdirSync(CHECKS)) fs.copyFileSync(path.join(CHECKS, file), path.join(project, file))
   let readmeProblem = null
@@ -674,6 +703,7 @@ function printTables ({ cells, allRuntimes }) {
   const installStep = steps.find((s) => s.name === 'no install-script warning')
   const packageNotes = [
     `npm install of the tarball: no install-script warning: ${installStep?.status ?? 'not run'}`,
+    `tarball contents (everything it should ship, nothing else): ${steps.find((s) => s.name === 'tarball contents')?.status ?? 'not run'}`,
     '— not applicable: types are checked once, on the host Node; the mocha suite runs on the host in `npm test` and here on Node 24 only',
     ...notes
   ]
