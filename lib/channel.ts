@@ -16,7 +16,7 @@ import { FrameDecoder } from './core/frame-decoder.js'
 import { encodeFrame } from './core/frame-encoder.js'
 import { answersWithErrorKey, ERRORKEY, type Role } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
-import { isPublicFailure, P2snError, toP2snError } from './errors.js'
+import { isPublicFailure, P2snError } from './errors.js'
 import { closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo } from './handshake-runner.js'
 import type { WithEvents } from './events.js'
 import { InOrder } from './in-order.js'
@@ -131,6 +131,48 @@ export interface ChannelHandshake {
 
 type Callback = (error?: Error | null) => void
 
+/** Options of {@link Channel.request}. */
+export interface RequestOptions {
+  /**
+   * Milliseconds from the call until the reply must have come, waiting for the handshake and
+   * for the requests before it included; then the request fails with
+   * `ERR_P2SN_REQUEST_TIMEOUT` and the channel is destroyed (a late reply could not be told
+   * from the next one's). Default: none.
+   */
+  timeout?: number
+}
+
+/** `err` marked as a request's failure that never went out. */
+function unsent (err: P2snError): P2snError {
+  err.sent = false
+  return err
+}
+
+/**
+ * A request's failure as its channel fails (with `err`) or closes (without): a P2snError of its
+ * own per request, since each says whether it went out; the channel's own error copied (code,
+ * message and cause), or wrapped.
+ */
+function requestFailure (err: Error | undefined, sent: boolean): P2snError {
+  const failure = err instanceof P2snError
+    ? new P2snError(err.code, err.message, { cause: err.cause })
+    : err instanceof Error
+      ? new P2snError('ERR_P2SN_CONNECTION', `the channel failed: ${err.message}`, { cause: err })
+      : new P2snError('ERR_P2SN_CLOSED', sent
+        ? 'the channel closed before the reply came; the peer hung up, and the request may have run'
+        : 'the channel closed before the request went out; it is safe to send again on a new one')
+  failure.sent = sent
+  return failure
+}
+
+/** A request waiting for its turn or its reply. */
+interface PendingRequest {
+  message: Buffer
+  resolve: (reply: Buffer) => void
+  reject: (err: P2snError) => void
+  timer: NodeJS.Timeout | undefined
+}
+
 /** The events of a {@link Channel} beside those of every Duplex, with their listeners' arguments. */
 export interface ChannelEvents {
   /** The handshake is done. */
@@ -207,7 +249,7 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
   #idleTimer: NodeJS.Timeout | undefined
 
   // request(): the requests waiting, oldest first
-  #requests: Array<{ message: Buffer, resolve: (reply: Buffer) => void, reject: (err: Error) => void }> = []
+  #requests: PendingRequest[] = []
   #inFlight = false
   #listening = false
 
@@ -318,24 +360,49 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
    * server loses a request that arrives before it has answered the last. Replies are read from
    * this channel's messages: do not also consume `'data'` yourself.
    *
+   * Every failure says in `err.sent` whether the request had gone out (so it may have run on
+   * the peer) or never left (so it is safe to send again).
+   *
    * @throws P2snError `ERR_P2SN_UNEXPECTED_ERROR` when the server's handler failed;
-   *   `ERR_P2SN_CLOSED` when the channel ends or closes first
+   *   `ERR_P2SN_CLOSED` when the channel ends or closes first; `ERR_P2SN_REQUEST_TIMEOUT` after
+   *   `options.timeout`; `ERR_P2SN_INVALID_ARGUMENT` for a bad timeout
    */
-  request (message: Uint8Array | string): Promise<Buffer> {
-    const bytes = toBuffer(message)
+  request (message: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
     return new Promise((resolve, reject) => {
+      const bytes = toBuffer(message)
+      const timeout = options.timeout === undefined ? undefined : checkLimit('timeout', options.timeout, 0, 1)
       if (this.destroyed || this.readableEnded || this.writableEnded) {
-        reject(new P2snError('ERR_P2SN_CLOSED', this.destroyed
+        reject(unsent(new P2snError('ERR_P2SN_CLOSED', this.destroyed
           ? 'the channel is closed; open a new one to send requests'
           : this.readableEnded
             ? 'the peer has ended its side of the channel and will send no reply; open a new one to send requests'
-            : 'this side has ended the channel (end()), so no request can go out; open a new one'))
+            : 'this side has ended the channel (end()), so no request can go out; open a new one')))
         return
       }
-      this.#requests.push({ message: bytes, resolve, reject })
+      const request: PendingRequest = { message: bytes, resolve, reject, timer: undefined }
+      if (timeout !== undefined && timeout !== Infinity) {
+        request.timer = setTimeout(() => { this.#timedOut(request, timeout) }, timeout)
+      }
+      this.#requests.push(request)
       this.#listen()
       this.#next()
     })
+  }
+
+  /** Whether the request at the head of the line has gone out to the peer. */
+  #sent (request: PendingRequest): boolean {
+    return this.#inFlight && this.#requests[0] === request && this.handshakeComplete
+  }
+
+  #timedOut (request: PendingRequest, timeout: number): void {
+    const sent = this.#sent(request)
+    if (this.#requests[0] === request) this.#inFlight = false
+    this.#requests.splice(this.#requests.indexOf(request), 1)
+    const err = new P2snError('ERR_P2SN_REQUEST_TIMEOUT', `no reply within ${timeout} ms${sent ? '' : ' (the request never went out)'}; the channel is dropped, since a late reply could not be told from the next one's`)
+    err.sent = sent
+    request.reject(err)
+    // The others fail with ERR_P2SN_CLOSED as the channel closes, each saying whether it went out.
+    this.destroy()
   }
 
   #listen (): void {
@@ -348,18 +415,22 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
       }
       const request = this.#requests.shift()!
       this.#inFlight = false
+      clearTimeout(request.timer)
       if (reply.equals(UNEXPECTEDERROR)) {
-        request.reject(new P2snError('ERR_P2SN_UNEXPECTED_ERROR', 'the server\'s handler failed on this request (it answered P2SN:UNEXPECTEDERROR)'))
+        const err = new P2snError('ERR_P2SN_UNEXPECTED_ERROR', 'the server\'s handler failed on this request (it answered P2SN:UNEXPECTEDERROR)')
+        err.sent = true
+        request.reject(err)
       } else {
         request.resolve(reply)
       }
       this.#next()
     })
     const failAll = (err?: Error): void => {
-      const reason = err instanceof Error
-        ? toP2snError(err, 'ERR_P2SN_CONNECTION', `the channel failed: ${err.message}`)
-        : new P2snError('ERR_P2SN_CLOSED', 'the channel closed before the reply came; the peer hung up')
-      for (const request of this.#requests.splice(0)) request.reject(reason)
+      const firstSent = this.#inFlight && this.handshakeComplete
+      this.#requests.splice(0).forEach((request, i) => {
+        clearTimeout(request.timer)
+        request.reject(requestFailure(err, firstSent && i === 0))
+      })
     }
     this.on('error', failAll)
     this.on('end', () => { failAll() })

@@ -32,7 +32,9 @@ export const ERROR_CODES = [
   'ERR_P2SN_SERVER_BUSY',
   'ERR_P2SN_AUTHENTICATION',
   'ERR_P2SN_KEY_MISMATCH',
-  'ERR_P2SN_ENGINE'
+  'ERR_P2SN_REQUEST_TIMEOUT',
+  'ERR_P2SN_ENGINE',
+  'ERR_P2SN_PROXY_PROTOCOL'
 ] as const
 
 /** A code of {@link ERROR_CODES}. */
@@ -50,6 +52,11 @@ export type P2snErrorCode = (typeof ERROR_CODES)[number]
 export class P2snError extends Error {
   /** Stable, machine-readable reason, `ERR_P2SN_*`. */
   readonly code: P2snErrorCode
+  /**
+   * Set on a request's failure (`request()`, a `Client`'s): whether the request had gone out to
+   * the peer, so that it may have run there. `false`: it never left, and is safe to send again.
+   */
+  sent?: boolean
 
   /**
    * @param code - one of {@link ERROR_CODES}

@@ -39,7 +39,7 @@ export {
   HandshakeDuplex, type HandshakeOptions, type Role, type ServerKeyEncoding, type PeerInfo, type TraceEvent,
   type FrameStep, type FrameTransport, type HandshakeDuplexEvents
 } from './handshake-duplex.js'
-export { Channel, type ChannelOptions, type WrapOptions, type ChannelHandshake, type ChannelEvents } from './channel.js'
+export { Channel, type ChannelOptions, type WrapOptions, type ChannelHandshake, type ChannelEvents, type RequestOptions } from './channel.js'
 export { wrap } from './wrap.js'
 export { connect, type ConnectOptions } from './connect.js'
 export { Server, createServer, type ServerOptions, type Handler, type ServerEvents } from './server.js'
