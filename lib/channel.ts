@@ -107,6 +107,8 @@ export interface ChannelPlan {
  */
 export interface ChannelSetup extends ChannelPlan {
   pool: RsaPool | undefined
+  /** The peer's address when the socket's is not it: a PROXY protocol header's (a server's). */
+  remote?: { address: string | undefined, port: number | undefined }
   /** The authenticated mode: the TLS connection to run over, once up, and how to give it up. */
   authentication?: { ready: Promise<AuthenticatedTransport>, abort: () => void }
 }
@@ -342,6 +344,22 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
    */
   refuse (error: P2snError): void {
     this.#refuse(error)
+  }
+
+  /**
+   * The peer's address: on a server with `proxyProtocol`, the client's own as the PROXY header
+   * gave it (undefined for a proxy's own health check, a `LOCAL` header); else the socket's.
+   * Undefined over a stream that has none (stdio), or before a client's socket connects.
+   */
+  get remoteAddress (): string | undefined {
+    const remote = this.#setup.remote
+    return remote === undefined ? (this.#duplex as { remoteAddress?: string }).remoteAddress : remote.address
+  }
+
+  /** The peer's port, as {@link Channel.remoteAddress}. */
+  get remotePort (): number | undefined {
+    const remote = this.#setup.remote
+    return remote === undefined ? (this.#duplex as { remotePort?: number }).remotePort : remote.port
   }
 
   /**
@@ -614,6 +632,7 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks }
     this.#encrypt = messageEncryptor(peer.publicKey, cipher)
     this.#decryptor = messageDecryptor(this.#keyPair!.privateKey, { ...cipher, pool })
+    peer = { ...peer, remoteAddress: this.remoteAddress, remotePort: this.remotePort }
     this.#peer = peer
     // Done with: an idle channel keeps nothing of its handshake.
     this.#runner = undefined

@@ -36,6 +36,14 @@ export interface PeerInfo {
    * P2SN, where the fingerprint identifies nobody.
    */
   authenticated: boolean
+  /**
+   * The peer's address and port, on a channel (not a {@link HandshakeDuplex}): the client's own
+   * as a PROXY protocol header gave it to a server with `proxyProtocol`, else the socket's;
+   * undefined over a stream that has none (stdio).
+   */
+  remoteAddress?: string | undefined
+  /** The peer's port, as {@link PeerInfo.remoteAddress}. */
+  remotePort?: number | undefined
 }
 
 /** One frame seen by {@link HandshakeOptions.trace}. */

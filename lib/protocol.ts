@@ -61,6 +61,8 @@ export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 export const DEFAULT_MAX_CONNECTIONS = 10_000
 /** Default for a server's `maxPendingHandshakes`: a new connection beyond it drops the oldest handshake under way. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 256
+/** How long a server's `close()` lets its channels finish before it destroys them, in ms. */
+export const DEFAULT_DRAIN_TIMEOUT = 10_000
 /**
  * How many messages (or frames) an object-mode stream of ours buffers before it pushes back: a
  * channel's readable side, and each layer of a chain composed by hand. Node's default, 16, let

@@ -9,12 +9,13 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { checkLimit, toBuffer } from './arguments.js'
 import { authenticationContext } from './authentication.js'
-import type { Channel, ChannelOptions, ChannelPlan } from './channel.js'
+import type { Channel, ChannelOptions, ChannelPlan, ChannelSetup } from './channel.js'
 import { P2snError, toP2snError } from './errors.js'
 import type { WithEvents } from './events.js'
 import { loadKeys, type PeerInfo } from './handshake-runner.js'
 import type { KeyPair } from './keys.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
+import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
+import { ProxyHeaderDecoder, type ProxyHeader } from './proxy-protocol.js'
 import { RsaPool } from './rsa-pool.js'
 import { openChannel, planChannel } from './wrap.js'
 
@@ -51,6 +52,28 @@ export interface ServerOptions extends ChannelOptions {
    * real handshake takes milliseconds. Default 256.
    */
   maxPendingHandshakes?: number
+  /**
+   * Milliseconds that `close()` lets the open channels finish (see {@link Server.close}) before
+   * it destroys those still open. Default {@link DEFAULT_DRAIN_TIMEOUT} (10 s).
+   */
+  drainTimeout?: number
+  /**
+   * TCP keepalive for every connection: the idle time in ms before the first probe, so that a
+   * load balancer's or NAT's idle timeout does not cut a quiet channel silently (set it below
+   * theirs). Default: off.
+   */
+  keepAlive?: number
+  /**
+   * Read a PROXY protocol header (v1 or v2, as HAProxy's `send-proxy` / `send-proxy-v2`, nginx
+   * and cloud load balancers send it) before each connection's handshake, and take the client's
+   * address from it (`channel.remoteAddress`, `peer.remoteAddress`). A connection without a valid
+   * header is refused (`'clientError'` `ERR_P2SN_PROXY_PROTOCOL`); the header has the handshake
+   * timeout to arrive, and is refused as soon as its first bytes cannot start one or it grows
+   * past its limit. Turn it on only behind a proxy that always sends it: anyone who can connect
+   * straight could claim any address. Not with plain `tls` (the header comes before TLS:
+   * terminate TLS at the proxy), nor, for now, with `authenticate`. Default `false`.
+   */
+  proxyProtocol?: boolean
 }
 
 /** The events of a {@link Server}. */
@@ -85,6 +108,23 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   readonly #channels = new Set<Channel>()
   /** True while listen() waits for the key pair; close() cancels it. */
   #starting = false
+  /** Set by the first close(): no connection is accepted, and the channels are drained. */
+  #closing = false
+  #drainTimer: NodeJS.Timeout | undefined
+  readonly #drainTimeout: number
+  readonly #keepAlive: number | undefined
+  /**
+   * Each channel's socket and the PROXY header's length before its stream, to tell a probe (a
+   * connection that closed without a byte of P2SN) from a client.
+   */
+  readonly #sockets = new WeakMap<Channel, { socket: net.Socket, skipped: number }>()
+  readonly #proxyProtocol: boolean
+  readonly #handshakeTimeout: number
+  /**
+   * Connections still sending their PROXY header, oldest first, each with what drops it quietly:
+   * counted as connections and as handshakes under way.
+   */
+  readonly #preludes = new Map<net.Socket, () => void>()
 
   // Limits: handshakes under way (oldest first), and the pool made for `workers`
   readonly #maxConnections: number
@@ -106,6 +146,16 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     this.#maxMessageBlocks = plan.maxMessageBlocks
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
+    this.#drainTimeout = checkLimit('drainTimeout', options.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
+    this.#keepAlive = options.keepAlive === undefined ? undefined : checkLimit('keepAlive', options.keepAlive, 0)
+    this.#proxyProtocol = options.proxyProtocol === true
+    if (this.#proxyProtocol && (authenticated || options.tls !== undefined)) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', authenticated
+        ? 'proxyProtocol does not work with authenticate yet; put the proxy in front of a plain p2sn server, or leave proxyProtocol out'
+        : 'proxyProtocol does not work with plain tls, whose handshake would come before the header; terminate tls at the proxy')
+    }
+    // Checked by planChannel above.
+    this.#handshakeTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
     const plainTls = authenticated ? undefined : options.tls
@@ -125,6 +175,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
       // during its TLS handshake never closes when its client hangs up then.
       socket.allowHalfOpen = true
       socket.setNoDelay(true)
+      if (this.#keepAlive !== undefined) socket.setKeepAlive(true, this.#keepAlive)
       this.#accept(socket)
     }
     this.server = plainTls === undefined
@@ -180,38 +231,156 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   }
 
   /**
-   * Stops accepting connections (or cancels a `listen()` still waiting for the key pair) and
-   * closes the open channels; `callback` runs once all are gone.
+   * Drains the server: stops accepting connections at once (or cancels a `listen()` still
+   * waiting for the key pair), drops the handshakes under way, and lets the open channels
+   * finish. With a `handler`, each channel answers the requests it has read, then is ended
+   * (a half-close: the client sees `'end'`, and a request it sends after that is not run); a
+   * channel you serve yourself is ended at once, its writes still going out. The channels still
+   * open after `drainTimeout` are destroyed. `callback` runs once every connection is gone, and
+   * a second `close()`, or {@link Server.destroy}, closes everything at once.
    */
   close (callback?: (err?: Error) => void): this {
+    if (this.#closing) {
+      this.destroy()
+      // As net.Server's: once every connection is gone (at once if they are), with
+      // ERR_SERVER_NOT_RUNNING since the server stopped listening at the first close().
+      this.server.close(callback)
+      return this
+    }
+    this.#closing = true
+    const done = (err?: Error): void => {
+      clearTimeout(this.#drainTimer)
+      void this.#ownPool?.close()
+      callback?.(err)
+    }
     if (this.#starting) {
       this.#starting = false
-      this.server.close(() => callback?.())
+      this.server.close(() => { done() })
     } else {
-      this.server.close(callback)
+      this.server.close(done)
     }
+    for (const channel of this.#channels) {
+      if (this.#handshaking.has(channel)) channel.destroy()
+      else if (this.#options.handler !== undefined) drain(channel)
+      else if (!channel.writableEnded) channel.end()
+    }
+    if (this.#channels.size > 0) {
+      this.#drainTimer = setTimeout(() => { this.destroy() }, this.#drainTimeout)
+      // The channels keep the process alive while they drain; the deadline alone does not.
+      this.#drainTimer.unref()
+    }
+    return this
+  }
+
+  /** Closes the server and every channel at once, as `close()` does after `drainTimeout`. */
+  destroy (): this {
+    if (!this.#closing) this.close()
+    clearTimeout(this.#drainTimer)
     for (const channel of this.#channels) channel.destroy()
-    void this.#ownPool?.close()
     return this
   }
 
   /** The number of open connections, handshaking or not. */
   get connections (): number {
-    return this.#channels.size
+    return this.#channels.size + this.#preludes.size
   }
 
   #accept (socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy()
+      return
+    }
     if (this.connections >= this.#maxConnections) {
       socket.destroy()
       this.#clientError(new P2snError('ERR_P2SN_SERVER_BUSY', `refused a connection: the server has ${this.connections} open (maxConnections); the client may retry later`))
       return
     }
-    if (this.#handshaking.size >= this.#maxPendingHandshakes) {
-      const oldest = this.#handshaking.values().next().value!
-      this.#handshaking.delete(oldest)
-      oldest.destroy(new P2snError('ERR_P2SN_SERVER_BUSY', `dropped the oldest of ${this.#maxPendingHandshakes} handshakes under way (maxPendingHandshakes) to make room for a new connection; the server is flooded`))
+    if (this.#handshaking.size + this.#preludes.size >= this.#maxPendingHandshakes) {
+      const busy = new P2snError('ERR_P2SN_SERVER_BUSY', `dropped the oldest of ${this.#maxPendingHandshakes} handshakes under way (maxPendingHandshakes) to make room for a new connection; the server is flooded`)
+      // A connection still sending its PROXY header goes first: it has cost nothing yet.
+      const drop = this.#preludes.values().next().value
+      if (drop !== undefined) {
+        drop()
+        this.#clientError(busy)
+      } else {
+        const oldest = this.#handshaking.values().next().value!
+        this.#handshaking.delete(oldest)
+        oldest.destroy(busy)
+      }
     }
-    const channel = openChannel(socket, this.#plan)
+    if (this.#proxyProtocol) this.#readProxyHeader(socket)
+    else this.#open(socket, undefined)
+  }
+
+  /**
+   * Reads the PROXY header off `socket`, then opens its channel with the bytes after it and the
+   * client's address; refuses the connection when the header is bad, late or missing.
+   */
+  #readProxyHeader (socket: net.Socket): void {
+    const decoder = new ProxyHeaderDecoder()
+    const settle = (): void => {
+      clearTimeout(timer)
+      this.#preludes.delete(socket)
+      socket.removeListener('data', onData)
+      socket.removeListener('end', onEnd)
+      socket.removeListener('error', onError)
+      socket.removeListener('close', onClose)
+    }
+    const refuse = (err: unknown): void => {
+      settle()
+      socket.destroy()
+      // A probe that connected and left without a byte is no failure worth telling.
+      if (socket.bytesRead > 0) this.#clientError(err instanceof P2snError ? err : new P2snError('ERR_P2SN_PROXY_PROTOCOL', `the connection failed before its proxy protocol header came: ${(err as Error).message}`, { cause: err }))
+    }
+    const onData = (chunk: Buffer): void => {
+      let header: ProxyHeader | undefined
+      try {
+        header = decoder.write(chunk)
+      } catch (err) {
+        refuse(err)
+        return
+      }
+      if (header === undefined) return
+      settle()
+      // The P2SN stream's first bytes go back to the socket for the channel, which reads on.
+      socket.pause()
+      if (header.rest.length > 0) socket.unshift(header.rest)
+      const remote = header.sourceAddress === undefined ? undefined : { address: header.sourceAddress, port: header.sourcePort }
+      this.#open(socket, remote, header.length)
+      socket.resume()
+    }
+    const onEnd = (): void => {
+      try {
+        decoder.end()
+        refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', 'the connection ended before its proxy protocol header; it must come through the proxy'))
+      } catch (err) {
+        refuse(err)
+      }
+    }
+    const onError = (err: Error): void => { refuse(err) }
+    const onClose = (): void => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', 'the connection closed before its proxy protocol header; it must come through the proxy')) }
+    const timeout = this.#handshakeTimeout
+    const timer = timeout > 0 && timeout !== Infinity
+      ? setTimeout(() => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', `no complete proxy protocol header within ${timeout} ms (handshakeTimeout); the connection must come through the proxy`)) }, timeout)
+      : undefined
+    this.#preludes.set(socket, () => {
+      settle()
+      socket.destroy()
+    })
+    socket.on('data', onData)
+    socket.once('end', onEnd)
+    socket.once('error', onError)
+    socket.once('close', onClose)
+  }
+
+  /** Opens the channel of a connection; `remote`: the client's address from a PROXY header. */
+  #open (socket: net.Socket, remote: ChannelSetup['remote'], skipped = 0): void {
+    if (this.#closing) {
+      socket.destroy()
+      return
+    }
+    const channel = openChannel(socket, this.#plan, undefined, remote)
+    this.#sockets.set(channel, { socket, skipped })
     this.#channels.add(channel)
     this.#handshaking.add(channel)
     const listeners = this.#channelListeners
@@ -230,6 +399,9 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
       server.#handshaking.delete(this)
     },
     error (this: Channel, err: Error): void {
+      // A connection that closed before sending a byte is a probe (a load balancer's or
+      // orchestrator's TCP check, nc -z), not a client that failed: nothing to report.
+      if (isProbe(err, server.#sockets.get(this))) return
       server.#clientError(err, this)
     },
     handshake (this: Channel, peer: PeerInfo): void {
@@ -257,6 +429,35 @@ export function createServer (options: ServerOptions = {}, onChannel?: (channel:
   return new Server(options, onChannel)
 }
 
+/** A connection that ended or failed before its peer sent a single byte. */
+function isProbe (err: Error, connection: { socket: net.Socket, skipped: number } | undefined): boolean {
+  return err instanceof P2snError && (err.code === 'ERR_P2SN_CLOSED' || err.code === 'ERR_P2SN_CONNECTION') &&
+    connection !== undefined && connection.socket.bytesRead === connection.skipped
+}
+
+/** The answers still under way on a served channel, if any. */
+const answering = new WeakMap<Channel, Promise<void>>()
+/** Draining channels: how many of the requests they had read when close() came are still to answer. */
+const draining = new WeakMap<Channel, number>()
+
+/**
+ * Lets a served channel answer the requests it has read (those buffered in it included), then
+ * ends it; a request read after that is not run, since its reply could not go out.
+ */
+function drain (channel: Channel): void {
+  if (draining.has(channel) || channel.writableEnded) return
+  draining.set(channel, channel.readableLength)
+  endWhenAnswered(channel)
+}
+
+/** Ends a draining channel once nothing it read is left to answer. */
+function endWhenAnswered (channel: Channel): void {
+  if (draining.get(channel) !== 0) return
+  void (answering.get(channel) ?? Promise.resolve()).then(() => {
+    if (!channel.destroyed && !channel.writableEnded) channel.end()
+  })
+}
+
 /**
  * Answers each message on `channel` with `handler`'s reply, in order. A synchronous handler is
  * answered at once; while an asynchronous one works, or the channel's writes wait for
@@ -264,22 +465,28 @@ export function createServer (options: ServerOptions = {}, onChannel?: (channel:
  * `maxBlocks` blocks of the client's key becomes `P2SN:UNEXPECTEDERROR` (see replyOf).
  */
 function serve (channel: Channel, handler: Handler, maxBlocks: number): void {
-  // The answers still under way, if any; no closures beyond the two listeners: a server holds
-  // one such pair per idle channel.
-  let answering: Promise<void> | undefined
+  // No closures beyond the two listeners: a server holds one such pair per idle channel.
   channel.on('data', (message: Buffer) => {
+    const left = draining.get(channel)
+    // Read after a drain's last answer: its reply could not go out, so it is not run.
+    if (left === 0 || channel.writableEnded) return
     const reply = answer(channel, handler, message, maxBlocks)
     let until: Promise<unknown> | undefined
     if (reply instanceof Promise) until = reply.then(async (bytes) => { if (!sendReply(channel, bytes)) await once(channel, 'drain') })
     else if (!sendReply(channel, reply)) until = once(channel, 'drain')
-    if (until === undefined) return
-    channel.pause()
-    answering = until.then(() => { if (!channel.destroyed) channel.resume() }, (err: unknown) => { channel.destroy(err as Error) })
+    if (until !== undefined) {
+      channel.pause()
+      answering.set(channel, until.then(() => { if (!channel.destroyed) channel.resume() }, (err: unknown) => { channel.destroy(err as Error) }))
+    }
+    if (left !== undefined) {
+      draining.set(channel, left - 1)
+      endWhenAnswered(channel)
+    }
   })
   // Answers come in order, so once the client has ended and the last one is written, we are
   // done. 'end' comes right after the last 'data', pause or not: wait for its answer.
   channel.on('end', () => {
-    void (answering ?? Promise.resolve()).then(() => { if (!channel.destroyed) channel.end() })
+    void (answering.get(channel) ?? Promise.resolve()).then(() => { if (!channel.destroyed && !channel.writableEnded) channel.end() })
   })
 }
 

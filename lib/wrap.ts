@@ -6,7 +6,7 @@
 import type { Duplex as NodeDuplex } from 'node:stream'
 import { checkLimit } from './arguments.js'
 import { authenticate, authenticationContext } from './authentication.js'
-import { Channel, type ChannelPlan, type WrapOptions } from './channel.js'
+import { Channel, type ChannelPlan, type ChannelSetup, type WrapOptions } from './channel.js'
 import { P2snError } from './errors.js'
 import { checkHandshakeOptions, checkRole, loadKeys } from './handshake-runner.js'
 import { toKeyPair } from './keys.js'
@@ -49,7 +49,7 @@ export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: st
  * first (`host` is what a client checks the server's certificate against).
  * @internal
  */
-export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: string): Channel {
+export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: string, remote?: ChannelSetup['remote']): Channel {
   const { options } = plan
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
@@ -62,7 +62,7 @@ export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: strin
     authentication = authenticate(duplex, options.role, keys, options.tls, host)
   }
   try {
-    const channel = new Channel(duplex, { ...plan, keyPair, pool: options.pool ?? own, authentication })
+    const channel = new Channel(duplex, { ...plan, keyPair, pool: options.pool ?? own, authentication, remote })
     if (own !== undefined) channel.once('close', () => { void own.close() })
     return channel
   } catch (err) {

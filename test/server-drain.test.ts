@@ -1,0 +1,203 @@
+/**
+ * What a fleet needs of one server (issue 13): `close()` drains (the requests read get their
+ * replies, then each channel is ended; new connections are refused; `drainTimeout` bounds it;
+ * a second `close()` or `destroy()` closes at once); a probe that connects and leaves without a
+ * byte is no `'clientError'`; `keepAlive`; and each channel knows its peer's address.
+ */
+import { once } from 'node:events'
+import net from 'node:net'
+import { expect } from 'chai'
+import { connect, createServer, generateKeyPair, type Channel, type KeyPair, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
+import { expectP2snError } from './helpers/errors.js'
+import { listenLocal } from './helpers/net.js'
+
+const sleep = async (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('Server: draining, probes, keepalive and addresses', function () {
+  this.timeout(20_000)
+  let serverKeys: KeyPair
+  let clientKeys: KeyPair
+  const closers: Array<() => void> = []
+  before(async () => {
+    [serverKeys, clientKeys] = await Promise.all([generateKeyPair({ bits: 1024 }), generateKeyPair({ bits: 1024 })])
+  })
+  afterEach(() => {
+    for (const close of closers.splice(0)) close()
+  })
+
+  async function start (options: ServerOptions): Promise<{ server: Server, port: number, errors: Error[] }> {
+    const server = createServer({ keyPair: serverKeys, ...options })
+    const errors: Error[] = []
+    server.on('clientError', (err) => errors.push(err))
+    closers.push(() => { server.destroy() })
+    return { server, port: await listenLocal(server), errors }
+  }
+
+  function client (port: number): Channel {
+    const channel = connect({ host: '127.0.0.1', port, keyPair: clientKeys })
+    channel.on('error', () => {})
+    closers.push(() => { channel.destroy() })
+    return channel
+  }
+
+  const closed = async (server: Server): Promise<number> => {
+    const started = Date.now()
+    await new Promise<void>((resolve) => server.close(() => { resolve() }))
+    return Date.now() - started
+  }
+
+  describe('close(): a drain', function () {
+    it('a request being answered gets its reply; then the channel is ended, and the callback comes once the client has gone', async () => {
+      const { server, port } = await start({ handler: async (message) => { await sleep(500); return `re: ${message.toString()}` } })
+      const channel = client(port)
+      await once(channel, 'handshake')
+      const reply = channel.request('slow')
+      await sleep(50)
+      let callbackAt = 0
+      const drained = new Promise<void>((resolve) => server.close(() => { callbackAt = Date.now(); resolve() }))
+      expect((await reply).toString()).to.equal('re: slow')
+      await once(channel, 'end')
+      const endedAt = Date.now()
+      channel.end()
+      await drained
+      expect(callbackAt).to.be.at.least(endedAt)
+    })
+
+    it('no new connection is accepted once close() is called', async () => {
+      const { server, port } = await start({ handler: (message) => message })
+      const first = client(port)
+      await once(first, 'handshake')
+      server.close()
+      const late = client(port)
+      await expectP2snError(late.request('hello'), 'ERR_P2SN_CONNECTION')
+      first.end()
+    })
+
+    it('a request read after the drain\'s last answer is not run', async () => {
+      let calls = 0
+      const { server, port } = await start({ handler: (message) => { calls++; return message } })
+      const channel = client(port)
+      expect((await channel.request('one')).toString()).to.equal('one')
+      server.close()
+      await once(channel, 'end')
+      // The client had not seen the end when it wrote: the server must not run it.
+      channel.write('late')
+      await sleep(200)
+      expect(calls).to.equal(1)
+      channel.end()
+    })
+
+    it('a client that never ends is destroyed after drainTimeout, and the callback comes then', async () => {
+      const { server, port } = await start({ handler: (message) => message, drainTimeout: 300 })
+      const channel = client(port)
+      await once(channel, 'handshake')
+      const took = await closed(server)
+      expect(took).to.be.within(250, 3000)
+    })
+
+    it('a second close() closes everything at once', async () => {
+      const { server, port } = await start({ handler: (message) => message, drainTimeout: 10_000 })
+      const channel = client(port)
+      await once(channel, 'handshake')
+      server.close()
+      const started = Date.now()
+      await new Promise<void>((resolve) => server.close(() => { resolve() }))
+      expect(Date.now() - started).to.be.below(2000)
+    })
+
+    it('destroy() closes everything at once', async () => {
+      const { server, port } = await start({ handler: (message) => message })
+      const channel = client(port)
+      await once(channel, 'handshake')
+      const closing = once(server, 'close')
+      const started = Date.now()
+      server.destroy()
+      await closing
+      expect(Date.now() - started).to.be.below(2000)
+    })
+
+    it('a handshake under way when close() comes is dropped', async () => {
+      const { server, port } = await start({ handler: (message) => message })
+      const socket = net.connect({ port, host: '127.0.0.1' })
+      socket.on('error', () => {})
+      await once(socket, 'connect')
+      socket.write('P2SN:PUB')
+      await sleep(50)
+      const took = await closed(server)
+      expect(took).to.be.below(2000)
+    })
+
+    it('a channel served without a handler is ended at once, its writes still going out', async () => {
+      const received: string[] = []
+      const { server, port } = await start({})
+      server.on('channel', (channel) => { channel.write('bye') })
+      const channel = client(port)
+      channel.on('data', (message: Buffer) => received.push(message.toString()))
+      await once(channel, 'handshake')
+      await sleep(100)
+      server.close()
+      await once(channel, 'end')
+      expect(received).to.deep.equal(['bye'])
+      channel.end()
+    })
+
+    it('drainTimeout is checked', async () => {
+      expect(() => createServer({ keyPair: serverKeys, drainTimeout: -1 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    })
+  })
+
+  describe('probes', function () {
+    it('a connection that closes before sending a byte is no clientError', async () => {
+      const { port, errors } = await start({ handler: (message) => message })
+      for (let i = 0; i < 3; i++) {
+        const socket = net.connect({ port, host: '127.0.0.1' })
+        await once(socket, 'connect')
+        socket.end()
+        await once(socket, 'close')
+      }
+      await sleep(200)
+      expect(errors).to.deep.equal([])
+    })
+
+    it('one that sends a byte and leaves still is', async () => {
+      const { port, errors } = await start({ handler: (message) => message })
+      const socket = net.connect({ port, host: '127.0.0.1' })
+      await once(socket, 'connect')
+      socket.end('P2SN:')
+      await once(socket, 'close')
+      await sleep(200)
+      expect(errors.map((err) => (err as { code?: string }).code)).to.deep.equal(['ERR_P2SN_TRUNCATED'])
+    })
+  })
+
+  describe('keepAlive and addresses', function () {
+    it('keepAlive turns on TCP keepalive for every connection', async () => {
+      const calls: Array<[boolean | undefined, number | undefined]> = []
+      const original = net.Socket.prototype.setKeepAlive
+      net.Socket.prototype.setKeepAlive = function (this: net.Socket, enable?: boolean, delay?: number) {
+        calls.push([enable, delay])
+        return original.call(this, enable, delay)
+      }
+      closers.push(() => { net.Socket.prototype.setKeepAlive = original })
+      const { port } = await start({ handler: (message) => message, keepAlive: 1500 })
+      const channel = client(port)
+      await channel.request('hi')
+      expect(calls).to.deep.include([true, 1500])
+      expect(() => createServer({ keyPair: serverKeys, keepAlive: -5 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    })
+
+    it('each side knows the other\'s address and port, on the channel and in PeerInfo', async () => {
+      const { server, port } = await start({ handler: (message) => message })
+      const serverSide = once(server, 'channel') as Promise<[Channel, PeerInfo]>
+      const channel = client(port)
+      const [peer] = await once(channel, 'handshake') as [PeerInfo]
+      expect(peer.remoteAddress).to.equal('127.0.0.1')
+      expect(peer.remotePort).to.equal(port)
+      expect(channel.remoteAddress).to.equal('127.0.0.1')
+      const [accepted, clientPeer] = await serverSide
+      expect(clientPeer.remoteAddress).to.equal('127.0.0.1')
+      expect(accepted.remotePort).to.be.a('number').and.not.equal(port)
+      expect(clientPeer.remotePort).to.equal(accepted.remotePort)
+    })
+  })
+})
