@@ -4,6 +4,7 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
+import { checkLimit } from './arguments.js'
 import type { Channel, ChannelOptions } from './channel.js'
 import { openChannel, planChannel } from './wrap.js'
 
@@ -15,6 +16,14 @@ export interface ConnectOptions extends ChannelOptions {
   port: number
   /** Connect over TLS with these options (`ca`, `servername`, …); plain TCP when left out. */
   tls?: tls.ConnectionOptions
+  /**
+   * Turn on TCP keepalive, with this initial delay in ms: after that long without traffic the
+   * system probes the server, so that one that vanished (a machine off, a cable cut) ends in a
+   * failed connection rather than a silent one. The system counts whole seconds: 1 to 999 count
+   * as 1 s, 0 keeps the system's own delay (two hours on Linux), and `Infinity` leaves keepalive
+   * off. Default: off.
+   */
+  keepAlive?: number
 }
 
 /**
@@ -26,7 +35,9 @@ export interface ConnectOptions extends ChannelOptions {
  * console.log((await channel.request('hello')).toString())
  */
 export function connect (options: ConnectOptions): Channel {
-  const { host = '127.0.0.1', port, tls: tlsOptions, ...rest } = options
+  const { host = '127.0.0.1', port, tls: tlsOptions, keepAlive, ...rest } = options
+  // Infinity: keepalive off, as when left out.
+  const keepAliveDelay = checkLimit('keepAlive', keepAlive, Infinity)
   // Checked before a socket is opened, and once.
   const plan = planChannel({ ...rest, role: 'client', tls: rest.authenticate === true ? tlsOptions : undefined })
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
@@ -35,6 +46,8 @@ export function connect (options: ConnectOptions): Channel {
   const socket = rest.authenticate === true || tlsOptions === undefined
     ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
     : tls.connect(halfOpen({ host, port, ...tlsOptions }))
+  // Node rounds the delay down to whole seconds, and 0 s is the system's delay: not below 1 s then.
+  if (keepAliveDelay !== Infinity) socket.setKeepAlive(true, keepAliveDelay === 0 ? 0 : Math.max(keepAliveDelay, 1000))
   return openChannel(socket, plan, host)
 }
 

@@ -12,7 +12,10 @@
  *   {@link joinDuplex} to make one of stdio;
  * - the channel: {@link Channel}, one Duplex per connection that drives the core over the
  *   socket itself, made by {@link wrap} around any byte duplex or by {@link connect};
- * - the server: {@link createServer}, a {@link Server} that makes a channel of each connection.
+ * - the server: {@link createServer}, a {@link Server} that makes a channel of each connection
+ *   (reading a PROXY protocol header first with `proxyProtocol`);
+ * - the client that survives restarts: {@link createClient}, a {@link Client} that keeps one
+ *   channel open, reconnecting with backoff.
  *
  * Under the core lie the protocol's constants, the errors ({@link P2snError},
  * {@link ERROR_CODES}), keys ({@link generateKeyPair} and the rest) and the RSA engines. The
@@ -43,6 +46,7 @@ export { Channel, type ChannelOptions, type WrapOptions, type ChannelHandshake, 
 export { wrap } from './wrap.js'
 export { connect, type ConnectOptions } from './connect.js'
 export { Server, createServer, type ServerOptions, type Handler, type ServerEvents } from './server.js'
+export { Client, createClient, type ClientOptions, type ClientEvents } from './client.js'
 export { joinDuplex } from './join-duplex.js'
 export { frameDuplex } from './frame-duplex.js'
 export { selfSignedCertificate, type AuthenticationTlsOptions } from './authentication.js'
