@@ -113,7 +113,9 @@ describe('p2sn command line, authenticated mode', function () {
       expect(ownCertificate.code).to.equal(1)
       expect(ownCertificate.stdout.length).to.equal(0)
       const plain = await runCli(['connect', '127.0.0.1', port, '--key', aliceFile], { home: await home(), input: 'hello\n' })
-      expect(plain.code).to.equal(1)
+      // The server closed before sending a byte: "cannot connect" (exit 5, issue 13), with the reason.
+      expect(plain.code).to.equal(5)
+      expect(plain.stderr).to.include(`cannot connect to 127.0.0.1:${port} (the server closed the connection before sending a byte`)
       expect(plain.stderr).to.include('authenticated mode')
 
       await listener.cli.waitForStderr(/verifyPeer refused the peer SHA256:\S+: its key is not one given with --allow/)
@@ -164,7 +166,8 @@ describe('p2sn command line, authenticated mode', function () {
       const listener = await startListener(['--echo'], { home: await serverHome() })
       const started = Date.now()
       const client = await runCli(['connect', '127.0.0.1', String(listener.port), '--auth', '--key', aliceFile], { home: await home(), input: 'x\n' })
-      expect(client.code).to.equal(1)
+      // The plain listener closed before sending a byte: "cannot connect" (exit 5, issue 13), with the reason.
+      expect(client.code).to.equal(5)
       expect(Date.now() - started).to.be.below(CLI_TIMEOUT_MS / 2)
       expect(lines(client.stderr)).to.have.length(1)
       expect(client.stderr).to.include('does not run the authenticated mode')

@@ -41,7 +41,7 @@ describe('p2sn command line', function () {
       expect(result.code).to.equal(0)
       const text = result.stdout.toString()
       for (const name of ['keygen', 'fingerprint', 'listen', 'connect', 'P2SN_HOME', 'known_peers', 'Exit codes']) expect(text).to.include(name)
-      for (const code of ['0  success', '1  failure', '2  usage', '3  peer key refused', '4  key file']) expect(text).to.include(code)
+      for (const code of ['0  success', '1  failure', '2  usage', '3  peer key refused', '4  key file', '5  cannot connect']) expect(text).to.include(code)
       expect(result.stderr).to.equal('')
     })
 
@@ -131,11 +131,11 @@ describe('p2sn command line', function () {
       expect(result.stderr).to.include(path.join(corrupt, 'identity.pem'))
     })
 
-    it('nothing listening: exit 1, "cannot connect"', async () => {
+    it('nothing listening: exit 5, "cannot connect"', async () => {
       const port = await unusedPort()
       const result = await runCli(['connect', '127.0.0.1', String(port)], { home: await clientHome() })
-      expectOneErrorLine(result, 1)
-      expect(result.stderr).to.include(`cannot connect to 127.0.0.1:${port}: connection refused`)
+      expectOneErrorLine(result, 5)
+      expect(result.stderr).to.include(`cannot connect to 127.0.0.1:${port} (connection refused`)
     })
   })
 
@@ -458,10 +458,11 @@ describe('p2sn command line', function () {
       await changed.cli.done
       await startListener(['--echo', '--keep-open'], { home: await serverHome(), port: first.port })
       expectOneErrorLine(await connect(), 3)
+      // --accept-new adds a line for the key, and keeps the other (key rotation, issue 13).
       const acceptNew = await connect('--accept-new')
       expect(acceptNew.code, acceptNew.stderr).to.equal(0)
-      expect(acceptNew.stderr).to.include(`was ${newKey}, now ${oldKey}`)
-      expect(await fs.readFile(knownPeers, 'utf8')).to.equal(`${target} ${oldKey}\n`)
+      expect(acceptNew.stderr).to.include(`added a key of ${target}`).and.to.include(`${oldKey}, besides ${newKey}`)
+      expect(await fs.readFile(knownPeers, 'utf8')).to.equal(`${target} ${newKey}\n${target} ${oldKey}\n`)
     })
   })
 })

@@ -135,3 +135,30 @@ export function parseFingerprint (text: string, flag = '--fingerprint'): string 
   }
   return `SHA256:${match[1]}`
 }
+
+/** The longest delay a timer takes, 2^31 - 1 ms (about 24.8 days). */
+const MAX_MILLISECONDS = 2 ** 31 - 1
+
+/**
+ * A duration in ms for `flag` (`--idle-timeout`, …): a whole number from `min` to 2147483647;
+ * `zero`, when given, says what 0 means, for the message.
+ */
+export function parseMilliseconds (text: string, flag: string, min = 0, zero?: string): number {
+  const ms = /^\d{1,10}$/.test(text) ? Number(text) : NaN
+  if (!(ms >= min && ms <= MAX_MILLISECONDS)) {
+    throw new UsageError(`bad ${flag} '${text}'; choose a whole number of milliseconds from ${min} to ${MAX_MILLISECONDS}${zero === undefined ? '' : ` (0 ${zero})`}`)
+  }
+  return ms
+}
+
+/** Most connections `--max-connections` takes. */
+const MAX_CONNECTIONS = 1_000_000
+
+/** A connection count for `listen --max-connections`: a whole number from 1 to 1000000. */
+export function parseConnections (text: string, flag = '--max-connections'): number {
+  const count = /^\d{1,7}$/.test(text) ? Number(text) : NaN
+  if (!(count >= 1 && count <= MAX_CONNECTIONS)) {
+    throw new UsageError(`bad ${flag} '${text}'; choose a whole number of connections from 1 to ${MAX_CONNECTIONS}`)
+  }
+  return count
+}

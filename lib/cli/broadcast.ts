@@ -51,6 +51,12 @@ export class Broadcast {
     return watched.closed
   }
 
+  /** Stops reading stdin and ends every channel, as when stdin ends: on SIGTERM or SIGINT. */
+  drain (): void {
+    this.#messages.pause()
+    this.#endInput()
+  }
+
   #send (message: Buffer): void {
     for (const channel of this.#channels) {
       if (channel.writableEnded || channel.destroyed || channel.write(message)) continue
@@ -67,6 +73,7 @@ export class Broadcast {
   }
 
   #endInput (): void {
+    if (this.#inputEnded) return
     this.#inputEnded = true
     for (const channel of this.#channels) if (!channel.writableEnded) channel.end()
   }

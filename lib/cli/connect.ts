@@ -6,7 +6,7 @@
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { wrap, type PeerInfo } from '../index.js'
-import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseFingerprint, parsePort, type ParsedArgs } from './args.js'
+import { checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseFingerprint, parseMilliseconds, parsePort, type ParsedArgs } from './args.js'
 import { CliError, UsageError, describeError, failure, systemReason } from './cli-error.js'
 import type { Command } from './command.js'
 import { processEndpoint, type Endpoint } from './endpoint.js'
@@ -24,7 +24,8 @@ import { StdioDuplex, checkStdioUse } from './stdio-duplex.js'
 import { frameTracer } from './trace.js'
 import { watchChannel } from './watched-channel.js'
 
-const usage = `p2sn connect HOST PORT [--key FILE] [--auth] [--stream] [--raw] [--progress] [--exec CMD]
+const usage = `p2sn connect HOST PORT [--key FILE] [--auth] [--stream] [--raw] [--progress] [--exec CMD] [--keepalive MS]
+                    [--fingerprint SHA256:…]... [--accept-new | --no-verify]
        p2sn connect --stdio --exec CMD [--key FILE] [--auth] [--stream] [--raw]`
 
 export const connect: Command = {
@@ -60,18 +61,30 @@ Options:
   --stdio                speak P2SN over stdin and stdout instead of TCP (for example with
                          ssh at the other end); needs --exec
   --fingerprint SHA256:… accept only a server with this key (as p2sn listen and
-                         p2sn fingerprint print it)
-  --accept-new           accept a server whose key has changed, and record the new key
+                         p2sn fingerprint print it); repeat it to accept any of several
+                         (while a fleet's key is rotated)
+  --accept-new           accept a server whose key has changed, and add the new key to
+                         its known_peers lines
+  --keepalive MS         TCP keepalive: probe a silent server after MS ms, so that one that
+                         vanished ends the connection, and a load balancer's idle timeout
+                         does not cut a quiet one (the system counts whole seconds)
   --no-verify            accept any server key; read and write no known_peers
   --trace                print every frame on stderr: direction, step, length
   -q, --quiet            print nothing on stderr but errors and warnings
   -h, --help             show this help
 
 Known peers (~/.p2sn/known_peers, like ssh's known_hosts): the first connection to
-HOST:PORT records "HOST:PORT SHA256:..."; later connections must present the same key. A
-changed key is refused (exit 3) with both fingerprints in the message; if the change is
-expected, run again with --fingerprint NEW or --accept-new, which replace the record, or
-delete the line. Over --stdio there is no HOST:PORT: only --fingerprint checks the peer.
+HOST:PORT records "HOST:PORT SHA256:..."; later connections must present a key of one of
+the lines for HOST:PORT (several lines for one HOST:PORT accept any of their keys: add one
+for a new key before the servers move to it). Another key is refused (exit 3) with the
+fingerprints in the message; if the change is expected, run again with --fingerprint NEW,
+which replaces the lines with one for NEW, or --accept-new, which adds a line for it, or
+edit the file. Over --stdio there is no HOST:PORT: only --fingerprint checks the peer.
+
+"cannot connect to HOST:PORT (...)" (exit 5) means no P2SN server answered: the connection
+was refused, the host is unreachable or not found, or the server closed the connection
+before it sent a byte (a full server, listen --max-connections). A server that answered but
+failed the handshake exits 1.
 
 Lines and bytes:
   Lines (default): each line of input is one message, without its newline (nor a CR
@@ -89,16 +102,17 @@ Examples:
   p2sn connect server.example 7000 --fingerprint SHA256:zQ3T…
 
 Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
-4 key file error (details in p2sn --help).
+4 key file error, 5 cannot connect (details in p2sn --help).
 `,
   options: {
     key: { type: 'string' },
+    keepalive: { type: 'string' },
     stream: { type: 'boolean' },
     raw: { type: 'boolean' },
     progress: { type: 'boolean' },
     exec: { type: 'string' },
     stdio: { type: 'boolean' },
-    fingerprint: { type: 'string' },
+    fingerprint: { type: 'string', multiple: true },
     'accept-new': { type: 'boolean' },
     'no-verify': { type: 'boolean' },
     auth: { type: 'boolean' },
@@ -107,12 +121,14 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
   },
   async run (args) {
     const target = readTarget(args)
-    const pinText = args.string('fingerprint')
-    const pin = pinText === undefined ? undefined : parseFingerprint(pinText)
+    const pins = [...new Set(args.strings('fingerprint').map((text) => parseFingerprint(text)))]
     const acceptNew = args.flag('accept-new')
     const noVerify = args.flag('no-verify')
-    if (noVerify && (pin !== undefined || acceptNew)) throw new UsageError(`--no-verify does not go with ${pin === undefined ? '--accept-new' : '--fingerprint'}`)
-    if (pin !== undefined && acceptNew) throw new UsageError('--accept-new does not go with --fingerprint, which names the one key to accept')
+    if (noVerify && (pins.length > 0 || acceptNew)) throw new UsageError(`--no-verify does not go with ${pins.length === 0 ? '--accept-new' : '--fingerprint'}`)
+    if (pins.length > 0 && acceptNew) throw new UsageError('--accept-new does not go with --fingerprint, which names the keys to accept')
+    const keepAliveText = args.string('keepalive')
+    const keepAlive = keepAliveText === undefined ? undefined : parseMilliseconds(keepAliveText, '--keepalive', 1)
+    if (keepAlive !== undefined && target === undefined) throw new UsageError('--keepalive does not go with --stdio, which carries no TCP')
     const command = args.string('exec')
     checkExecCommand(command)
     if (target === undefined) checkStdioUse(command !== undefined, '--exec CMD')
@@ -125,12 +141,14 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     const check = new PeerCheck({
       target: target === undefined ? undefined : name,
       knownPeers: new KnownPeers(knownPeersPath()),
-      pin,
+      pins,
       acceptNew,
       noVerify
     })
 
     let connected = target === undefined
+    /** Bytes received from the server so far (over TCP). */
+    let received = (): number => 1
     let transport: Duplex
     let stdio: StdioDuplex | undefined
     if (target === undefined) {
@@ -139,6 +157,9 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     } else {
       const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
       socket.once('connect', () => { connected = true })
+      // Node counts whole seconds: below 1 s would be the system's own delay.
+      if (keepAlive !== undefined) socket.setKeepAlive(true, Math.max(keepAlive, 1000))
+      received = () => socket.bytesRead
       transport = socket
     }
     const watched = watchChannel(wrap(transport, {
@@ -154,7 +175,10 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
       peer = await watched.handshake
     } catch (err) {
       if (check.refusal !== undefined) throw check.refusal
-      if (!connected) throw new CliError(`cannot connect to ${name}: ${systemReason(err, (e) => describeError(e).message)}`, EXIT.failure, { cause: err })
+      if (!connected) throw new CliError(`cannot connect to ${name} (${flatten(systemReason(err, (e) => describeError(e).message))})`, EXIT.cannotConnect, { cause: err })
+      if (received() === 0 && closedByPeer(err)) {
+        throw new CliError(`cannot connect to ${name} (the server closed the connection before sending a byte: it may be full, or not speak this mode of p2sn; ${describeError(err).message})`, EXIT.cannotConnect, { cause: err })
+      }
       throw failure(`handshake with ${name} failed`, err)
     }
     await check.record()
@@ -176,6 +200,23 @@ Exit codes: 0 success, 1 failure at run time, 2 usage error, 3 peer key refused,
     await stdio?.flushed()
     return exitCode
   }
+}
+
+/** A reason without parentheses of its own, to go inside "(...)". */
+function flatten (reason: string): string {
+  return reason.replace(/ \((.*)\)$/, ': $1')
+}
+
+/**
+ * True unless the handshake failed on our own time limit: with no byte received, any other
+ * failure means that the server closed or reset the connection.
+ */
+function closedByPeer (err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (code === 'ERR_P2SN_HANDSHAKE_TIMEOUT' || code === 'ETIMEDOUT') return false
+  }
+  return true
 }
 
 /** HOST and PORT, or `undefined` with `--stdio`. */

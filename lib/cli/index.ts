@@ -10,12 +10,12 @@ import { UsageError, describeError } from './cli-error.js'
 import type { Command } from './command.js'
 import { connect } from './connect.js'
 import { isStdoutUsed, stdout } from './endpoint.js'
-import { killChildren } from './exec.js'
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js'
 import { fingerprint } from './fingerprint.js'
 import { keygen } from './keygen.js'
 import { listen } from './listen.js'
 import { printError } from './log.js'
+import { installSignalHandlers } from './signals.js'
 
 const COMMANDS: readonly Command[] = [keygen, fingerprint, listen, connect]
 
@@ -111,11 +111,6 @@ function fail (err: unknown): void {
 
 process.on('uncaughtException', fail)
 process.on('unhandledRejection', fail)
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-  process.once(signal, () => {
-    killChildren('SIGTERM')
-    process.exit(code)
-  })
-}
+installSignalHandlers()
 
 main(process.argv.slice(2)).then(exit, fail)

@@ -1,6 +1,7 @@
 /**
- * The known peers file, like ssh's known_hosts: one `host:port fingerprint` line per peer,
- * `#` comments and blank lines allowed.
+ * The known peers file, like ssh's known_hosts: `host:port fingerprint` lines, `#` comments and
+ * blank lines allowed. A peer may have several lines, one per key it may present (while its
+ * key is rotated): any of them is accepted.
  * @module
  */
 import crypto from 'node:crypto'
@@ -8,8 +9,8 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { CliError, systemErrorCode, systemReason } from './cli-error.js'
 
-/** A peer's record in the file. */
-interface KnownPeer {
+/** A peer's record in the file: one line. */
+export interface KnownPeer {
   /** `host:port` (`[v6]:port` for IPv6 addresses). */
   target: string
   /** `SHA256:…` */
@@ -32,17 +33,18 @@ export class KnownPeers {
     this.file = file
   }
 
-  /** The record of `target`, or `undefined` when the peer is new (or the file does not exist). */
-  async lookup (target: string): Promise<KnownPeer | undefined> {
+  /** The records of `target`, in file order: none when the peer is new (or the file does not exist). */
+  async lookup (target: string): Promise<KnownPeer[]> {
     const lines = await this.#lines()
+    const records: KnownPeer[] = []
     for (let i = 0; i < lines.length; i++) {
       const record = parseLine(lines[i]!, i + 1)
-      if (record?.target === target) return record
+      if (record?.target === target) records.push(record)
     }
-    return undefined
+    return records
   }
 
-  /** Adds a line for a new peer. */
+  /** Adds a line: for a new peer, or another key of a known one. */
   async add (target: string, fingerprint: string): Promise<void> {
     try {
       await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 })

@@ -2,12 +2,14 @@
  * Whether `connect` goes on with the server it reached: trust on first use with the known
  * peers file, a pinned fingerprint, or no check at all.
  *
- * | option              | new peer         | same key | changed key                 |
- * |---------------------|------------------|----------|-----------------------------|
- * | (default)           | accept, record   | accept   | refuse (exit 3)             |
- * | `--accept-new`      | accept, record   | accept   | accept, replace the record  |
- * | `--fingerprint FP`  | FP only, record  | FP only  | FP only, replace the record |
- * | `--no-verify`       | accept           | accept   | accept (file not touched)   |
+ * A known peer may have several lines, one per key: a key of any of them is "known".
+ *
+ * | option                 | new peer           | known key          | other key                     |
+ * |------------------------|--------------------|--------------------|-------------------------------|
+ * | (default)              | accept, record     | accept             | refuse (exit 3)               |
+ * | `--accept-new`         | accept, record     | accept             | accept, add a line for it     |
+ * | `--fingerprint FP`...  | an FP only, record | an FP only         | an FP only, replace the lines |
+ * | `--no-verify`          | accept             | accept             | accept (file not touched)     |
  * @module
  */
 import type { PeerInfo } from '../index.js'
@@ -22,9 +24,9 @@ export interface PeerCheckOptions {
   target: string | undefined
   /** The known peers file. */
   knownPeers: KnownPeers
-  /** `--fingerprint`: the only key accepted. */
-  pin?: string | undefined
-  /** `--accept-new`: a changed key replaces the record instead of being refused. */
+  /** `--fingerprint`, repeatable: the only keys accepted; none given: any. */
+  pins?: readonly string[]
+  /** `--accept-new`: a changed key is added to the peer's lines instead of being refused. */
   acceptNew?: boolean
   /** `--no-verify`: accept any key, read and write nothing. */
   noVerify?: boolean
@@ -47,33 +49,43 @@ export class PeerCheck {
 
   /** For the handshake's `verifyPeer`: false refuses the peer before we prove anything to it. */
   readonly verifyPeer = async (peer: PeerInfo): Promise<boolean> => {
-    const { target, knownPeers, pin, acceptNew = false, noVerify = false } = this.#options
+    const { target, knownPeers, pins = [], acceptNew = false, noVerify = false } = this.#options
     const presented = peer.fingerprint
     if (noVerify) return true
-    if (pin !== undefined && presented !== pin) {
-      return this.#refuse(`the key of ${target ?? 'the peer'} is ${presented}, not the ${pin} given with --fingerprint; refusing to go on`)
+    if (pins.length > 0 && !pins.includes(presented)) {
+      const given = pins.length === 1 ? `the ${pins[0]!} given with --fingerprint` : `any of the ${pins.join(', ')} given with --fingerprint`
+      return this.#refuse(`the key of ${target ?? 'the peer'} is ${presented}, not ${given}; refusing to go on`)
     }
     if (target === undefined) return true
     const known = await knownPeers.lookup(target)
-    if (known === undefined) {
+    if (known.length === 0) {
       this.#afterHandshake = async () => {
         await knownPeers.add(target, presented)
         note(`recorded ${target} ${presented} in ${knownPeers.file}`)
       }
       return true
     }
-    if (known.fingerprint === presented) return true
-    if (pin === undefined && !acceptNew) {
+    if (known.some((record) => record.fingerprint === presented)) return true
+    const where = known.length === 1
+      ? `line ${known[0]!.line} of ${knownPeers.file} has ${known[0]!.fingerprint}`
+      : `lines ${known.map((record) => record.line).join(', ')} of ${knownPeers.file} have ${known.map((record) => record.fingerprint).join(', ')}`
+    if (pins.length === 0 && !acceptNew) {
       return this.#refuse(
-        `the key of ${target} has changed: line ${known.line} of ${knownPeers.file} has ${known.fingerprint}, ` +
+        `the key of ${target} has changed: ${where}, ` +
         `the peer presented ${presented}; someone may be intercepting the connection, or the peer has a new key. ` +
-        `If you expected the change, run again with --fingerprint ${presented} (or --accept-new), ` +
-        `or delete line ${known.line} of ${knownPeers.file}`)
+        `If you expected the change, run again with --fingerprint ${presented} (or --accept-new, which adds it), ` +
+        `or edit ${knownPeers.file}`)
     }
-    this.#afterHandshake = async () => {
-      await knownPeers.replace(target, presented)
-      note(`replaced the key of ${target} in ${knownPeers.file}: was ${known.fingerprint}, now ${presented}`)
-    }
+    const was = known.map((record) => record.fingerprint).join(', ')
+    this.#afterHandshake = acceptNew
+      ? async () => {
+        await knownPeers.add(target, presented)
+        note(`added a key of ${target} to ${knownPeers.file}: ${presented}, besides ${was}`)
+      }
+      : async () => {
+        await knownPeers.replace(target, presented)
+        note(`replaced the key of ${target} in ${knownPeers.file}: was ${was}, now ${presented}`)
+      }
     return true
   }
 

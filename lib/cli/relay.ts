@@ -10,15 +10,20 @@
  */
 import type { Endpoint } from './endpoint.js'
 import { blockPlaintextBothWays, formatMessage, messageReader } from './line-io.js'
-import type { SessionOptions } from './session.js'
+import type { DrainHandle, SessionOptions } from './session.js'
 import { Sink } from './sink.js'
 import type { WatchedChannel } from './watched-channel.js'
 
 /**
  * Runs the session; resolves when the channel has closed cleanly. On failure it stops the
  * endpoint (kills a child), then rejects.
+ *
+ * Drained (`drainHandle`): with a child (`--exec`), the messages already read (those waiting
+ * in the channel included) still go to it, then its stdin ends; what it writes until it
+ * closes its stdout is still sent, and then our side ends. With stdin and stdout, our side
+ * ends at once, and what the peer sends is still written until it ends.
  */
-export function relay (watched: WatchedChannel, endpoint: Endpoint, options: SessionOptions): Promise<void> {
+export function relay (watched: WatchedChannel, endpoint: Endpoint, options: SessionOptions, drainHandle?: DrainHandle): Promise<void> {
   const { channel, closed } = watched
   const { framing, progress } = options
   return new Promise<void>((resolve, reject) => {
@@ -48,9 +53,24 @@ export function relay (watched: WatchedChannel, endpoint: Endpoint, options: Ses
       channel.destroy()
     })
 
+    /** With a child, once draining: messages still to give it before its stdin ends. */
+    let left: number | undefined
     channel.on('data', (message: Buffer) => {
+      if (left !== undefined) {
+        if (left === 0) return
+        left--
+      }
       progress?.received(message.length)
       sink.write(formatMessage(message, framing), channel)
+      if (left === 0) sink.end()
+    })
+    drainHandle?.set(() => {
+      if (!endpoint.ownsOutput) {
+        stopSending()
+        return
+      }
+      left = channel.readableLength
+      if (left === 0) sink.end()
     })
     channel.once('end', () => {
       if (endpoint.ownsOutput) sink.end()

@@ -282,11 +282,11 @@ interface Listener {
   fingerprint: string
 }
 
-/** Starts `p2sn listen 0 args…` and waits for its "listening on" line. */
+/** Starts `p2sn listen 0 args…` and waits for its "listening on" line (or JSON object, with `--log-format json`). */
 export async function startListener (args: readonly string[], options: StartOptions & { port?: number }): Promise<Listener> {
   const cli = startCli(['listen', String(options.port ?? 0), ...args], options)
-  const match = await cli.waitForStderr(/listening on \S+:(\d+) with key (SHA256:\S+)/)
-  return { cli, port: Number(match[1]), fingerprint: match[2]! }
+  const match = await cli.waitForStderr(/listening on \S+:(\d+) with key (SHA256:\S+)|"event":"listening","address":"[^"]*","port":(\d+),"fingerprint":"(SHA256:[^"]+)"/)
+  return { cli, port: Number(match[1] ?? match[3]), fingerprint: (match[2] ?? match[4])! }
 }
 
 /** Kills every process group started here that may still run, and fails the runs still queued. */

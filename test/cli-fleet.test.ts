@@ -1,0 +1,333 @@
+/**
+ * `p2sn listen` and `p2sn connect` for a fleet (issue 13): drain on SIGTERM and SIGINT, the
+ * server's limits as flags, a log line per connection, "cannot connect", and key rotation.
+ */
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import { expect } from 'chai'
+import { FRAME_TERMINATOR, KEYWORD_PUBKEY, generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
+import { cliBatchTimeout, lines, makeHome, runCli, startCli, startListener, useCliRoot, type CliResult } from './helpers/cli.js'
+
+/** Resolves when `socket` closes, or rejects after `ms`. */
+async function closedWithin (socket: net.Socket, ms: number): Promise<number> {
+  const started = Date.now()
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`the socket was still open after ${ms} ms`)) }, ms)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve(Date.now() - started)
+    })
+  })
+}
+
+/** A connected socket to 127.0.0.1:`port`, its errors ignored. */
+async function rawConnect (port: number): Promise<net.Socket> {
+  const socket = net.connect({ host: '127.0.0.1', port })
+  socket.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve)
+    socket.once('error', reject)
+  })
+  return socket
+}
+
+/** A short pause. */
+async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** One line on stderr starting with "p2sn", no stack trace. */
+function expectOneErrorLine (result: CliResult, exitCode: number): void {
+  const where = `stderr: ${JSON.stringify(result.stderr)}`
+  expect(result.code, where).to.equal(exitCode)
+  expect(lines(result.stderr), where).to.have.length(1)
+  expect(result.stderr, where).to.match(/^p2sn[ :]/)
+  expect(result.stderr, where).not.to.match(/\n\s+at /)
+}
+
+const ISO = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/
+
+describe('p2sn command line for a fleet', function () {
+  const root = useCliRoot(this, 'p2sn-cli-fleet-')
+  let serverKey: KeyPair
+  let newServerKey: KeyPair
+  let clientKey: KeyPair
+
+  before(async () => {
+    [serverKey, newServerKey, clientKey] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()])
+  })
+
+  const serverHome = async (key = serverKey): Promise<string> => await makeHome(root(), key.privateKey.toPem())
+  const clientHome = async (): Promise<string> => await makeHome(root(), clientKey.privateKey.toPem())
+
+  describe('usage', () => {
+    const cases: Array<[string, string[]]> = [
+      ['--max-connections 0', ['listen', '0', '--echo', '--max-connections', '0']],
+      ['--max-connections many', ['listen', '0', '--echo', '--max-connections', 'many']],
+      ['--idle-timeout -5', ['listen', '0', '--echo', '--idle-timeout=-5']],
+      ['--handshake-timeout 1.5', ['listen', '0', '--echo', '--handshake-timeout', '1.5']],
+      ['--drain-timeout huge', ['listen', '0', '--echo', '--drain-timeout', '99999999999']],
+      ['--keepalive 0', ['listen', '0', '--echo', '--keepalive', '0']],
+      ['--log-format xml', ['listen', '0', '--echo', '--log-format', 'xml']],
+      ['--proxy-protocol with --auth', ['listen', '0', '--echo', '--auth', '--proxy-protocol']],
+      ['--proxy-protocol with --stdio', ['listen', '--stdio', '--echo', '--proxy-protocol']],
+      ['--max-connections with --stdio', ['listen', '--stdio', '--echo', '--max-connections', '3']],
+      ['connect --keepalive soon', ['connect', '127.0.0.1', '7000', '--keepalive', 'soon']],
+      ['connect --keepalive with --stdio', ['connect', '--stdio', '--exec', 'cat', '--keepalive', '1000']],
+      ['two --fingerprint, one malformed', ['connect', '127.0.0.1', '7000', '--fingerprint', 'SHA256:' + 'A'.repeat(43), '--fingerprint', 'SHA256:x']]
+    ]
+    it('a bad value of each new flag, or one that does not go with another: exit 2, one line', async function () {
+      this.timeout(cliBatchTimeout(cases.length))
+      const home = await clientHome()
+      const results = await Promise.all(cases.map(async ([, args]) => await runCli(args, { home })))
+      for (const [i, result] of results.entries()) {
+        expectOneErrorLine(result, 2)
+        expect(result.stderr, cases[i]![0]).to.match(/\(see p2sn (listen|connect) --help\)\n$/)
+      }
+    })
+
+    it('--help documents every new flag, the log format, the drain and exit code 5', async () => {
+      const [listenHelp, connectHelp, mainHelp] = await Promise.all([
+        runCli(['listen', '--help'], { home: root() }), runCli(['connect', '--help'], { home: root() }), runCli(['--help'], { home: root() })
+      ])
+      for (const flag of ['--max-connections', '--idle-timeout', '--handshake-timeout', '--drain-timeout', '--proxy-protocol', '--keepalive', '--log-format', 'SIGTERM']) {
+        expect(listenHelp.stdout.toString()).to.include(flag)
+      }
+      expect(connectHelp.stdout.toString()).to.include('--keepalive').and.to.include('cannot connect')
+      expect(mainHelp.stdout.toString()).to.include('5  cannot connect')
+    })
+  })
+
+  describe('the flags reach the server', () => {
+    it('--max-connections 1: a second client reads "cannot connect" (exit 5), and the listener logs the refusal', async () => {
+      const listener = await startListener(['--echo', '--keep-open', '--max-connections', '1'], { home: await serverHome() })
+      const home = await clientHome()
+      const first = startCli(['connect', '127.0.0.1', String(listener.port), '--no-verify', '--stream'], { home })
+      await listener.cli.waitForStderr(/connected with key/)
+      const second = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home, input: 'x\n' })
+      expectOneErrorLine(second, 5)
+      expect(second.stderr).to.include(`cannot connect to 127.0.0.1:${listener.port} (the server closed the connection before sending a byte`)
+      await listener.cli.waitForStderr(/refused: 1 connections are open \(--max-connections\) \(ERR_P2SN_SERVER_BUSY\)/)
+      // The first one is still served.
+      first.send('still here\n')
+      const result = await first.result()
+      expect(result.code, result.stderr).to.equal(0)
+      expect(result.stdout.toString()).to.equal('still here\n')
+    })
+
+    it('--handshake-timeout closes a silent connection, and logs it', async () => {
+      const listener = await startListener(['--echo', '--keep-open', '--handshake-timeout', '300'], { home: await serverHome() })
+      const socket = await rawConnect(listener.port)
+      const took = await closedWithin(socket, 5000)
+      expect(took).to.be.below(4000)
+      await listener.cli.waitForStderr(/closed after [\d.]+ s, 0 messages in, 0 out: handshake failed: .*\(ERR_P2SN_HANDSHAKE_TIMEOUT\)/)
+    })
+
+    it('--idle-timeout closes a channel where no message went either way', async () => {
+      const listener = await startListener(['--echo', '--keep-open', '--idle-timeout', '400'], { home: await serverHome() })
+      const client = startCli(['connect', '127.0.0.1', String(listener.port), '--no-verify', '--stream'], { home: await clientHome() })
+      client.child.stdin!.write('one\n')
+      await client.waitForStdout(/one\n/)
+      // Nothing more is sent: the server closes the channel.
+      await listener.cli.waitForStderr(/closed after [\d.]+ s, 1 message in, 1 out: .*\(ERR_P2SN_IDLE_TIMEOUT\)/, 10_000)
+      client.send('')
+      await client.result()
+    })
+
+    it('--keepalive on both sides does not disturb a session', async () => {
+      const listener = await startListener(['--echo', '--keepalive', '1000'], { home: await serverHome() })
+      const client = await runCli(['connect', '127.0.0.1', String(listener.port), '--keepalive', '1000'], { home: await clientHome(), input: 'ok\n' })
+      expect(client.code, client.stderr).to.equal(0)
+      expect(client.stdout.toString()).to.equal('ok\n')
+      expect((await listener.cli.result()).code).to.equal(0)
+    })
+
+    it('--proxy-protocol: the log and --exec see the address of the PROXY header; a connection without one is refused', async () => {
+      const listener = await startListener(['--keep-open', '--proxy-protocol', '--exec', 'echo "$P2SN_PEER"'], { home: await serverHome() })
+      const socket = await rawConnect(listener.port)
+      socket.write('PROXY TCP4 203.0.113.7 10.0.0.1 5555 7000\r\n')
+      const channel = wrap(socket, { role: 'client', keyPair: clientKey })
+      const replies: string[] = []
+      channel.on('data', (message: Buffer) => { replies.push(message.toString()) })
+      channel.on('error', () => {})
+      channel.end()
+      await new Promise((resolve) => channel.once('close', resolve))
+      expect(replies).to.deep.equal(['203.0.113.7:5555'])
+      await listener.cli.waitForStderr(/203\.0\.113\.7:5555 connected with key/)
+      await listener.cli.waitForStderr(/203\.0\.113\.7:5555 closed after/)
+
+      const plain = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home: await clientHome(), input: 'x\n' })
+      expect(plain.code).to.equal(5)
+      await listener.cli.waitForStderr(/no valid proxy protocol header/)
+    })
+  })
+
+  describe('drain on SIGTERM and SIGINT', () => {
+    // A child that says when it has read a request, then takes its time to answer.
+    const slow = 'while read -r line; do echo "got $line" >&2; sleep 1; echo "$line" | tr a-z A-Z; done'
+
+    it('a request in flight in a slow --exec gets its reply, then the listener exits 0', async () => {
+      const listener = await startListener(['--keep-open', '--exec', slow], { home: await serverHome() })
+      const client = startCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home: await clientHome() })
+      client.child.stdin!.write('hello\n')
+      await listener.cli.waitForStderr(/got hello/)
+      listener.cli.child.kill('SIGTERM')
+      await listener.cli.waitForStderr(/SIGTERM: draining 1 connection/)
+      // Accepting stopped at once.
+      await sleep(100)
+      const refused = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home: await clientHome(), input: 'x\n' })
+      expect(refused.code).to.equal(5)
+      // The reply comes, and the server ends the channel; the client ends its side once its
+      // input is over, and the listener then exits 0.
+      await client.waitForStdout(/HELLO\n/)
+      expect(listener.cli.child.exitCode).to.equal(null)
+      client.send('')
+      const result = await client.result()
+      expect(result.code, result.stderr).to.equal(0)
+      expect(result.stdout.toString()).to.equal('HELLO\n')
+      const server = await listener.cli.result()
+      expect(server.code, server.stderr).to.equal(0)
+      expect(server.stderr).to.match(/closed after [\d.]+ s, 1 message in, 1 out: drained/)
+    })
+
+    it('--echo drains on SIGINT too; with nothing open it exits 0 at once', async () => {
+      const busy = await startListener(['--keep-open', '--echo'], { home: await serverHome() })
+      const client = startCli(['connect', '127.0.0.1', String(busy.port), '--no-verify'], { home: await clientHome() })
+      client.child.stdin!.write('a\n')
+      await client.waitForStdout(/a\n/)
+      busy.cli.child.kill('SIGINT')
+      await busy.cli.waitForStderr(/SIGINT: draining 1 connection/)
+      client.send('')
+      expect((await client.result()).code).to.equal(0)
+      const drained = await busy.cli.result()
+      expect(drained.code, drained.stderr).to.equal(0)
+      expect(drained.stderr).to.match(/1 message in, 1 out: drained/)
+
+      const idle = await startListener(['--keep-open', '--echo'], { home: await serverHome() })
+      const started = Date.now()
+      idle.cli.child.kill('SIGTERM')
+      expect((await idle.cli.result()).code).to.equal(0)
+      expect(Date.now() - started).to.be.below(5000)
+    })
+
+    it('a second SIGTERM stops at once with 143; --drain-timeout closes what is left and exits 1', async () => {
+      const forced = await startListener(['--keep-open', '--echo'], { home: await serverHome() })
+      const held = startCli(['connect', '127.0.0.1', String(forced.port), '--no-verify', '--stream'], { home: await clientHome() })
+      await forced.cli.waitForStderr(/connected with key/)
+      forced.cli.child.kill('SIGTERM')
+      await forced.cli.waitForStderr(/draining 1 connection/)
+      const started = Date.now()
+      forced.cli.child.kill('SIGTERM')
+      expect((await forced.cli.result()).code).to.equal(143)
+      expect(Date.now() - started).to.be.below(5000)
+      held.send('')
+
+      const timed = await startListener(['--keep-open', '--echo', '--drain-timeout', '300'], { home: await serverHome() })
+      // A client that never ends its side: the drain cannot finish by itself.
+      startCli(['connect', '127.0.0.1', String(timed.port), '--no-verify', '--stream'], { home: await clientHome() })
+      await timed.cli.waitForStderr(/connected with key/)
+      timed.cli.child.kill('SIGTERM')
+      const result = await timed.cli.result(10_000)
+      expect(result.code).to.equal(1)
+      expect(result.stderr).to.include('the drain timeout (300 ms) ran out')
+    })
+
+    it('listen without --keep-open, waiting for its client: SIGTERM exits 0', async () => {
+      const listener = await startListener(['--echo'], { home: await serverHome() })
+      listener.cli.child.kill('SIGTERM')
+      expect((await listener.cli.result()).code).to.equal(0)
+    })
+  })
+
+  describe('the connection log', () => {
+    it('text: a timestamp on every connection line; nothing for a probe nor a health check', async () => {
+      const listener = await startListener(['--keep-open', '--echo'], { home: await serverHome() })
+      // A probe: connects and leaves.
+      const probe = await rawConnect(listener.port)
+      probe.end()
+      await closedWithin(probe, 5000)
+      // A health check: asks for the key (step 1), reads it, leaves.
+      const check = await rawConnect(listener.port)
+      check.write(Buffer.concat([Buffer.from(KEYWORD_PUBKEY), Buffer.from([FRAME_TERMINATOR])]))
+      await new Promise((resolve) => check.once('data', resolve))
+      check.end()
+      await closedWithin(check, 5000)
+      const client = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home: await clientHome(), input: 'a\nb\n' })
+      expect(client.code, client.stderr).to.equal(0)
+      await listener.cli.waitForStderr(/closed after/)
+      const connectionLines = lines(listener.cli.stderr).filter((line) => !line.includes('listening on'))
+      expect(connectionLines, listener.cli.stderr).to.have.length(3)
+      for (const line of connectionLines) expect(line).to.match(new RegExp(`^p2sn: ${ISO.source} 127\\.0\\.0\\.1:\\d+ `))
+      expect(connectionLines[0]).to.match(/ opened$/)
+      expect(connectionLines[1]).to.include(`connected with key ${clientKey.publicKey.fingerprint}`)
+      expect(connectionLines[2]).to.match(/closed after \d+\.\d{3} s, 2 messages in, 2 out: ended$/)
+    })
+
+    it('--log-format json: one valid JSON object per line, with the fields', async () => {
+      const listener = await startListener(['--keep-open', '--echo', '--log-format', 'json'], { home: await serverHome() })
+      const probe = await rawConnect(listener.port)
+      probe.end()
+      await closedWithin(probe, 5000)
+      const client = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home: await clientHome(), input: 'a\n' })
+      expect(client.code, client.stderr).to.equal(0)
+      // A handshake that fails: garbage.
+      const garbage = await rawConnect(listener.port)
+      garbage.end('GET / HTTP/1.0\r\n\r\n')
+      await closedWithin(garbage, 5000)
+      await listener.cli.waitForStderr(/"event":"closed"[^\n]*\n[^]*"event":"closed"/)
+      listener.cli.child.kill('SIGTERM')
+      await listener.cli.result()
+      const records = lines(listener.cli.stderr).map((line) => JSON.parse(line) as Record<string, unknown>)
+      expect(records.map((r) => r.event)).to.deep.equal(['listening', 'opened', 'handshake', 'closed', 'opened', 'closed', 'drain'])
+      for (const record of records) expect(record.time).to.match(new RegExp(`^${ISO.source}$`))
+      const [, opened, handshake, closed, , failed] = records
+      expect(opened).to.include({ event: 'opened', address: '127.0.0.1' })
+      expect(opened!.port).to.be.a('number')
+      expect(handshake).to.include({ fingerprint: clientKey.publicKey.fingerprint, address: '127.0.0.1' })
+      expect(closed).to.include({ fingerprint: clientKey.publicKey.fingerprint, messagesIn: 1, messagesOut: 1, reason: 'ended' })
+      expect(closed!.durationMs).to.be.a('number')
+      expect(failed!.reason).to.match(/^handshake failed: /)
+      expect(failed!.code).to.match(/^ERR_P2SN_/)
+    })
+  })
+
+  describe('key rotation', () => {
+    it('two known_peers lines for one host:port accept either key; --accept-new adds a line; --fingerprint can be repeated', async () => {
+      const home = await clientHome()
+      const knownPeers = path.join(home, 'known_peers')
+      const old = await startListener(['--echo', '--keep-open'], { home: await serverHome() })
+      const target = `127.0.0.1:${old.port}`
+      await fs.writeFile(knownPeers, `${target} ${serverKey.publicKey.fingerprint}\n# the next key\n${target} ${newServerKey.publicKey.fingerprint}\n`)
+      const connect = async (...flags: string[]): Promise<CliResult> =>
+        await runCli(['connect', '127.0.0.1', String(old.port), ...flags], { home, input: 'hi\n' })
+
+      const onOld = await connect()
+      expect(onOld.code, onOld.stderr).to.equal(0)
+      expect(onOld.stderr).to.equal('')
+      const pinnedBoth = await connect('--fingerprint', newServerKey.publicKey.fingerprint, '--fingerprint', serverKey.publicKey.fingerprint)
+      expect(pinnedBoth.code, pinnedBoth.stderr).to.equal(0)
+
+      // The server rolls onto the new key: no failed connection.
+      old.cli.child.kill('SIGKILL')
+      await old.cli.done
+      await startListener(['--echo', '--keep-open'], { home: await serverHome(newServerKey), port: old.port })
+      const onNew = await connect()
+      expect(onNew.code, onNew.stderr).to.equal(0)
+      expect(onNew.stdout.toString()).to.equal('hi\n')
+      const pinnedAgain = await connect('--fingerprint', serverKey.publicKey.fingerprint, '--fingerprint', newServerKey.publicKey.fingerprint)
+      expect(pinnedAgain.code, pinnedAgain.stderr).to.equal(0)
+      const wrongPins = await connect('--fingerprint', serverKey.publicKey.fingerprint, '--fingerprint', clientKey.publicKey.fingerprint)
+      expect(wrongPins.code).to.equal(3)
+      expect(wrongPins.stderr).to.include('any of')
+
+      // Only the old key known: refused; --accept-new adds the new one, keeping the old.
+      await fs.writeFile(knownPeers, `${target} ${serverKey.publicKey.fingerprint}\n`)
+      expect((await connect()).code).to.equal(3)
+      const added = await connect('--accept-new')
+      expect(added.code, added.stderr).to.equal(0)
+      expect(await fs.readFile(knownPeers, 'utf8')).to.equal(`${target} ${serverKey.publicKey.fingerprint}\n${target} ${newServerKey.publicKey.fingerprint}\n`)
+      expect((await connect()).code).to.equal(0)
+    })
+  })
+})
