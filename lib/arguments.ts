@@ -20,3 +20,15 @@ export function checkLimit (name: string, value: number | undefined, fallback: n
   }
   return value
 }
+
+/**
+ * The delay to give `socket.setKeepAlive(true, delay)` for a `keepAlive` option, or undefined
+ * for none (left out, or `Infinity`). Node rounds the delay down to whole seconds, and 0 s means
+ * the system's own delay (two hours on Linux), so 1–999 ms become 1 s; 0 asks for the system's.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` for a value that is not a whole number ≥ 0
+ */
+export function keepAliveDelay (value: number | undefined): number | undefined {
+  const delay = checkLimit('keepAlive', value, Infinity)
+  if (delay === Infinity) return undefined
+  return delay === 0 ? 0 : Math.max(delay, 1000)
+}

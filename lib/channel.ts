@@ -348,7 +348,8 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
 
   /**
    * The peer's address: on a server with `proxyProtocol`, the client's own as the PROXY header
-   * gave it (undefined for a proxy's own health check, a `LOCAL` header); else the socket's.
+   * gave it (for a header with none, such as a proxy's own `LOCAL` check, the socket's: the
+   * proxy's); else the socket's.
    * Undefined over a stream that has none (stdio), or before a client's socket connects.
    */
   get remoteAddress (): string | undefined {

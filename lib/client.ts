@@ -73,6 +73,10 @@ interface PendingRequest {
 interface Connection {
   channel: Channel
   reason: Error | undefined
+  /** When its handshake completed, if it did. */
+  upAt?: number
+  /** True once it carried a reply. */
+  answered?: boolean
 }
 
 /** A copy of `reason` for one request that never went out (each request gets its own error). */
@@ -210,7 +214,7 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
     this.#connection = connection
     channel.on('error', (err) => { connection.reason ??= err })
     channel.on('handshake', (peer) => {
-      this.#attempts = 0
+      connection.upAt = Date.now()
       this.emit('connect', channel, peer)
       this.#next()
     })
@@ -230,6 +234,11 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
   #closedChannel (connection: Connection): void {
     if (this.#connection !== connection) return
     this.#connection = undefined
+    // The backoff starts over only after a channel that was of use: one that carried a reply or
+    // stayed up a while. A server that completes handshakes and drops them at once must not get
+    // an attempt (and its RSA work) at every turn.
+    const upAt = connection.upAt
+    if (upAt !== undefined && (connection.answered === true || Date.now() - upAt >= (this.#backoff?.maxDelay ?? 0))) this.#attempts = 0
     const error = connection.reason ?? this.#stopped ??
       new P2snError('ERR_P2SN_CLOSED', 'this side dropped the channel: a request ran out of requestTimeout, or the channel was destroyed')
     if (this.#stopped === undefined && this.#backoff === undefined) {
@@ -340,8 +349,10 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
 
   #send (channel: Channel, request: PendingRequest, left: number): void {
     this.#inFlight = request
+    const connection = this.#connection
     channel.request(request.message, left === Infinity ? {} : { timeout: Math.ceil(left) }).then((reply) => {
       this.#inFlight = undefined
+      if (connection !== undefined) connection.answered = true
       request.resolve(reply)
       this.#next()
     }, (err: P2snError) => {

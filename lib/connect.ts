@@ -4,7 +4,7 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
-import { checkLimit } from './arguments.js'
+import { keepAliveDelay } from './arguments.js'
 import type { Channel, ChannelOptions } from './channel.js'
 import { openChannel, planChannel } from './wrap.js'
 
@@ -37,7 +37,7 @@ export interface ConnectOptions extends ChannelOptions {
 export function connect (options: ConnectOptions): Channel {
   const { host = '127.0.0.1', port, tls: tlsOptions, keepAlive, ...rest } = options
   // Infinity: keepalive off, as when left out.
-  const keepAliveDelay = checkLimit('keepAlive', keepAlive, Infinity)
+  const keepAliveMs = keepAliveDelay(keepAlive)
   // Checked before a socket is opened, and once.
   const plan = planChannel({ ...rest, role: 'client', tls: rest.authenticate === true ? tlsOptions : undefined })
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
@@ -46,8 +46,7 @@ export function connect (options: ConnectOptions): Channel {
   const socket = rest.authenticate === true || tlsOptions === undefined
     ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
     : tls.connect(halfOpen({ host, port, ...tlsOptions }))
-  // Node rounds the delay down to whole seconds, and 0 s is the system's delay: not below 1 s then.
-  if (keepAliveDelay !== Infinity) socket.setKeepAlive(true, keepAliveDelay === 0 ? 0 : Math.max(keepAliveDelay, 1000))
+  if (keepAliveMs !== undefined) socket.setKeepAlive(true, keepAliveMs)
   return openChannel(socket, plan, host)
 }
 

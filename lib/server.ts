@@ -7,7 +7,7 @@
 import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import tls from 'node:tls'
-import { checkLimit, toBuffer } from './arguments.js'
+import { checkLimit, keepAliveDelay, toBuffer } from './arguments.js'
 import { authenticationContext } from './authentication.js'
 import type { Channel, ChannelOptions, ChannelPlan, ChannelSetup } from './channel.js'
 import { P2snError, toP2snError } from './errors.js'
@@ -60,7 +60,8 @@ export interface ServerOptions extends ChannelOptions {
   /**
    * TCP keepalive for every connection: the idle time in ms before the first probe, so that a
    * load balancer's or NAT's idle timeout does not cut a quiet channel silently (set it below
-   * theirs). Default: off.
+   * theirs). Whole seconds: 1–999 ms count as 1 s, and 0 is the system's own delay. Default:
+   * off (`Infinity` too).
    */
   keepAlive?: number
   /**
@@ -147,7 +148,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
     this.#drainTimeout = checkLimit('drainTimeout', options.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
-    this.#keepAlive = options.keepAlive === undefined ? undefined : checkLimit('keepAlive', options.keepAlive, 0)
+    this.#keepAlive = keepAliveDelay(options.keepAlive)
     this.#proxyProtocol = options.proxyProtocol === true
     if (this.#proxyProtocol && (authenticated || options.tls !== undefined)) {
       throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', authenticated
@@ -183,9 +184,14 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
       : tls.createServer(plainTls, onSocket)
     this.server.on('listening', () => this.emit('listening'))
     this.server.on('error', (err) => this.emit('error', err))
-    this.server.on('close', () => this.emit('close'))
+    // Once: net.Server emits it again for each close() after the first.
+    this.server.once('close', () => this.emit('close'))
     if (plainTls !== undefined) {
-      this.server.on('tlsClientError', (err: Error) => this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`)))
+      this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        // Node reports a TLS handshake that failed or timed out, but leaves its socket open.
+        socket.destroy()
+        this.emit('clientError', toP2snError(err, 'ERR_P2SN_CONNECTION', `a tls handshake failed: ${err.message}`))
+      })
     }
   }
 
@@ -259,6 +265,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     } else {
       this.server.close(done)
     }
+    for (const drop of this.#preludes.values()) drop()
     for (const channel of this.#channels) {
       if (this.#handshaking.has(channel)) channel.destroy()
       else if (this.#options.handler !== undefined) drain(channel)
@@ -276,7 +283,12 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   destroy (): this {
     if (!this.#closing) this.close()
     clearTimeout(this.#drainTimer)
-    for (const channel of this.#channels) channel.destroy()
+    for (const drop of this.#preludes.values()) drop()
+    for (const channel of this.#channels) {
+      channel.destroy()
+      // At once: a channel destroyed after end() would let its socket linger for its last frames.
+      this.#sockets.get(channel)?.socket.destroy()
+    }
     return this
   }
 
@@ -346,7 +358,9 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
       socket.pause()
       if (header.rest.length > 0) socket.unshift(header.rest)
       const remote = header.sourceAddress === undefined ? undefined : { address: header.sourceAddress, port: header.sourcePort }
-      this.#open(socket, remote, header.length)
+      // The header and the handshake share one handshakeTimeout: the channel gets what is left.
+      const left = timer === undefined ? undefined : Math.max(1, timeout - (Date.now() - started))
+      this.#open(socket, remote, header.length, left)
       socket.resume()
     }
     const onEnd = (): void => {
@@ -360,6 +374,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     const onError = (err: Error): void => { refuse(err) }
     const onClose = (): void => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', 'the connection closed before its proxy protocol header; it must come through the proxy')) }
     const timeout = this.#handshakeTimeout
+    const started = Date.now()
     const timer = timeout > 0 && timeout !== Infinity
       ? setTimeout(() => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', `no complete proxy protocol header within ${timeout} ms (handshakeTimeout); the connection must come through the proxy`)) }, timeout)
       : undefined
@@ -373,13 +388,17 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     socket.once('close', onClose)
   }
 
-  /** Opens the channel of a connection; `remote`: the client's address from a PROXY header. */
-  #open (socket: net.Socket, remote: ChannelSetup['remote'], skipped = 0): void {
+  /**
+   * Opens the channel of a connection; with a PROXY header, `remote` is the client's address,
+   * `skipped` the header's length and `handshakeTimeout` what is left of the timeout.
+   */
+  #open (socket: net.Socket, remote: ChannelSetup['remote'], skipped = 0, handshakeTimeout?: number): void {
     if (this.#closing) {
       socket.destroy()
       return
     }
-    const channel = openChannel(socket, this.#plan, undefined, remote)
+    const plan = handshakeTimeout === undefined ? this.#plan : { ...this.#plan, options: { ...this.#plan.options, handshakeTimeout } }
+    const channel = openChannel(socket, plan, undefined, remote)
     this.#sockets.set(channel, { socket, skipped })
     this.#channels.add(channel)
     this.#handshaking.add(channel)
@@ -429,7 +448,12 @@ export function createServer (options: ServerOptions = {}, onChannel?: (channel:
   return new Server(options, onChannel)
 }
 
-/** A connection that ended or failed before its peer sent a single byte. */
+/**
+ * A connection that ended or failed before its peer sent a single byte of P2SN: a TCP probe.
+ * One that leaves right after step 2 is still reported: a health check does so, but so does a
+ * client that refused this server's key (pinned to another, say after a key rotation), which an
+ * operator must hear of. `p2sn listen` tells the two apart in its log.
+ */
 function isProbe (err: Error, connection: { socket: net.Socket, skipped: number } | undefined): boolean {
   return err instanceof P2snError && (err.code === 'ERR_P2SN_CLOSED' || err.code === 'ERR_P2SN_CONNECTION') &&
     connection !== undefined && connection.socket.bytesRead === connection.skipped

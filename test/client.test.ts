@@ -233,6 +233,15 @@ describe('createClient: a client that survives restarts', function () {
       await c.close()
       expect((await pending).sent).to.equal(false)
     })
+
+    it('a server that completes each handshake and drops it at once: the backoff still grows (each costs it RSA work)', async () => {
+      const dropping = await serve(echo)
+      dropping.server.on('channel', (channel) => { channel.destroy() })
+      client(dropping.port)
+      await delay(2000)
+      // 100 ms doubling, full jitter: a handful in two seconds. Reset at every handshake, it was ~40.
+      expect(dropping.connections()).to.be.within(2, 12)
+    })
   })
 
   describe('reconnect: false', function () {
@@ -361,7 +370,7 @@ describe('createClient: a client that survives restarts', function () {
       expect(err.cause).to.have.property('code', 'ECONNRESET')
     })
 
-    it('a handshake starts the backoff again: after an outage, a drop is followed by a quick reconnect', async () => {
+    it('a channel that carried a reply starts the backoff again: after an outage, a drop is followed by a quick reconnect', async () => {
       // Down for a second: the attempts, 10 ms doubling, wait up to a second or more by the end.
       const hangUp = net.createServer((socket) => { socket.destroy() })
       const port = await listenLocal(hangUp)
@@ -371,6 +380,8 @@ describe('createClient: a client that survives restarts', function () {
       expect(seen.disconnects.length).to.be.at.least(5)
       const test = await serve(echo, port)
       const [channel] = await within(10_000, once(c, 'connect'), 'the connect') as [Channel]
+      // Of use: a reply came over it (a handshake alone no longer resets the backoff).
+      expect(String(await c.request('up'))).to.equal('re: up')
       const reconnected = once(c, 'connect')
       channel.destroy()
       const dropped = Date.now()

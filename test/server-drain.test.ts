@@ -5,6 +5,7 @@
  * byte is no `'clientError'`; `keepAlive`; and each channel knows its peer's address.
  */
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { expect } from 'chai'
 import { connect, createServer, generateKeyPair, type Channel, type KeyPair, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
@@ -141,8 +142,46 @@ describe('Server: draining, probes, keepalive and addresses', function () {
       channel.end()
     })
 
+    it('close() drops connections still sending their PROXY header, whatever the handshake timeout', async () => {
+      const { server, port } = await start({ handler: (message) => message, proxyProtocol: true, handshakeTimeout: 0, drainTimeout: 200 })
+      const socket = net.connect({ port, host: '127.0.0.1' })
+      socket.on('error', () => {})
+      await once(socket, 'connect')
+      socket.write('PROXY TCP4 1.2.')
+      await sleep(50)
+      expect(server.connections).to.equal(1)
+      const took = await closed(server)
+      expect(took).to.be.below(1000)
+    })
+
+    it('\'close\' is emitted once, however many times close() is called', async () => {
+      const { server } = await start({ handler: (message) => message })
+      let closes = 0
+      server.on('close', () => { closes++ })
+      await closed(server)
+      await new Promise<void>((resolve) => server.close(() => { resolve() }))
+      await sleep(50)
+      expect(closes).to.equal(1)
+    })
+
     it('drainTimeout is checked', async () => {
       expect(() => createServer({ keyPair: serverKeys, drainTimeout: -1 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    })
+  })
+
+  describe('plain TLS', function () {
+    it('a connection whose TLS handshake times out is closed, so that close() can finish', async () => {
+      const key = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url))
+      const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url))
+      const { server, port, errors } = await start({ handler: (message) => message, tls: { key, cert, handshakeTimeout: 300 } })
+      const socket = net.connect({ port, host: '127.0.0.1' })
+      socket.on('error', () => {})
+      await once(socket, 'connect')
+      const started = Date.now()
+      await once(socket, 'close')
+      expect(Date.now() - started).to.be.below(2000)
+      expect(errors).to.have.length(1)
+      expect(await closed(server)).to.be.below(1000)
     })
   })
 
@@ -184,6 +223,15 @@ describe('Server: draining, probes, keepalive and addresses', function () {
       await channel.request('hi')
       expect(calls).to.deep.include([true, 1500])
       expect(() => createServer({ keyPair: serverKeys, keepAlive: -5 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+      // Node counts whole seconds, and 0 s is the system's two hours: 500 ms becomes 1 s.
+      calls.length = 0
+      const { port: second } = await start({ handler: (message) => message, keepAlive: 500 })
+      await client(second).request('hi')
+      expect(calls).to.deep.include([true, 1000])
+      calls.length = 0
+      const { port: third } = await start({ handler: (message) => message, keepAlive: Infinity })
+      await client(third).request('hi')
+      expect(calls.filter(([enable]) => enable === true)).to.deep.equal([])
     })
 
     it('each side knows the other\'s address and port, on the channel and in PeerInfo', async () => {

@@ -161,6 +161,20 @@ describe('Server with proxyProtocol', function () {
     expect(errors.map((err) => (err as { code?: string }).code)).to.deep.equal(['ERR_P2SN_PROXY_PROTOCOL'])
   })
 
+  it('the header and the handshake share one handshakeTimeout', async () => {
+    const { port, errors } = await start({ handshakeTimeout: 600 })
+    const socket = net.connect({ port, host: '127.0.0.1' })
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    const started = Date.now()
+    await sleep(400)
+    socket.write(V1)
+    await once(socket, 'close')
+    // 600 ms in all, not 400 + 600.
+    expect(Date.now() - started).to.be.within(500, 900)
+    expect(errors.map((err) => (err as { code?: string }).code)).to.deep.equal(['ERR_P2SN_HANDSHAKE_TIMEOUT'])
+  })
+
   it('a probe that connects and leaves without a byte is no clientError', async () => {
     const { port, errors } = await start()
     const socket = net.connect({ port, host: '127.0.0.1' })
