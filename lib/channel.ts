@@ -357,6 +357,15 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     return remote === undefined ? (this.#duplex as { remoteAddress?: string }).remoteAddress : remote.address
   }
 
+  /**
+   * Messages this channel has taken in that its reader has not had yet: in its buffer, or still
+   * being decrypted (in a pool, or waiting for a turn). What a server's drain answers. Whole
+   * frames still in the socket's chunk while the channel pushes back are not counted.
+   */
+  get messagesPending (): number {
+    return this.readableLength + this.#results.size
+  }
+
   /** The peer's port, as {@link Channel.remoteAddress}. */
   get remotePort (): number | undefined {
     const remote = this.#setup.remote

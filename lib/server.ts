@@ -465,12 +465,13 @@ const answering = new WeakMap<Channel, Promise<void>>()
 const draining = new WeakMap<Channel, number>()
 
 /**
- * Lets a served channel answer the requests it has read (those buffered in it included), then
- * ends it; a request read after that is not run, since its reply could not go out.
+ * Lets a served channel answer the requests it has read (those buffered in it, and those still
+ * being decrypted), then ends it; a request read after that is not run, since its reply could
+ * not go out.
  */
 function drain (channel: Channel): void {
   if (draining.has(channel) || channel.writableEnded) return
-  draining.set(channel, channel.readableLength)
+  draining.set(channel, channel.messagesPending)
   endWhenAnswered(channel)
 }
 

@@ -108,7 +108,7 @@ describe('p2sn command line for a fleet', function () {
       const second = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home, input: 'x\n' })
       expectOneErrorLine(second, 5)
       expect(second.stderr).to.include(`cannot connect to 127.0.0.1:${listener.port} (the server closed the connection before sending a byte`)
-      await listener.cli.waitForStderr(/refused: 1 connections are open \(--max-connections\) \(ERR_P2SN_SERVER_BUSY\)/)
+      await listener.cli.waitForStderr(/127\.0\.0\.1:\d+ refused: 1 connections are open \(--max-connections\) \(ERR_P2SN_SERVER_BUSY\)/)
       // The first one is still served.
       first.send('still here\n')
       const result = await first.result()

@@ -64,6 +64,22 @@ describe('Server: draining, probes, keepalive and addresses', function () {
       expect(callbackAt).to.be.at.least(endedAt)
     })
 
+    it('a request still being decrypted (in a worker) when close() comes is answered too', async () => {
+      const holder: { server?: Server } = {}
+      const started = await start({
+        handler: (message) => `re: ${message.toString()}`,
+        workers: 1,
+        // Right after the request's frame comes in, while a worker decrypts it.
+        trace: (event) => { if (event.direction === 'in' && event.step === 'message') setImmediate(() => holder.server?.close()) }
+      })
+      holder.server = started.server
+      const channel = client(started.port)
+      await once(channel, 'handshake')
+      expect((await channel.request('late')).toString()).to.equal('re: late')
+      await once(channel, 'end')
+      channel.end()
+    })
+
     it('no new connection is accepted once close() is called', async () => {
       const { server, port } = await start({ handler: (message) => message })
       const first = client(port)

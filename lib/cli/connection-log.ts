@@ -57,8 +57,8 @@ export class ConnectionLog {
   }
 
   /** A new connection, for {@link opened} and the rest. */
-  connection (address: string | undefined, port: number | undefined): LoggedConnection {
-    return { address: address ?? 'unknown', port, start: Date.now(), messagesIn: 0, messagesOut: 0, openedLogged: false }
+  connection (address: string | undefined, port: number | undefined, start = Date.now()): LoggedConnection {
+    return { address: address ?? 'unknown', port, start, messagesIn: 0, messagesOut: 0, openedLogged: false }
   }
 
   /** The server listens. */

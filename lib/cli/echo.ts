@@ -28,7 +28,7 @@ export function echo (watched: WatchedChannel, drainHandle?: DrainHandle): Promi
   })
   channel.once('end', end)
   drainHandle?.set(() => {
-    left = channel.readableLength
+    left = channel.messagesPending
     if (left === 0) end()
   })
   return closed

@@ -365,12 +365,16 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
       checkDrained()
     })
 
-    const open = (socket: net.Socket, remote: { address?: string | undefined, port?: number | undefined } | undefined, skipped: number): void => {
+    /**
+     * Serves a connection; with a PROXY header, `remote` is the client's address, `skipped` the
+     * header's length, and `handshakeTimeout` what the header left of the timeout.
+     */
+    const open = (socket: net.Socket, remote: { address?: string | undefined, port?: number | undefined } | undefined, skipped: number, accepted: number, handshakeTimeout = settings.handshakeTimeout): void => {
       if (taken || draining) {
         socket.destroy()
         return
       }
-      const connection = log.connection(remote?.address ?? socket.remoteAddress, remote?.port ?? socket.remotePort)
+      const connection = log.connection(remote?.address ?? socket.remoteAddress, remote?.port ?? socket.remotePort, accepted)
       const label = connectionLabel(connection.address, connection.port)
       /** Frames received before the handshake was done, by step. */
       const before: string[] = []
@@ -385,7 +389,7 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
         }
         printTrace?.(event)
       }
-      const watched = watchChannel(wrap(socket, channelOptions(settings, trace, pool)))
+      const watched = watchChannel(wrap(socket, { ...channelOptions(settings, trace, pool), handshakeTimeout }))
       const channel = watched.channel
       channels.add(channel)
       void watched.closed.then(forget, forget)
@@ -438,6 +442,9 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
     }
 
     server.on('connection', (socket: net.Socket) => {
+      // Read now: a socket destroyed (refused, or a bad header) no longer has them.
+      const { remoteAddress, remotePort } = socket
+      const accepted = Date.now()
       live.add(socket)
       socket.once('close', () => {
         live.delete(socket)
@@ -450,7 +457,7 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
       socket.on('error', () => {})
       if (live.size > settings.maxConnections) {
         socket.destroy()
-        log.refused(socket.remoteAddress, socket.remotePort, `${settings.maxConnections} connections are open (--max-connections)`, 'ERR_P2SN_SERVER_BUSY')
+        log.refused(remoteAddress, remotePort, `${settings.maxConnections} connections are open (--max-connections)`, 'ERR_P2SN_SERVER_BUSY')
         return
       }
       socket.setNoDelay(true)
@@ -470,17 +477,20 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
         }
       }
       if (!settings.proxyProtocol) {
-        open(socket, undefined, 0)
+        open(socket, undefined, 0, accepted)
         return
       }
       preludes.set(socket, readProxyHeader(socket, settings.handshakeTimeout, (header) => {
         preludes.delete(socket)
-        open(socket, { address: header.sourceAddress, port: header.sourcePort }, header.length)
+        // The header and the handshake share one timeout: the channel gets what is left.
+        const timeout = settings.handshakeTimeout
+        const left = timeout > 0 ? Math.max(1, timeout - (Date.now() - accepted)) : timeout
+        open(socket, { address: header.sourceAddress, port: header.sourcePort }, header.length, accepted, left)
       }, (err) => {
         preludes.delete(socket)
         // A probe that connected and left without a byte is no failure worth telling.
         if (socket.bytesRead === 0 || err === undefined) return
-        const connection = log.connection(socket.remoteAddress, socket.remotePort)
+        const connection = log.connection(remoteAddress, remotePort, accepted)
         log.closed(connection, `no valid proxy protocol header: ${describeError(err).message}`, errorCode(err))
       }))
     })

@@ -16,7 +16,7 @@ import type { PeerInfo } from '../index.js'
 import { CliError } from './cli-error.js'
 import { EXIT } from './exit-codes.js'
 import type { KnownPeers } from './known-peers.js'
-import { note } from './log.js'
+import { note, warn } from './log.js'
 
 /** The check's settings. */
 export interface PeerCheckOptions {
@@ -80,7 +80,9 @@ export class PeerCheck {
     this.#afterHandshake = acceptNew
       ? async () => {
         await knownPeers.add(target, presented)
-        note(`added a key of ${target} to ${knownPeers.file}: ${presented}, besides ${was}`)
+        // A changed key accepted without a fingerprint given: say so even with --quiet, since it
+        // is also what a man in the middle would present.
+        warn(`added a key of ${target} to ${knownPeers.file}: ${presented}, besides ${was}; it was not checked, so remove it if you did not expect a new key`)
       }
       : async () => {
         await knownPeers.replace(target, presented)

@@ -69,7 +69,7 @@ export function relay (watched: WatchedChannel, endpoint: Endpoint, options: Ses
         stopSending()
         return
       }
-      left = channel.readableLength
+      left = channel.messagesPending
       if (left === 0) sink.end()
     })
     channel.once('end', () => {
