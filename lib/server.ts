@@ -329,63 +329,19 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
    * client's address; refuses the connection when the header is bad, late or missing.
    */
   #readProxyHeader (socket: net.Socket): void {
-    const decoder = new ProxyHeaderDecoder()
-    const settle = (): void => {
-      clearTimeout(timer)
+    const started = Date.now()
+    const timeout = this.#handshakeTimeout
+    this.#preludes.set(socket, readProxyHeader(socket, timeout, 'handshakeTimeout', (header) => {
       this.#preludes.delete(socket)
-      socket.removeListener('data', onData)
-      socket.removeListener('end', onEnd)
-      socket.removeListener('error', onError)
-      socket.removeListener('close', onClose)
-    }
-    const refuse = (err: unknown): void => {
-      settle()
-      socket.destroy()
-      // A probe that connected and left without a byte is no failure worth telling.
-      if (socket.bytesRead > 0) this.#clientError(err instanceof P2snError ? err : new P2snError('ERR_P2SN_PROXY_PROTOCOL', `the connection failed before its proxy protocol header came: ${(err as Error).message}`, { cause: err }))
-    }
-    const onData = (chunk: Buffer): void => {
-      let header: ProxyHeader | undefined
-      try {
-        header = decoder.write(chunk)
-      } catch (err) {
-        refuse(err)
-        return
-      }
-      if (header === undefined) return
-      settle()
-      // The P2SN stream's first bytes go back to the socket for the channel, which reads on.
-      socket.pause()
-      if (header.rest.length > 0) socket.unshift(header.rest)
       const remote = header.sourceAddress === undefined ? undefined : { address: header.sourceAddress, port: header.sourcePort }
       // The header and the handshake share one handshakeTimeout: the channel gets what is left.
-      const left = timer === undefined ? undefined : Math.max(1, timeout - (Date.now() - started))
+      const left = timeout > 0 && timeout !== Infinity ? Math.max(1, timeout - (Date.now() - started)) : undefined
       this.#open(socket, remote, header.length, left)
-      socket.resume()
-    }
-    const onEnd = (): void => {
-      try {
-        decoder.end()
-        refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', 'the connection ended before its proxy protocol header; it must come through the proxy'))
-      } catch (err) {
-        refuse(err)
-      }
-    }
-    const onError = (err: Error): void => { refuse(err) }
-    const onClose = (): void => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', 'the connection closed before its proxy protocol header; it must come through the proxy')) }
-    const timeout = this.#handshakeTimeout
-    const started = Date.now()
-    const timer = timeout > 0 && timeout !== Infinity
-      ? setTimeout(() => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', `no complete proxy protocol header within ${timeout} ms (handshakeTimeout); the connection must come through the proxy`)) }, timeout)
-      : undefined
-    this.#preludes.set(socket, () => {
-      settle()
-      socket.destroy()
-    })
-    socket.on('data', onData)
-    socket.once('end', onEnd)
-    socket.once('error', onError)
-    socket.once('close', onClose)
+    }, (err) => {
+      this.#preludes.delete(socket)
+      // A probe that connected and left without a byte is no failure worth telling.
+      if (err !== undefined && socket.bytesRead > 0) this.#clientError(err)
+    }))
   }
 
   /**
@@ -393,10 +349,6 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
    * `skipped` the header's length and `handshakeTimeout` what is left of the timeout.
    */
   #open (socket: net.Socket, remote: ChannelSetup['remote'], skipped = 0, handshakeTimeout?: number): void {
-    if (this.#closing) {
-      socket.destroy()
-      return
-    }
     const plan = handshakeTimeout === undefined ? this.#plan : { ...this.#plan, options: { ...this.#plan.options, handshakeTimeout } }
     const channel = openChannel(socket, plan, undefined, remote)
     this.#sockets.set(channel, { socket, skipped })
@@ -446,6 +398,68 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
  */
 export function createServer (options: ServerOptions = {}, onChannel?: (channel: Channel, peer: PeerInfo) => void): Server {
   return new Server(options, onChannel)
+}
+
+/**
+ * Reads a PROXY protocol header off `socket` before its stream, for servers with
+ * `proxyProtocol` and for `p2sn listen --proxy-protocol`. Calls `onHeader` once the header is
+ * whole, the bytes after it put back into the socket, which reads on; or `onFail` once it cannot
+ * be (`ERR_P2SN_PROXY_PROTOCOL`: a bad header, an end, close or error first, `timeoutMs` passed;
+ * `undefined` when dropped by the function returned), the socket then destroyed.
+ * @param timeoutName - what sets `timeoutMs`, for the message
+ * @internal
+ */
+export function readProxyHeader (socket: net.Socket, timeoutMs: number, timeoutName: string, onHeader: (header: ProxyHeader) => void, onFail: (err: P2snError | undefined) => void): () => void {
+  const decoder = new ProxyHeaderDecoder()
+  const settle = (): void => {
+    clearTimeout(timer)
+    socket.removeListener('data', onData)
+    socket.removeListener('end', onEnd)
+    socket.removeListener('error', onError)
+    socket.removeListener('close', onClose)
+  }
+  const refuse = (err: P2snError | undefined): void => {
+    settle()
+    socket.destroy()
+    onFail(err)
+  }
+  const missing = (what: string): P2snError => new P2snError('ERR_P2SN_PROXY_PROTOCOL', `${what} before its proxy protocol header; it must come through the proxy`)
+  const onData = (chunk: Buffer): void => {
+    let header: ProxyHeader | undefined
+    try {
+      header = decoder.write(chunk)
+    } catch (err) {
+      refuse(err as P2snError)
+      return
+    }
+    if (header === undefined) return
+    settle()
+    // The P2SN stream's first bytes go back to the socket for the channel, which reads on.
+    socket.pause()
+    if (header.rest.length > 0) socket.unshift(header.rest)
+    onHeader(header)
+    socket.resume()
+  }
+  const onEnd = (): void => {
+    try {
+      decoder.end()
+      refuse(missing('the connection ended'))
+    } catch (err) {
+      refuse(err as P2snError)
+    }
+  }
+  const onError = (err: Error): void => {
+    refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', `the connection failed before its proxy protocol header came: ${err.message}`, { cause: err }))
+  }
+  const onClose = (): void => { refuse(missing('the connection closed')) }
+  const timer = timeoutMs > 0 && timeoutMs !== Infinity
+    ? setTimeout(() => { refuse(new P2snError('ERR_P2SN_PROXY_PROTOCOL', `no complete proxy protocol header within ${timeoutMs} ms (${timeoutName}); the connection must come through the proxy`)) }, timeoutMs)
+    : undefined
+  socket.on('data', onData)
+  socket.once('end', onEnd)
+  socket.once('error', onError)
+  socket.once('close', onClose)
+  return () => { refuse(undefined) }
 }
 
 /**

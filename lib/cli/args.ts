@@ -155,10 +155,10 @@ export function parseMilliseconds (text: string, flag: string, min = 0, zero?: s
 const MAX_CONNECTIONS = 1_000_000
 
 /** A connection count for `listen --max-connections`: a whole number from 1 to 1000000. */
-export function parseConnections (text: string, flag = '--max-connections'): number {
+export function parseConnections (text: string): number {
   const count = /^\d{1,7}$/.test(text) ? Number(text) : NaN
   if (!(count >= 1 && count <= MAX_CONNECTIONS)) {
-    throw new UsageError(`bad ${flag} '${text}'; choose a whole number of connections from 1 to ${MAX_CONNECTIONS}`)
+    throw new UsageError(`bad --max-connections '${text}'; choose a whole number of connections from 1 to ${MAX_CONNECTIONS}`)
   }
   return count
 }

@@ -8,7 +8,7 @@ import {
   DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, RsaPool, wrap,
   type Channel, type KeyPair, type PeerInfo, type TraceEvent, type WrapOptions
 } from '../index.js'
-import { ProxyHeaderDecoder, type ProxyHeader } from '../proxy-protocol.js'
+import { readProxyHeader } from '../server.js'
 import {
   checkExecCommand, expectNoPositionalsWithStdio, expectPositionals, parseConnections, parseFingerprint, parseMilliseconds, parsePort,
   parseWorkers, type ParsedArgs
@@ -217,7 +217,7 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
     const text = args.string(name)
     return text === undefined ? undefined : parse(text)
   }
-  const maxConnections = number('max-connections', (text) => parseConnections(text))
+  const maxConnections = number('max-connections', parseConnections)
   const handshakeTimeout = number('handshake-timeout', (text) => parseMilliseconds(text, '--handshake-timeout', 0, 'for no limit'))
   const idleTimeout = number('idle-timeout', (text) => parseMilliseconds(text, '--idle-timeout', 0, 'for never'))
   const drainTimeout = number('drain-timeout', (text) => parseMilliseconds(text, '--drain-timeout', 0, 'to close connections at once'))
@@ -370,10 +370,6 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
      * header's length, and `handshakeTimeout` what the header left of the timeout.
      */
     const open = (socket: net.Socket, remote: { address?: string | undefined, port?: number | undefined } | undefined, skipped: number, accepted: number, handshakeTimeout = settings.handshakeTimeout): void => {
-      if (taken || draining) {
-        socket.destroy()
-        return
-      }
       const connection = log.connection(remote?.address ?? socket.remoteAddress, remote?.port ?? socket.remotePort, accepted)
       const label = connectionLabel(connection.address, connection.port)
       /** Frames received before the handshake was done, by step. */
@@ -480,7 +476,7 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
         open(socket, undefined, 0, accepted)
         return
       }
-      preludes.set(socket, readProxyHeader(socket, settings.handshakeTimeout, (header) => {
+      preludes.set(socket, readProxyHeader(socket, settings.handshakeTimeout, '--handshake-timeout', (header) => {
         preludes.delete(socket)
         // The header and the handshake share one timeout: the channel gets what is left.
         const timeout = settings.handshakeTimeout
@@ -507,59 +503,6 @@ function errorCode (err: unknown): string | undefined {
     if (typeof code === 'string') return code
   }
   return undefined
-}
-
-/**
- * `--proxy-protocol`: reads the PROXY header (v1 or v2) off `socket`, then calls `onHeader`
- * with the socket's next bytes put back; `onFail` when the header is bad, late (`timeoutMs`,
- * the handshake timeout; 0: none) or missing, with `undefined` when the connection was dropped
- * by the returned function (the flood rule, a drain).
- */
-function readProxyHeader (socket: net.Socket, timeoutMs: number, onHeader: (header: ProxyHeader) => void, onFail: (err: unknown) => void): () => void {
-  const decoder = new ProxyHeaderDecoder()
-  const settle = (): void => {
-    clearTimeout(timer)
-    socket.off('data', onData)
-    socket.off('end', onEnd)
-    socket.off('close', onClose)
-  }
-  const refuse = (err: unknown): void => {
-    settle()
-    socket.destroy()
-    onFail(err)
-  }
-  const onData = (chunk: Buffer): void => {
-    let header: ProxyHeader | undefined
-    try {
-      header = decoder.write(chunk)
-    } catch (err) {
-      refuse(err)
-      return
-    }
-    if (header === undefined) return
-    settle()
-    // The P2SN stream's first bytes go back to the socket for the channel, which reads on.
-    socket.pause()
-    if (header.rest.length > 0) socket.unshift(header.rest)
-    onHeader(header)
-    socket.resume()
-  }
-  const onEnd = (): void => {
-    try {
-      decoder.end()
-      refuse(new CliError('the connection ended before its proxy protocol header'))
-    } catch (err) {
-      refuse(err)
-    }
-  }
-  const onClose = (): void => { refuse(new CliError('the connection closed before its proxy protocol header')) }
-  const timer = timeoutMs > 0
-    ? setTimeout(() => { refuse(new CliError(`no complete proxy protocol header within ${timeoutMs} ms (--handshake-timeout)`)) }, timeoutMs)
-    : undefined
-  socket.on('data', onData)
-  socket.once('end', onEnd)
-  socket.once('close', onClose)
-  return () => { refuse(undefined) }
 }
 
 async function serveStdio (settings: ListenSettings, pool: RsaPool | undefined): Promise<number> {
