@@ -2,6 +2,7 @@
  * `p2sn listen` and `p2sn connect` for a fleet (issue 13): drain on SIGTERM and SIGINT, the
  * server's limits as flags, a log line per connection, "cannot connect", and key rotation.
  */
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
@@ -231,6 +232,23 @@ describe('p2sn command line for a fleet', function () {
       const result = await timed.cli.result(10_000)
       expect(result.code).to.equal(1)
       expect(result.stderr).to.include('the drain timeout (300 ms) ran out')
+    })
+
+    it('after --drain-timeout it exits 1 even while an --exec child holds on, and stops what the child started', async () => {
+      // The shell waits on a sleep of its own: signalled alone, it would leave the sleep running,
+      // and the sleep would hold the pipes open.
+      const marker = `sleep 31.${process.pid % 1000}`
+      const timed = await startListener(['--keep-open', '--exec', `${marker} & wait`, '--drain-timeout', '300'], { home: await serverHome() })
+      startCli(['connect', '127.0.0.1', String(timed.port), '--no-verify', '--stream'], { home: await clientHome() })
+      await timed.cli.waitForStderr(/connected with key/)
+      const running = (): boolean => spawnSync('pgrep', ['-f', marker]).status === 0
+      expect(running()).to.equal(true)
+      const started = Date.now()
+      timed.cli.child.kill('SIGTERM')
+      expect((await timed.cli.result(10_000)).code).to.equal(1)
+      expect(Date.now() - started).to.be.below(3000)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      expect(running(), `${marker} still running`).to.equal(false)
     })
 
     it('listen without --keep-open, waiting for its client: SIGTERM exits 0', async () => {

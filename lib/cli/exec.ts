@@ -16,7 +16,9 @@ const children = new Set<ChildProcess>()
  * environment (such as `P2SN_PEER_FINGERPRINT`).
  */
 export function execEndpoint (command: string, env: Record<string, string>): Endpoint {
-  const child = spawn(command, { shell: true, stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  // A process group of its own, so that a stop reaches what the shell started too, not only the
+  // shell (which would leave its children running after p2sn has gone).
+  const child = spawn(command, { shell: true, detached: true, stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } })
   children.add(child)
   child.once('exit', () => children.delete(child))
   child.once('error', (err) => {
@@ -29,7 +31,7 @@ export function execEndpoint (command: string, env: Record<string, string>): End
     ownsOutput: true,
     interactive: false,
     stop: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      if (child.exitCode === null && child.signalCode === null) signalGroup(child, 'SIGTERM')
     }
   }
 }
@@ -48,7 +50,17 @@ export function warnUnauthenticatedExec (peer: 'client' | 'server'): void {
   warn(`without --auth, P2SN_PEER_FINGERPRINT is the key the ${peer} claims, not one it proved: anyone who knows that public key can present it (P2SN_PEER_AUTHENTICATED=0); use --auth on both sides to authenticate the ${peer}`)
 }
 
-/** Sends `signal` to every child still running: when p2sn itself is interrupted. */
+/** Sends `signal` to every child still running, and to what each started: when p2sn itself is interrupted. */
 export function killChildren (signal: NodeJS.Signals = 'SIGTERM'): void {
-  for (const child of children) child.kill(signal)
+  for (const child of children) signalGroup(child, signal)
+}
+
+/** `signal` to `child`'s process group (it leads one: spawned detached), or to it alone if that fails. */
+function signalGroup (child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid === undefined) throw new Error('no pid')
+    process.kill(-child.pid, signal)
+  } catch {
+    child.kill(signal)
+  }
 }

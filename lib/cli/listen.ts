@@ -19,7 +19,7 @@ import type { Command } from './command.js'
 import { ConnectionLog, connectionLabel, parseLogFormat } from './connection-log.js'
 import { echo } from './echo.js'
 import { processEndpoint } from './endpoint.js'
-import { execEndpoint, peerEnvironment, warnUnauthenticatedExec } from './exec.js'
+import { execEndpoint, killChildren, peerEnvironment, warnUnauthenticatedExec } from './exec.js'
 import { EXIT } from './exit-codes.js'
 import { loadKeyPair } from './identity.js'
 import { peerTarget } from './known-peers.js'
@@ -38,6 +38,9 @@ const usage = `p2sn listen PORT [--host 127.0.0.1] [--key FILE] [--keep-open] [-
                    [--log-format text|json]
        p2sn listen --stdio (--echo | --exec CMD) [--key FILE] [--raw] [--workers N] [--auth [--allow SHA256:…]...]
                    [--handshake-timeout MS] [--idle-timeout MS] [--drain-timeout MS]`
+
+/** After the drain timeout, how long the log and the connections' last lines get before p2sn exits anyway. */
+const FORCED_EXIT_GRACE = 1000
 
 /** Everything a listener needs, from the command line and the key. */
 interface ListenSettings {
@@ -361,6 +364,10 @@ async function serveTcp (settings: ListenSettings, pool: RsaPool | undefined): P
           channel.destroy()
         }
         for (const socket of live) socket.destroy()
+        // The deadline ends the process whatever an --exec child does: it and what it started
+        // are signalled, and one that holds its pipes open does not keep p2sn waiting.
+        killChildren('SIGTERM')
+        setTimeout(() => { process.exit(EXIT.failure) }, FORCED_EXIT_GRACE).unref()
       }, settings.drainTimeout)
       checkDrained()
     })
