@@ -7,32 +7,26 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import { expect } from 'chai'
-import { connect, createServer, generateKeyPair, type Channel, type KeyPair, type P2snError } from '../lib/index.js'
+import { connect, createServer, type Channel, type P2snError } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
 import { listenLocal } from './helpers/net.js'
+import { useLoopbackFixture } from './helpers/loopback.js'
 
 describe('Channel.request: timeouts, and whether a failed request went out', function () {
   this.timeout(20_000)
-  let serverKeys: KeyPair
-  let clientKeys: KeyPair
-  const closers: Array<() => void> = []
-  before(async () => {
-    [serverKeys, clientKeys] = await Promise.all([generateKeyPair({ bits: 1024 }), generateKeyPair({ bits: 1024 })])
-  })
-  afterEach(() => {
-    for (const close of closers.splice(0)) close()
-  })
+  const fixture = useLoopbackFixture()
+  const { closers } = fixture
 
   /** A server whose handler answers `reply(message, channel)`; its port. */
   async function serve (reply: (message: Buffer, channel: Channel) => Promise<string> | string): Promise<number> {
-    const server = createServer({ keyPair: serverKeys, handler: reply })
+    const server = createServer({ keyPair: fixture.serverKeys, handler: reply })
     server.on('clientError', () => {})
     closers.push(() => { server.close() })
     return listenLocal(server)
   }
 
   function client (port: number): Channel {
-    const channel = connect({ host: '127.0.0.1', port, keyPair: clientKeys })
+    const channel = connect({ host: '127.0.0.1', port, keyPair: fixture.clientKeys })
     channel.on('error', () => {})
     closers.push(() => { channel.destroy() })
     return channel

@@ -8,26 +8,20 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { expect } from 'chai'
-import { connect, createServer, generateKeyPair, type Channel, type KeyPair, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
+import { connect, createServer, type Channel, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
 import { listenLocal } from './helpers/net.js'
+import { useLoopbackFixture } from './helpers/loopback.js'
 
 const sleep = async (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe('Server: draining, probes, keepalive and addresses', function () {
   this.timeout(20_000)
-  let serverKeys: KeyPair
-  let clientKeys: KeyPair
-  const closers: Array<() => void> = []
-  before(async () => {
-    [serverKeys, clientKeys] = await Promise.all([generateKeyPair({ bits: 1024 }), generateKeyPair({ bits: 1024 })])
-  })
-  afterEach(() => {
-    for (const close of closers.splice(0)) close()
-  })
+  const fixture = useLoopbackFixture()
+  const { closers } = fixture
 
   async function start (options: ServerOptions): Promise<{ server: Server, port: number, errors: Error[] }> {
-    const server = createServer({ keyPair: serverKeys, ...options })
+    const server = createServer({ keyPair: fixture.serverKeys, ...options })
     const errors: Error[] = []
     server.on('clientError', (err) => errors.push(err))
     closers.push(() => { server.destroy() })
@@ -35,7 +29,7 @@ describe('Server: draining, probes, keepalive and addresses', function () {
   }
 
   function client (port: number): Channel {
-    const channel = connect({ host: '127.0.0.1', port, keyPair: clientKeys })
+    const channel = connect({ host: '127.0.0.1', port, keyPair: fixture.clientKeys })
     channel.on('error', () => {})
     closers.push(() => { channel.destroy() })
     return channel
@@ -181,7 +175,7 @@ describe('Server: draining, probes, keepalive and addresses', function () {
     })
 
     it('drainTimeout is checked', async () => {
-      expect(() => createServer({ keyPair: serverKeys, drainTimeout: -1 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+      expect(() => createServer({ keyPair: fixture.serverKeys, drainTimeout: -1 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
     })
   })
 
@@ -238,7 +232,7 @@ describe('Server: draining, probes, keepalive and addresses', function () {
       const channel = client(port)
       await channel.request('hi')
       expect(calls).to.deep.include([true, 1500])
-      expect(() => createServer({ keyPair: serverKeys, keepAlive: -5 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+      expect(() => createServer({ keyPair: fixture.serverKeys, keepAlive: -5 })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
       // Node counts whole seconds, and 0 s is the system's two hours: 500 ms becomes 1 s.
       calls.length = 0
       const { port: second } = await start({ handler: (message) => message, keepAlive: 500 })

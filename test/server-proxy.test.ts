@@ -8,9 +8,10 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import { expect } from 'chai'
-import { connect, createServer, generateKeyPair, type Channel, type KeyPair, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
+import { connect, createServer, type Channel, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
 import { listenLocal, relayTo } from './helpers/net.js'
+import { useLoopbackFixture } from './helpers/loopback.js'
 
 const sleep = async (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -35,18 +36,11 @@ function v2 (command: 'PROXY' | 'LOCAL' = 'PROXY'): Buffer {
 
 describe('Server with proxyProtocol', function () {
   this.timeout(20_000)
-  let serverKeys: KeyPair
-  let clientKeys: KeyPair
-  const closers: Array<() => void> = []
-  before(async () => {
-    [serverKeys, clientKeys] = await Promise.all([generateKeyPair({ bits: 1024 }), generateKeyPair({ bits: 1024 })])
-  })
-  afterEach(() => {
-    for (const close of closers.splice(0)) close()
-  })
+  const fixture = useLoopbackFixture()
+  const { closers } = fixture
 
   async function start (options: ServerOptions = {}): Promise<{ server: Server, port: number, errors: Error[] }> {
-    const server = createServer({ keyPair: serverKeys, handler: (message) => message, proxyProtocol: true, ...options })
+    const server = createServer({ keyPair: fixture.serverKeys, handler: (message) => message, proxyProtocol: true, ...options })
     const errors: Error[] = []
     server.on('clientError', (err) => errors.push(err))
     closers.push(() => { server.destroy() })
@@ -84,7 +78,7 @@ describe('Server with proxyProtocol', function () {
   }
 
   function client (port: number): Channel {
-    const channel = connect({ host: '127.0.0.1', port, keyPair: clientKeys })
+    const channel = connect({ host: '127.0.0.1', port, keyPair: fixture.clientKeys })
     channel.on('error', () => {})
     closers.push(() => { channel.destroy() })
     return channel
@@ -186,7 +180,7 @@ describe('Server with proxyProtocol', function () {
   })
 
   it('a header sent to a server without the option fails its handshake, as before', async () => {
-    const server = createServer({ keyPair: serverKeys, handler: (message) => message })
+    const server = createServer({ keyPair: fixture.serverKeys, handler: (message) => message })
     const errors: Error[] = []
     server.on('clientError', (err) => errors.push(err))
     closers.push(() => { server.destroy() })
@@ -215,7 +209,7 @@ describe('Server with proxyProtocol', function () {
   })
 
   it('proxyProtocol with plain tls (the header would come before TLS) or with authenticate is refused', function () {
-    expect(() => createServer({ keyPair: serverKeys, proxyProtocol: true, tls: { key: 'x', cert: 'y' } })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
-    expect(() => createServer({ keyPair: serverKeys, proxyProtocol: true, authenticate: true })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    expect(() => createServer({ keyPair: fixture.serverKeys, proxyProtocol: true, tls: { key: 'x', cert: 'y' } })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+    expect(() => createServer({ keyPair: fixture.serverKeys, proxyProtocol: true, authenticate: true })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
   })
 })
