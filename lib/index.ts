@@ -15,7 +15,10 @@
  * - the server: {@link createServer}, a {@link Server} that makes a channel of each connection
  *   (reading a PROXY protocol header first with `proxyProtocol`);
  * - the client that survives restarts: {@link createClient}, a {@link Client} that keeps one
- *   channel open, reconnecting with backoff.
+ *   channel open, reconnecting with backoff;
+ * - the scanner (`scan/`): {@link scanServer}, an audit of any P2SN server over its own
+ *   scripted connections (conformance, padding oracle, limits, authentication), which is what
+ *   `p2sn scan` runs and what our own hostile tests probe with.
  *
  * Under the core lie the protocol's constants, the errors ({@link P2snError},
  * {@link ERROR_CODES}), keys ({@link generateKeyPair} and the rest) and the RSA engines. The
@@ -51,3 +54,8 @@ export { joinDuplex } from './join-duplex.js'
 export { frameDuplex } from './frame-duplex.js'
 export { selfSignedCertificate, type AuthenticationTlsOptions } from './authentication.js'
 export { RsaPool, type RsaPoolOptions, type PoolDecryptOptions } from './rsa-pool.js'
+export {
+  scanServer, DEFAULT_SCAN_TIMEOUT, DEFAULT_SILENCE_TIMEOUT, DEFAULT_MAX_PROBE_BYTES, type ScanOptions
+} from './scan/scan.js'
+export { formatScanReport, SCAN_SECTIONS, type ScanReport, type ScanItem, type ScanSection, type Verdict } from './scan/report.js'
+export { CIPHERTEXT_CLASSES, ciphertextOf, type CiphertextClass } from './scan/ciphertext-classes.js'

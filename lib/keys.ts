@@ -68,7 +68,7 @@ export class PublicKey {
 
   /** `SHA256:` and the unpadded Base64 of SHA-256 over the PKCS#1 DER, as ssh prints them. */
   get fingerprint (): string {
-    this.#fingerprint ??= 'SHA256:' + crypto.createHash('sha256').update(this.der).digest('base64').replace(/=+$/, '')
+    this.#fingerprint ??= fingerprintOf(this.der)
     return this.#fingerprint
   }
 
@@ -240,6 +240,14 @@ export function parsePublicKey (pem: string | Uint8Array): PublicKey {
  */
 export function toPem (key: PublicKey | PrivateKey | KeyPair): string {
   return isKeyPair(key) ? key.privateKey.toPem() : key.toPem()
+}
+
+/**
+ * The fingerprint of PKCS#1 `RSAPublicKey` DER, of any key size: `SHA256:` and the unpadded
+ * Base64 of its SHA-256, as ssh prints them.
+ */
+export function fingerprintOf (der: Uint8Array): string {
+  return 'SHA256:' + crypto.createHash('sha256').update(der).digest('base64').replace(/=+$/, '')
 }
 
 /** The fingerprint of a public key (or of a private key's public half): `SHA256:…`. */

@@ -9,6 +9,8 @@ import {
   P2snError, connect, createServer, decodeBase64, decryptMessage, encodeBase64, encryptMessage, generateKeyPair, parsePublicKey,
   type KeyPair, type PublicKey, type Server, type ServerOptions
 } from '../lib/index.js'
+import { probeKeyOf, readServerKey } from '../lib/scan/handshake-probe.js'
+import { probePaddingOracle, type ProbeContext } from '../lib/scan/probes.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
 import { listenLocal } from './helpers/net.js'
@@ -301,6 +303,41 @@ describe('hostile peers over loopback TCP', function () {
       const expected = { lengths: [seen[0]!.lengths[0]], plaintexts: [Buffer.from('received').toString('hex')], closed: false }
       for (const [i, cls] of CIPHERTEXT_CLASSES.entries()) expect(seen[i], cls).to.deep.equal(expected)
       expect(errors).to.deep.equal([])
+    })
+
+    // The scanner's probe (p2sn scan) against the same servers: what it calls safe is what these
+    // tests prove, and it must see the oracle that rejection: 'error' opens.
+    async function scannerVerdict (): Promise<{ verdict: string, evidence: string }> {
+      const context: ProbeContext = {
+        target: { host: '127.0.0.1', port, timeout: 1000 },
+        tally: { connections: 0, bytesSent: 0 },
+        client: probeKeyOf(clientKeys),
+        keysSeen: new Map()
+      }
+      const serverKey = readServerKey(Buffer.from(serverKeys.publicKey.toPem()))
+      return await probePaddingOracle(context, serverKey)
+    }
+
+    it('the scanner\'s padding-oracle probe passes a server that does not answer, and one that answers a constant', async () => {
+      await start({ handler: undefined, idleTimeout: 0 })
+      const silent = await scannerVerdict()
+      expect(silent.verdict, silent.evidence).to.equal('pass')
+      expect(silent.evidence).to.include(`silence for all ${CIPHERTEXT_CLASSES.length} classes`)
+      await new Promise((resolve) => server.close(resolve))
+      await start({ handler: () => 'received', idleTimeout: 0 })
+      const constant = await scannerVerdict()
+      expect(constant.verdict, constant.evidence).to.equal('pass')
+      expect(constant.evidence).to.include(`reply for all ${CIPHERTEXT_CLASSES.length} classes`)
+      expect(errors).to.deep.equal([])
+    })
+
+    it('the scanner\'s padding-oracle probe fails a server with rejection: \'error\', naming the classes it tells apart', async () => {
+      await start({ handler: () => 'received', idleTimeout: 0, rejection: 'error' })
+      const { verdict, evidence } = await scannerVerdict()
+      expect(verdict, evidence).to.equal('fail')
+      expect(evidence).to.match(/^padding oracle: /)
+      expect(evidence).to.include('reply for valid')
+      for (const cls of CIPHERTEXT_CLASSES.filter((c) => c !== 'valid')) expect(evidence).to.include(cls)
     })
   })
 })

@@ -15,9 +15,10 @@ import { fingerprint } from './fingerprint.js'
 import { keygen } from './keygen.js'
 import { listen } from './listen.js'
 import { printError } from './log.js'
+import { scan } from './scan.js'
 import { installSignalHandlers } from './signals.js'
 
-const COMMANDS: readonly Command[] = [keygen, fingerprint, listen, connect]
+const COMMANDS: readonly Command[] = [keygen, fingerprint, listen, connect, scan]
 
 function version (): string {
   try {

@@ -1,31 +1,19 @@
 /**
- * Ciphertexts of each class a padding oracle tells apart: RSA applied by hand to encoded
- * messages that are valid, or broken in one way each. For the no-oracle test and
- * `npm run timing`; and the raw-RSA builders of hand-made blocks, and of many-block ciphertexts,
- * the other tests use.
+ * Ciphertexts of each class a padding oracle tells apart, for the no-oracle tests and
+ * `npm run timing`: the scanner's own classes (`lib/scan/ciphertext-classes.ts`), so that what
+ * `p2sn scan` sends and what our tests send cannot drift apart, taken here with a key pair.
+ * Also the raw-RSA builders of hand-made blocks, and of many-block ciphertexts, that the other
+ * tests use.
  * @module
  */
-import crypto from 'node:crypto'
 import type { KeyPair } from '../../lib/index.js'
+import { ciphertextOf as craft, rawEncrypt as rawEncryptTo, type CiphertextClass } from '../../lib/scan/ciphertext-classes.js'
 
-/** The classes, as Bleichenbacher-style attacks distinguish them. */
-export const CIPHERTEXT_CLASSES = [
-  'valid', 'no structure', 'wrong first byte', 'wrong block type', 'no separator', 'short padding', 'zero byte in padding'
-] as const
-
-/** One of {@link CIPHERTEXT_CLASSES}. */
-export type CiphertextClass = (typeof CIPHERTEXT_CLASSES)[number]
-
-/** Nonzero random bytes, as PKCS#1 v1.5 padding wants them. */
-function nonzero (length: number): Buffer {
-  const bytes = crypto.randomBytes(length)
-  for (let i = 0; i < length; i++) if (bytes[i] === 0) bytes[i] = 1 + (i % 255)
-  return bytes
-}
+export { CIPHERTEXT_CLASSES, type CiphertextClass } from '../../lib/scan/ciphertext-classes.js'
 
 /** Raw RSA with the public key (no padding): lets a test build any block, well padded or not. */
 export function rawEncrypt (keys: KeyPair, em: Buffer): Buffer {
-  return crypto.publicEncrypt({ key: keys.publicKey.keyObject, padding: crypto.constants.RSA_NO_PADDING }, em)
+  return rawEncryptTo(keys.publicKey.keyObject, em)
 }
 
 /** `00 02 PS 00 M` with a nonzero PS of `psLength` bytes, k bytes in all. */
@@ -38,30 +26,9 @@ export function encodedMessage (k: number, psLength: number, message: Buffer): B
   return em
 }
 
-/**
- * The encoded message (EM, k bytes) of a class carrying `message`: `00 02 PS 00 M` with PS of
- * at least 8 nonzero bytes when valid.
- */
-function encodedMessageOf (cls: CiphertextClass, k: number, message: Buffer): Buffer {
-  const em = Buffer.concat([Buffer.from([0, 2]), nonzero(k - 3 - message.length), Buffer.from([0]), message])
-  switch (cls) {
-    case 'valid': break
-    case 'no structure': return Buffer.concat([Buffer.from([0]), crypto.randomBytes(k - 1)])
-    case 'wrong first byte': em[0] = 1; break
-    case 'wrong block type': em[1] = 1; break
-    case 'no separator': em[k - message.length - 1] = 0x5a; break
-    case 'short padding': {
-      const short = Buffer.concat([Buffer.from([0, 2]), nonzero(5), Buffer.from([0]), nonzero(k - 8)])
-      return short
-    }
-    case 'zero byte in padding': em[5] = 0; break
-  }
-  return em
-}
-
-/** A ciphertext of class `cls` to `keys`: raw RSA (no padding) over {@link encodedMessageOf}. */
+/** A ciphertext of class `cls` to `keys`, carrying `message`. */
 export function ciphertextOf (cls: CiphertextClass, keys: KeyPair, message: Buffer): Buffer {
-  return rawEncrypt(keys, encodedMessageOf(cls, keys.publicKey.size, message))
+  return craft(cls, keys.publicKey.keyObject, message)
 }
 
 /** `block` `count` times over: a ciphertext of that many blocks without as many encryptions. */

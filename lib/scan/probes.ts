@@ -1,0 +1,393 @@
+/**
+ * The probes of `p2sn scan`, one function per item of the report, each bounded in time and in
+ * bytes sent. Our own hostile tests run the same functions against our server, so that what the
+ * scanner calls safe and what the tests prove cannot drift apart.
+ * @module
+ */
+import { KEYWORD_ERRORKEY, KEYWORD_UNEXPECTEDERROR } from '../protocol.js'
+import { encodeBase64 } from '../core/base64.js'
+import { CIPHERTEXT_CLASSES, ciphertextOf, type CiphertextClass } from './ciphertext-classes.js'
+import {
+  describeEvent, isKeyword, messageFrame, openFrame, runHandshake,
+  type HandshakeTrace, type ProbeKey, type ServerKey
+} from './handshake-probe.js'
+import { ProbeConnection, type ProbeEvent, type ProbeTally, type ProbeTarget } from './probe-connection.js'
+import { formatBytes, type ScanItem, type ScanSection, type Verdict } from './report.js'
+import { fingerprintOf, type KeyPair } from '../keys.js'
+
+/** What every probe of one scan shares. */
+export interface ProbeContext {
+  target: ProbeTarget
+  tally: ProbeTally
+  /** The scanner's own key (2048 bits unless given), for the handshakes that should succeed. */
+  client: ProbeKey
+  /** Every server key seen, by fingerprint: the identity items judge them at the end. */
+  keysSeen: Map<string, ServerKey>
+}
+
+/** A connection through the handshake with `client`'s key (and, in the authenticated mode, its TLS key). */
+export interface Session {
+  connection: ProbeConnection
+  trace: HandshakeTrace
+}
+
+/** An item of `section`. */
+export function item (section: ScanSection, id: string, title: string, verdict: Verdict, evidence: string): ScanItem {
+  return { id, section, title, verdict, evidence }
+}
+
+/** Opens a connection and plays the handshake as `client` (default: the scanner's key); records the server's key. */
+export async function openSession (context: ProbeContext, client: ProbeKey = context.client, authKeys?: KeyPair): Promise<Session> {
+  const target = authKeys === undefined ? context.target : { ...context.target, authKeys }
+  const connection = await ProbeConnection.open(target, context.tally)
+  const trace = await runHandshake(connection, client)
+  if (trace.serverKey !== undefined) context.keysSeen.set(trace.serverKey.fingerprint, trace.serverKey)
+  return { connection, trace }
+}
+
+/** Why an item could not be checked: the step of the handshake that failed first. */
+function blocked (trace: HandshakeTrace): string {
+  if (trace.step2?.ok !== true) return 'needs step 2 (the server\'s key), which failed'
+  if (trace.step4?.ok !== true) return 'needs step 4 (P2SN:PUBKEY), which failed'
+  return 'needs step 6 (the server\'s key check), which failed'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance
+
+/** What {@link probeConformance} leaves for later probes: the first handshake. */
+export interface Conformance {
+  items: ScanItem[]
+  session: Session
+}
+
+/** The handshake's steps 2, 4 and 6, then one request and its reply. */
+export async function probeConformance (context: ProbeContext): Promise<Conformance> {
+  const section = 'conformance'
+  const session = await openSession(context)
+  const { trace, connection } = session
+  const items: ScanItem[] = []
+  const key = trace.serverKey
+  items.push(trace.step2?.ok === true && key !== undefined
+    ? key.encoding === 'base64'
+      ? item(section, 'conformance.step2', 'step 2: the server\'s key', 'pass', 'base64 of its pem, as the standard says')
+      : item(section, 'conformance.step2', 'step 2: the server\'s key', 'warn', 'raw pem, not base64 of it: the python reference\'s quirk (clients must take both)')
+    : item(section, 'conformance.step2', 'step 2: the server\'s key', 'fail', `expected a public key, got ${trace.step2?.ok === false ? trace.step2.evidence : 'nothing'}`))
+  items.push(stepItem(trace, 'step4', 'conformance.step4', 'step 4: P2SN:PUBKEY', 'P2SN:PUBKEY after our key check'))
+  items.push(stepItem(trace, 'step6', 'conformance.keycheck', 'step 6: the key check decrypts', 'P2SN:KEYCHECK, encrypted to our key'))
+  if (!trace.done || key === undefined) {
+    items.push(item(section, 'conformance.request', 'a request answered', 'n/a', blocked(trace)))
+    connection.destroy()
+    return { items, session }
+  }
+  const request = 'p2sn scan: a request'
+  connection.send(messageFrame(key.key, request))
+  const answer = classifyAnswer(await connection.next(), context.client)
+  const verdict: Verdict = answer.outcome === 'reply' || answer.outcome === 'P2SN:UNEXPECTEDERROR' ? 'pass' : 'fail'
+  const evidence = answer.outcome === 'reply'
+    ? `a reply of ${answer.length} bytes that decrypts with our key`
+    : answer.outcome === 'P2SN:UNEXPECTEDERROR'
+      ? 'P2SN:UNEXPECTEDERROR, encrypted to our key: the handler failed, and said so as the standard has it'
+      : `expected a reply, got ${answer.evidence} (the standard: a server answers every message)`
+  items.push(item(section, 'conformance.request', 'a request answered', verdict, evidence))
+  return { items, session }
+}
+
+function stepItem (trace: HandshakeTrace, step: 'step4' | 'step6', id: string, title: string, expected: string): ScanItem {
+  const outcome = trace[step]
+  if (outcome === undefined) return item('conformance', id, title, 'n/a', blocked(trace))
+  return outcome.ok
+    ? item('conformance', id, title, 'pass', expected)
+    : item('conformance', id, title, 'fail', `expected ${expected}, got ${outcome.evidence}`)
+}
+
+/** Step 3 with a key check encrypted to another key than the server's: the server must answer P2SN:ERRORKEY. */
+export async function probeErrorKey (context: ProbeContext): Promise<ScanItem> {
+  const id = 'conformance.errorkey'
+  const title = 'P2SN:ERRORKEY for a bad key check'
+  const connection = await ProbeConnection.open(context.target, context.tally)
+  try {
+    const trace = await runHandshake(connection, context.client, { keyCheckTo: context.client.publicKey, stopAfterKeyCheck: true })
+    if (trace.serverKey !== undefined) context.keysSeen.set(trace.serverKey.fingerprint, trace.serverKey)
+    const step4 = trace.step4
+    if (step4 === undefined) return item('conformance', id, title, 'n/a', blocked(trace))
+    if (step4.ok) return item('conformance', id, title, 'fail', 'it went on with P2SN:PUBKEY: it took a key check made to another key')
+    const event = step4.event
+    if (event !== undefined && isKeyword(event, KEYWORD_ERRORKEY)) return item('conformance', id, title, 'pass', 'P2SN:ERRORKEY for a key check made to another key')
+    if (event?.kind === 'closed') return item('conformance', id, title, 'warn', `${describeEvent(event)} without P2SN:ERRORKEY, which the standard sends`)
+    return item('conformance', id, title, 'fail', `expected P2SN:ERRORKEY, got ${step4.evidence}`)
+  } finally {
+    connection.destroy()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Padding oracle
+
+/** What the server did with one message, in the terms a padding oracle is judged by. */
+export interface Answer {
+  /** `reply`, `P2SN:ERRORKEY`, `P2SN:UNEXPECTEDERROR`, `other frame`, `close`, or `silence`. */
+  outcome: string
+  /** Milliseconds from the message to the answer (to the deadline for silence). */
+  ms: number
+  /** Length of the reply's plaintext, for a reply. */
+  length?: number
+  /** The answer in words, for evidence. */
+  evidence: string
+}
+
+/** Sorts an event after a message into the outcomes an oracle could tell apart. */
+export function classifyAnswer (event: ProbeEvent, client: ProbeKey): Answer {
+  const evidence = describeEvent(event)
+  if (event.kind === 'silence') return { outcome: 'silence', ms: event.ms, evidence }
+  if (event.kind === 'closed') return { outcome: 'close', ms: event.ms, evidence }
+  if (event.kind === 'overlong') return { outcome: 'other frame', ms: event.ms, evidence }
+  if (isKeyword(event, KEYWORD_ERRORKEY)) return { outcome: KEYWORD_ERRORKEY, ms: event.ms, evidence }
+  const plaintext = openFrame(event.frame, client)
+  if (plaintext === undefined) return { outcome: 'other frame', ms: event.ms, evidence: `${evidence} that are no message to our key` }
+  if (plaintext.toString('latin1') === KEYWORD_UNEXPECTEDERROR) return { outcome: KEYWORD_UNEXPECTEDERROR, ms: event.ms, evidence: 'P2SN:UNEXPECTEDERROR' }
+  return { outcome: 'reply', ms: event.ms, length: plaintext.length, evidence: `a reply of ${plaintext.length} bytes` }
+}
+
+/** How long to watch for a close after an answer: a server that answers, then hangs up, differs from one that only answers. */
+const CLOSE_WATCH_MS = 150
+
+/**
+ * Sends one ciphertext of class `cls` over a fresh session and says what came back, and whether
+ * the connection was closed right after. The same function drives our no-oracle tests.
+ */
+export async function probeCiphertextClass (context: ProbeContext, serverKey: ServerKey, cls: CiphertextClass): Promise<Answer | undefined> {
+  const { connection, trace } = await openSession(context)
+  try {
+    if (!trace.done) return undefined
+    connection.send(encodeBase64(ciphertextOf(cls, serverKey.key, Buffer.from('p2sn scan: padding probe'))))
+    const answer = classifyAnswer(await connection.next(), context.client)
+    if (answer.outcome !== 'close' && answer.outcome !== 'silence') {
+      const after = await connection.next(CLOSE_WATCH_MS)
+      if (after.kind === 'closed') answer.outcome += ', then close'
+    }
+    return answer
+  } finally {
+    connection.destroy()
+  }
+}
+
+/** Timing samples per class, taken one at a time, when the server answers. */
+const TIMING_SAMPLES = 3
+/** A difference in the median answer times this large, and at least this many times the fastest, is reported. */
+const TIMING_GAP_MS = 25
+const TIMING_GAP_RATIO = 2
+
+/**
+ * The padding-oracle item: every class of {@link CIPHERTEXT_CLASSES} once, all at a time, to
+ * compare what comes back; then, when the server answers, a few of each one at a time, to
+ * compare how fast. Fails naming the classes told apart.
+ */
+export async function probePaddingOracle (context: ProbeContext, serverKey: ServerKey | undefined): Promise<ScanItem> {
+  const id = 'oracle.padding'
+  const title = 'padding oracle'
+  const section = 'padding oracle'
+  if (serverKey === undefined) return item(section, id, title, 'n/a', 'needs a handshake, which failed')
+  const first = await Promise.all(CIPHERTEXT_CLASSES.map(async (cls) => await probeCiphertextClass(context, serverKey, cls)))
+  const outcomes = new Map<CiphertextClass, string>()
+  for (const [i, cls] of CIPHERTEXT_CLASSES.entries()) {
+    const answer = first[i]
+    if (answer !== undefined) outcomes.set(cls, answer.outcome)
+  }
+  if (outcomes.size === 0) return item(section, id, title, 'n/a', 'no handshake went through to send a probe')
+  const groups = groupBy(outcomes)
+  if (groups.size > 1) {
+    return item(section, id, title, 'fail', `padding oracle: ${[...groups].map(([outcome, classes]) => `${outcome} for ${classes.join(', ')}`).join('; ')}`)
+  }
+  const [outcome] = [...groups.keys()]
+  const summary = `${outcome!} for all ${outcomes.size} classes (valid padding and ${outcomes.size - 1} kinds of bad)`
+  if (outcome === 'silence' || outcome === 'close') return item(section, id, title, 'pass', summary)
+  const medians = new Map<CiphertextClass, number>()
+  for (const cls of outcomes.keys()) {
+    const times: number[] = []
+    for (let i = 0; i < TIMING_SAMPLES; i++) {
+      const answer = await probeCiphertextClass(context, serverKey, cls)
+      if (answer !== undefined) times.push(answer.ms)
+    }
+    if (times.length > 0) medians.set(cls, median(times))
+  }
+  const fastest = Math.min(...medians.values())
+  const slowest = Math.max(...medians.values())
+  const range = `median answer ${fastest.toFixed(1)}–${slowest.toFixed(1)} ms`
+  if (slowest - fastest >= TIMING_GAP_MS && slowest >= fastest * TIMING_GAP_RATIO) {
+    const slow = [...medians].filter(([, ms]) => ms - fastest >= TIMING_GAP_MS).map(([cls, ms]) => `${cls} (${ms.toFixed(0)} ms)`)
+    return item(section, id, title, 'fail', `padding oracle by timing: ${slow.join(', ')} against ${fastest.toFixed(0)} ms for the rest`)
+  }
+  return item(section, id, title, 'pass', `${summary}; ${range}`)
+}
+
+function groupBy (outcomes: Map<CiphertextClass, string>): Map<string, CiphertextClass[]> {
+  const groups = new Map<string, CiphertextClass[]>()
+  for (const [cls, outcome] of outcomes) groups.set(outcome, [...(groups.get(outcome) ?? []), cls])
+  return groups
+}
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/** Bytes per write of an unterminated frame: Base64 letters, never a terminator. */
+const FLOOD_CHUNK = Buffer.alloc(16 * 1024, 0x41)
+
+/**
+ * Sends one frame that never ends, up to `maxBytes`, before the handshake (step 1) or after it
+ * (a message), and reports where the server stopped it.
+ */
+export async function probeUnterminatedFrame (context: ProbeContext, afterHandshake: boolean, maxBytes: number): Promise<ScanItem> {
+  const id = afterHandshake ? 'limits.unterminated-message' : 'limits.unterminated-handshake'
+  const title = afterHandshake ? 'an endless frame after the handshake' : 'an endless frame in the handshake'
+  let connection: ProbeConnection
+  if (afterHandshake) {
+    const session = await openSession(context)
+    connection = session.connection
+    if (!session.trace.done) {
+      connection.destroy()
+      return item('limits', id, title, 'n/a', blocked(session.trace))
+    }
+  } else {
+    connection = await ProbeConnection.open(context.target, context.tally)
+  }
+  try {
+    let sent = 0
+    while (sent < maxBytes && !connection.closed) {
+      const chunk = FLOOD_CHUNK.subarray(0, Math.min(FLOOD_CHUNK.length, maxBytes - sent))
+      sent += chunk.length
+      if (!await connection.writeAndWait(chunk, context.target.timeout)) break
+      // A write the system takes at once calls back before any socket is read: yield, so that
+      // a close is seen (and, in one process, so that the server gets to read at all).
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    const stopped = sent < maxBytes
+    // What the server said meanwhile, and its close: for a write that failed (a reset), the close
+    // is on its way; after the last byte, the server may yet hang up on it.
+    const seen = connection.takeQueued()
+    for (let i = 0; i < 16 && !connection.closed; i++) {
+      const event = await connection.next(stopped ? CLOSE_WATCH_MS : context.target.timeout)
+      seen.push(event)
+      if (event.kind !== 'frame') break
+    }
+    const stalled = stopped && !connection.closed
+    const frames = seen.filter((event) => event.kind === 'frame')
+    const said = frames.length === 0 ? '' : `answered ${describeEvent(frames[0]!)}, then `
+    if (connection.closed) return item('limits', id, title, 'pass', `${said}closed the connection by the time we had sent ${formatBytes(sent)}`)
+    if (stalled) return item('limits', id, title, 'warn', `${said}stopped reading after we had sent ${formatBytes(sent)}, but kept the connection open`)
+    return item('limits', id, title, 'fail', `${said}took all ${formatBytes(sent)} of one frame (--max-probe-bytes) and kept the connection open`)
+  } finally {
+    connection.destroy()
+  }
+}
+
+/** A connection that sends nothing: does the server drop it, and after how long? */
+export async function probeSilentConnection (context: ProbeContext, wait: number): Promise<ScanItem> {
+  const id = 'limits.silent'
+  const title = 'a silent connection'
+  const connection = await ProbeConnection.open(context.target, context.tally)
+  try {
+    const event = await connection.next(wait)
+    if (event.kind === 'closed') return item('limits', id, title, 'pass', `closed after ${(event.ms / 1000).toFixed(1)} s (its handshake timeout)`)
+    if (event.kind === 'silence') return item('limits', id, title, 'warn', `still open after ${(wait / 1000).toFixed(1)} s: no handshake timeout within that`)
+    return item('limits', id, title, 'warn', `sent ${describeEvent(event)} unasked`)
+  } finally {
+    connection.destroy()
+  }
+}
+
+/** Offers a client key of `client.bits` bits at step 5; `refuseIsPass`: a key that must be refused. */
+export async function probeClientKey (context: ProbeContext, client: ProbeKey | undefined, authKeys: KeyPair | undefined, mustRefuse: boolean): Promise<ScanItem> {
+  const bits = client?.bits ?? 512
+  const id = `limits.key-${bits}`
+  const title = `a ${bits}-bit client key`
+  if (client === undefined) return item('limits', id, title, 'n/a', 'not tried in the authenticated mode: tls takes no certificate of a key this small')
+  const { connection, trace } = await openSession(context, client, authKeys)
+  connection.destroy()
+  if (trace.step6 === undefined) return item('limits', id, title, 'n/a', blocked(trace))
+  if (trace.done) {
+    return mustRefuse
+      ? item('limits', id, title, 'fail', 'accepted: it sent its key check to a key anyone can factor')
+      : item('limits', id, title, 'pass', 'accepted, as the standard allows (1024 bits is its lower bound)')
+  }
+  return item('limits', id, title, 'pass', `refused at step 6: ${trace.step6.ok ? '' : trace.step6.evidence}`)
+}
+
+/** A message of two blocks: p2sn's extension; the standard has one block per message. */
+export async function probeMultiBlock (context: ProbeContext): Promise<ScanItem> {
+  const id = 'limits.multi-block'
+  const title = 'a message of two blocks'
+  const { connection, trace } = await openSession(context)
+  try {
+    const key = trace.serverKey
+    if (!trace.done || key === undefined) return item('limits', id, title, 'n/a', blocked(trace))
+    const room = Math.ceil(key.bits / 8) - 11
+    connection.send(messageFrame(key.key, Buffer.alloc(room + 16, 0x6d)))
+    const answer = classifyAnswer(await connection.next(), context.client)
+    if (answer.outcome === 'reply') return item('limits', id, title, 'pass', 'answered: it takes messages of several blocks (p2sn\'s extension)')
+    // A server that answers nothing says nothing about this either.
+    if (answer.outcome === 'silence') return item('limits', id, title, 'n/a', `${answer.evidence}, as for a message of one block`)
+    return item('limits', id, title, 'pass', `not taken (${answer.evidence}): one block per message, as the standard has it`)
+  } finally {
+    connection.destroy()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity and authentication
+
+/** The server's key, and whether it stayed the same over every connection (or is among `allowed`). */
+export function identityItems (context: ProbeContext, allowed: readonly string[]): ScanItem[] {
+  const keys = [...context.keysSeen.values()]
+  const first = keys[0]
+  if (first === undefined) {
+    return [
+      item('identity', 'identity.key', 'the server\'s key', 'fail', 'no key was received at step 2'),
+      item('identity', 'identity.same-key', 'the same key every time', 'n/a', 'no key was received')
+    ]
+  }
+  const weakest = keys.reduce((a, b) => b.bits < a.bits ? b : a)
+  const described = `${weakest.bits} bits, exponent ${weakest.exponent}, ${weakest.fingerprint}`
+  const verdict: Verdict = weakest.bits < 1024 ? 'fail' : weakest.bits < 2048 ? 'warn' : 'pass'
+  const advice = verdict === 'fail' ? ' (under 1024 bits: factorable)' : verdict === 'warn' ? ' (under 2048 bits)' : ''
+  const items = [item('identity', 'identity.key', 'the server\'s key', verdict, described + advice)]
+  const seen = keys.map((key) => key.fingerprint)
+  if (allowed.length > 0) {
+    const unlisted = seen.filter((fp) => !allowed.includes(fp))
+    items.push(unlisted.length === 0
+      ? item('identity', 'identity.same-key', 'the same key every time', 'pass', `each key seen (${seen.length}) is one given with --fingerprint`)
+      : item('identity', 'identity.same-key', 'the same key every time', 'fail', `not given with --fingerprint: ${unlisted.join(', ')}`))
+  } else {
+    items.push(seen.length === 1
+      ? item('identity', 'identity.same-key', 'the same key every time', 'pass', `one key over ${context.tally.connections} connections`)
+      : item('identity', 'identity.same-key', 'the same key every time', 'fail', `${seen.length} keys over ${context.tally.connections} connections: ${seen.join(', ')}; give each with --fingerprint if they are one fleet's`))
+  }
+  return items
+}
+
+/** Plain P2SN: a warning, since the protocol authenticates nobody. In the authenticated mode: what TLS proved. */
+export function authenticationItems (session: Session | undefined, auth: boolean): ScanItem[] {
+  const section = 'authentication'
+  if (!auth) {
+    return [item(section, 'auth.authentication', 'peers authenticated', 'warn', 'peers are not authenticated (a limit of the protocol; see SECURITY.md); scan with --auth for the authenticated mode')]
+  }
+  const tls = session?.connection.tls
+  if (session === undefined || tls === undefined) return [item(section, 'auth.authentication', 'peers authenticated', 'fail', 'no tls session')]
+  const proven = tls.peerKey.export({ type: 'pkcs1', format: 'der' })
+  const presented = session.trace.serverKey
+  const items = [item(section, 'auth.authentication', 'peers authenticated', 'pass', `${tls.version}, mutual; the server proved the key ${fingerprintOf(proven)}`)]
+  if (presented === undefined) {
+    items.push(item(section, 'auth.key-match', 'tls key is the p2sn key', 'n/a', 'no key was received at step 2'))
+  } else {
+    const same = presented.key.export({ type: 'pkcs1', format: 'der' }).equals(proven)
+    items.push(same
+      ? item(section, 'auth.key-match', 'tls key is the p2sn key', 'pass', 'the key proven in tls is the key sent at step 2')
+      : item(section, 'auth.key-match', 'tls key is the p2sn key', 'fail', `tls proved ${fingerprintOf(proven)} but step 2 sent ${presented.fingerprint}: the fingerprint checked is not the key proven`))
+  }
+  return items
+}

@@ -1,0 +1,119 @@
+/**
+ * `scanServer()`: a conformance and security audit of any P2SN server, ours or another's, the
+ * way ssh-audit and testssl.sh audit SSH and TLS servers. What `p2sn scan` runs.
+ * @module
+ */
+import { checkLimit } from '../arguments.js'
+import { P2snError } from '../errors.js'
+import { generateKeyPair, type KeyPair } from '../keys.js'
+import { makeProbeKey, probeKeyOf } from './handshake-probe.js'
+import type { ProbeTally } from './probe-connection.js'
+import {
+  authenticationItems, identityItems, item, probeClientKey, probeConformance, probeErrorKey, probeMultiBlock,
+  probePaddingOracle, probeSilentConnection, probeUnterminatedFrame, type ProbeContext
+} from './probes.js'
+import { SCAN_SECTIONS, summarize, type ScanItem, type ScanReport, type ScanSection } from './report.js'
+
+/** Options of {@link scanServer}. */
+export interface ScanOptions {
+  /** Host of the server. Default `'127.0.0.1'`. */
+  host?: string
+  /** Its port. */
+  port: number
+  /** Scan through the authenticated mode (mutual TLS 1.3 under P2SN), as `p2sn listen --auth` serves it. Default false. */
+  auth?: boolean
+  /** The scanner's own key, for the handshakes meant to succeed. Default: a new 2048-bit key. */
+  keyPair?: KeyPair
+  /** Fingerprints (`SHA256:…`) the server may present, as a fleet's servers do while a key rotates. Default: none; then every connection must show one key. */
+  fingerprints?: readonly string[]
+  /** Longest wait, in ms, for a connection and for each answer. Default 3000. */
+  timeout?: number
+  /** How long, in ms, a silent connection waits for the server to drop it. Default 12000 (p2sn's handshake timeout is 10 s). */
+  silenceTimeout?: number
+  /** Most bytes of one endless frame sent, in each of the two probes that send one. Default 16 MiB. */
+  maxProbeBytes?: number
+}
+
+/** Default of {@link ScanOptions.timeout}. */
+export const DEFAULT_SCAN_TIMEOUT = 3000
+/** Default of {@link ScanOptions.silenceTimeout}. */
+export const DEFAULT_SILENCE_TIMEOUT = 12_000
+/** Default of {@link ScanOptions.maxProbeBytes}. */
+export const DEFAULT_MAX_PROBE_BYTES = 16 * 1024 * 1024
+
+/** A probe that could not run (the server stopped taking connections, say): the item says so instead of the scan failing. */
+async function attempt (section: ScanSection, id: string, title: string, probe: () => Promise<ScanItem>): Promise<ScanItem> {
+  try {
+    return await probe()
+  } catch (err) {
+    return item(section, id, title, 'warn', `could not be run: ${(err as Error).message}`)
+  }
+}
+
+/**
+ * Connects to a P2SN server as many times as the probes need, each bounded in time, and reports
+ * each item as pass, warn, fail or n/a with one line of evidence: the server's key, each
+ * handshake step, a padding oracle, its limits, and authentication.
+ *
+ * @example
+ * const report = await scanServer({ host: 'localhost', port: 7000 })
+ * process.stdout.write(formatScanReport(report))
+ * @throws P2snError `ERR_P2SN_CONNECTION` when not even the first connection can be made,
+ *   `ERR_P2SN_INVALID_ARGUMENT` for bad options
+ */
+export async function scanServer (options: ScanOptions): Promise<ScanReport> {
+  const { host = '127.0.0.1', port, auth = false, fingerprints = [] } = options
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `port must be a whole number from 1 to 65535, not ${String(port)}`)
+  const timeout = checkLimit('timeout', options.timeout, DEFAULT_SCAN_TIMEOUT, 1)
+  const silenceTimeout = checkLimit('silenceTimeout', options.silenceTimeout, DEFAULT_SILENCE_TIMEOUT, 1)
+  const maxProbeBytes = checkLimit('maxProbeBytes', options.maxProbeBytes, DEFAULT_MAX_PROBE_BYTES, 1)
+  const startedAt = new Date().toISOString()
+  const start = performance.now()
+
+  // The keys, made at once: the 1024-bit one is a key pair, since the authenticated mode certifies it.
+  const [client, pair1024, key512] = await Promise.all([
+    options.keyPair ?? generateKeyPair({ bits: 2048 }),
+    generateKeyPair({ bits: 1024 }),
+    auth ? undefined : makeProbeKey(512)
+  ])
+  const tally: ProbeTally = { connections: 0, bytesSent: 0 }
+  const context: ProbeContext = {
+    target: { host, port, timeout, authKeys: auth ? client : undefined },
+    tally,
+    client: probeKeyOf(client),
+    keysSeen: new Map()
+  }
+  const finish = (items: ScanItem[]): ScanReport => {
+    const order = (section: ScanSection): number => SCAN_SECTIONS.indexOf(section)
+    const sorted = items.map((it, i) => ({ it, i })).sort((a, b) => order(a.it.section) - order(b.it.section) || a.i - b.i).map(({ it }) => it)
+    return { target: { host, port }, auth, startedAt, durationMs: Math.round(performance.now() - start), ...tally, items: sorted, ...summarize(sorted) }
+  }
+
+  let conformance
+  try {
+    conformance = await probeConformance(context)
+  } catch (err) {
+    if (!(err instanceof P2snError) || err.code !== 'ERR_P2SN_AUTHENTICATION') throw err
+    // A server that cannot run the authenticated mode: nothing else can be checked through it.
+    return finish([item('authentication', 'auth.authentication', 'peers authenticated', 'fail', err.message)])
+  }
+  const { session } = conformance
+  try {
+    const silent = attempt('limits', 'limits.silent', 'a silent connection', async () => await probeSilentConnection(context, silenceTimeout))
+    const items = [...conformance.items]
+    items.push(await attempt('conformance', 'conformance.errorkey', 'P2SN:ERRORKEY for a bad key check', async () => await probeErrorKey(context)))
+    const serverKey = session.trace.done ? session.trace.serverKey : undefined
+    items.push(await attempt('padding oracle', 'oracle.padding', 'padding oracle', async () => await probePaddingOracle(context, serverKey)))
+    items.push(await attempt('limits', 'limits.unterminated-handshake', 'an endless frame in the handshake', async () => await probeUnterminatedFrame(context, false, maxProbeBytes)))
+    items.push(await attempt('limits', 'limits.unterminated-message', 'an endless frame after the handshake', async () => await probeUnterminatedFrame(context, true, maxProbeBytes)))
+    items.push(await attempt('limits', 'limits.key-1024', 'a 1024-bit client key', async () => await probeClientKey(context, probeKeyOf(pair1024), auth ? pair1024 : undefined, false)))
+    items.push(await attempt('limits', 'limits.key-512', 'a 512-bit client key', async () => await probeClientKey(context, key512, undefined, true)))
+    items.push(await attempt('limits', 'limits.multi-block', 'a message of two blocks', async () => await probeMultiBlock(context)))
+    items.push(await silent)
+    items.push(...identityItems(context, fingerprints))
+    items.push(...authenticationItems(session, auth))
+    return finish(items)
+  } finally {
+    session.connection.destroy()
+  }
+}
