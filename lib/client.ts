@@ -17,6 +17,8 @@ import { planChannel } from './wrap.js'
 const DEFAULT_INITIAL_DELAY = 100
 /** `reconnect.maxDelay`'s default, in ms. */
 const DEFAULT_MAX_DELAY = 10_000
+/** `maxQueuedRequests`' default. */
+const DEFAULT_MAX_QUEUED_REQUESTS = 1024
 /** The longest a timer can wait (about 24.8 days); Node fires a longer one at once. */
 const MAX_TIMER = 2 ** 31 - 1
 
@@ -31,6 +33,14 @@ export interface ClientOptions extends ConnectOptions {
    * waits for a server as long as it takes.
    */
   requestTimeout?: number
+  /**
+   * Requests waiting to go out at most: made while no channel is up, or waiting behind the one
+   * in flight. A `request()` beyond it fails at once with `ERR_P2SN_CLIENT_BUSY` and
+   * `sent: false`, so that a client whose server is down or slow does not buffer without bound
+   * (each waiting request holds its message). 0: none waits, and a request goes out only on an
+   * idle channel that is up. `Infinity`: no bound. Default 1024.
+   */
+  maxQueuedRequests?: number
   /**
    * Reconnect after the channel drops, fails to connect, or is ended by the server: `false`
    * turns it off (the requests waiting then fail with `ERR_P2SN_CLOSED`, `sent: false`).
@@ -105,6 +115,8 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
   readonly #requestTimeout: number
   /** Undefined: reconnect is off. */
   readonly #backoff: { initialDelay: number, maxDelay: number } | undefined
+  /** Requests waiting to go out at most: more are refused unsent. */
+  readonly #maxQueuedRequests: number
   /** The most blocks a request may have (one with `strict`): a longer one is refused unsent. */
   readonly #maxMessageBlocks: number
   /** A pool the client made for `workers`, closed with it (a pool given as `pool` is not). */
@@ -127,8 +139,9 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
   /** Prefer {@link createClient}. */
   constructor (options: ClientOptions) {
     super()
-    const { requestTimeout, reconnect, ...connectOptions } = options
+    const { requestTimeout, reconnect, maxQueuedRequests, ...connectOptions } = options
     const timeout = checkLimit('requestTimeout', requestTimeout, 0)
+    this.#maxQueuedRequests = checkLimit('maxQueuedRequests', maxQueuedRequests, DEFAULT_MAX_QUEUED_REQUESTS)
     // Beyond what a timer can wait: as good as none.
     this.#requestTimeout = timeout >= MAX_TIMER ? 0 : timeout
     this.#backoff = backoffOf(reconnect)
@@ -164,8 +177,9 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
    *   lost its channel with `reconnect: false` (`sent: false`); `ERR_P2SN_REQUEST_TIMEOUT` after
    *   `requestTimeout`; `ERR_P2SN_UNEXPECTED_ERROR` when the server's handler failed;
    *   `ERR_P2SN_MESSAGE_TOO_LONG` (`sent: false`) for a message longer than the server's key
-   *   takes in `maxMessageBlocks` blocks; `ERR_P2SN_INVALID_ARGUMENT` for a message that is not
-   *   bytes or a string; a channel's other failure, with its code
+   *   takes in `maxMessageBlocks` blocks; `ERR_P2SN_CLIENT_BUSY` (`sent: false`), at once, when
+   *   `maxQueuedRequests` requests already wait to go out; `ERR_P2SN_INVALID_ARGUMENT` for a
+   *   message that is not bytes or a string; a channel's other failure, with its code
    */
   request (message: Uint8Array | string): Promise<Buffer> {
     return new Promise((resolve, reject) => {
@@ -179,6 +193,14 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
       this.#queue.push(request)
       this.#arm(request)
       this.#next()
+      // Checked once it has had its chance to go out at once: the bound is on those left waiting.
+      if (this.#queue.length > this.#maxQueuedRequests && this.#queue.at(-1) === request) {
+        this.#queue.pop()
+        clearTimeout(request.timer)
+        const err = new P2snError('ERR_P2SN_CLIENT_BUSY', `${this.#maxQueuedRequests} requests already wait to go out (maxQueuedRequests): no channel to the server is up, or requests come faster than it answers; this one was refused and never sent: send it again once some are answered, or raise maxQueuedRequests`)
+        err.sent = false
+        reject(err)
+      }
     })
   }
 

@@ -2,8 +2,8 @@
  * `createClient()` (issue 13): a client that keeps one channel open and survives server
  * restarts. A request that never went out is sent on the next channel; one that went out on a
  * channel that then dropped fails with `ERR_P2SN_CLOSED` and `sent: true`, and is never sent
- * again. Reconnects back off; `requestTimeout` bounds every request; `close()` leaves nothing
- * running. And `connect()`'s `keepAlive`.
+ * again. Reconnects back off; `requestTimeout` bounds every request, `maxQueuedRequests` the
+ * number waiting; `close()` leaves nothing running. And `connect()`'s `keepAlive`.
  */
 import { once } from 'node:events'
 import net from 'node:net'
@@ -242,6 +242,26 @@ describe('createClient: a client that survives restarts', function () {
       // 100 ms doubling, full jitter: a handful in two seconds. Reset at every handshake, it was ~40.
       expect(dropping.connections()).to.be.within(2, 12)
     })
+
+    it('maxQueuedRequests: the request beyond the bound fails at once with ERR_P2SN_CLIENT_BUSY, unsent; those waiting are answered once a server is up', async () => {
+      const port = await unusedPort()
+      const { client: c, seen } = client(port, { maxQueuedRequests: 3, reconnect: { initialDelay: 20, maxDelay: 50 } })
+      const waiting = [c.request('one'), c.request('two'), c.request('three')]
+      const err = await within(50, expectP2snError(c.request('four'), 'ERR_P2SN_CLIENT_BUSY'), 'the refusal')
+      expect(err.sent).to.equal(false)
+      expect(err.message).to.include('maxQueuedRequests')
+      expect(seen.events).to.not.include('connect')
+      const run: string[] = []
+      await serve((message) => {
+        run.push(message.toString())
+        return `re: ${message.toString()}`
+      }, port)
+      const replies = await within(5000, Promise.all(waiting), 'the replies of the server')
+      expect(replies.map(String)).to.deep.equal(['re: one', 're: two', 're: three'])
+      // The one refused never went out; with room again, a new one does.
+      expect(String(await c.request('five'))).to.equal('re: five')
+      expect(run).to.deep.equal(['one', 'two', 'three', 'five'])
+    })
   })
 
   describe('reconnect: false', function () {
@@ -399,12 +419,30 @@ describe('createClient: a client that survives restarts', function () {
       expect(seen.events).to.deep.equal(['connect'])
     })
 
+    it('maxQueuedRequests bounds the requests waiting, not the one in flight; 0 lets a request out only on an idle channel', async () => {
+      const { port } = await serve(async (message) => {
+        await delay(100)
+        return `re: ${message.toString()}`
+      })
+      for (const maxQueuedRequests of [1, 0]) {
+        const { client: c } = client(port, { maxQueuedRequests })
+        await once(c, 'connect')
+        // One in flight and maxQueuedRequests waiting are taken; the next is not.
+        const taken = Array.from({ length: maxQueuedRequests + 1 }, (_, i) => `request ${i}`)
+        const replies = taken.map(async (request) => c.request(request))
+        const err = await within(50, expectP2snError(c.request('over'), 'ERR_P2SN_CLIENT_BUSY'), 'the refusal')
+        expect(err.sent).to.equal(false)
+        expect((await Promise.all(replies)).map(String)).to.deep.equal(taken.map((request) => `re: ${request}`))
+      }
+    })
+
     it('refuses options that cannot work at once, with ERR_P2SN_INVALID_ARGUMENT', async () => {
       const port = await unusedPort()
       const bad: Array<Partial<ClientOptions>> = [
         { requestTimeout: -1 }, { requestTimeout: 1.5 }, { reconnect: 'yes' as never },
         { reconnect: { initialDelay: 0 } }, { reconnect: { initialDelay: 500, maxDelay: 100 } },
-        { keepAlive: -1 }, { maxMessageBlocks: 0 }
+        { keepAlive: -1 }, { maxMessageBlocks: 0 },
+        { maxQueuedRequests: -1 }, { maxQueuedRequests: 1.5 }, { maxQueuedRequests: Number.NaN }, { maxQueuedRequests: '8' as never }
       ]
       for (const options of bad) {
         expectP2snErrorSync(() => createClient({ port, keyPair: clientKeys, ...options }), 'ERR_P2SN_INVALID_ARGUMENT')
