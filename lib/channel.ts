@@ -21,7 +21,7 @@ import { closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions
 import type { WithEvents } from './events.js'
 import { InOrder } from './in-order.js'
 import type { KeyPair, PublicKey } from './keys.js'
-import { HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
+import { FRAME_TERMINATOR, HANDSHAKE_FRAMES, KEYWORD_UNEXPECTEDERROR, MAX_HANDSHAKE_FRAME_LENGTH, MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 import { messageDecryptor, messageEncryptor, type RsaCipherOptions } from './rsa-cipher.js'
 import type { RsaPool } from './rsa-pool.js'
 import { Duplex } from './streams.js'
@@ -33,6 +33,13 @@ const ERRORKEY_LINGER = 1000
 const RELEASE_LINGER = 1000
 /** The channel running over each connection, for the listeners they share. */
 const channelOfConnection = new WeakMap<NodeDuplex, Channel>()
+
+/** How many frames end in `chunk`: one per 0x04, since Base64 and the handshake's frames hold none. */
+function framesEndingIn (chunk: Buffer): number {
+  let frames = 0
+  for (let at = chunk.indexOf(FRAME_TERMINATOR); at !== -1; at = chunk.indexOf(FRAME_TERMINATOR, at + 1)) frames++
+  return frames
+}
 
 /** A connection's listener that hands the event on to the channel running over it, if any. */
 function toChannel<A extends unknown[]> (handle: (channel: Channel, ...args: A) => void): (this: NodeDuplex, ...args: A) => void {
@@ -215,8 +222,12 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
   #rawPaused = false
   #rawEnded = false
 
-  // Frames in: the decoder, chunks that came while it still held one, and whether a pull runs
+  // Frames in: the decoder, the chunk it was last given and how many frames were cut from it
+  // since (what is left in it is counted only when asked: see messagesPending), chunks that came
+  // while it still held one, and whether a pull runs
   readonly #decoder: FrameDecoder
+  #chunk: Buffer | undefined
+  #cutFromChunk = 0
   #backlog: Buffer[] = []
   #pulling = false
   #inputDone = false
@@ -358,12 +369,30 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
   }
 
   /**
-   * Messages this channel has taken in that its reader has not had yet: in its buffer, or still
-   * being decrypted (in a pool, or waiting for a turn). What a server's drain answers. Whole
-   * frames still in the socket's chunk while the channel pushes back are not counted.
+   * Messages this channel has received that its reader has not had yet: in its buffer, still
+   * being decrypted (in a pool, or waiting for a turn), or, once the handshake is done, whole
+   * frames that came from the connection and wait uncut while the channel pushes back (the rest
+   * of the chunk they came in, and the chunks after it). What a server's drain answers: every
+   * request the connection has handed over whole. Not counted: a frame whose end has not come,
+   * and bytes the connection has not handed over yet (it is paused while the channel pushes
+   * back). In the authenticated mode the peer's closing `P2SN:END`, once it has come, counts as
+   * one, though no message comes of it.
    */
   get messagesPending (): number {
-    return this.readableLength + this.#results.size
+    const held = this.#peer === undefined || this.#refusal !== undefined || this.destroyed ? 0 : this.#framesHeld()
+    return this.readableLength + this.#results.size + held
+  }
+
+  /**
+   * Whole frames received and not yet cut: one per 0x04 in what the decoder has not cut of its
+   * chunk, and in the backlog. Counted now rather than as chunks arrive, so that the hot path
+   * does not scan every chunk twice: a drain asks once.
+   */
+  #framesHeld (): number {
+    let frames = 0
+    if (this.#decoder.holding && this.#chunk !== undefined) frames += framesEndingIn(this.#chunk) - this.#cutFromChunk
+    for (const chunk of this.#backlog) frames += framesEndingIn(chunk)
+    return frames
   }
 
   /** The peer's port, as {@link Channel.remoteAddress}. */
@@ -503,8 +532,15 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     if (this.#refusal !== undefined || this.destroyed) return
     const bytes = Buffer.isBuffer(chunk) ? chunk : toBuffer(chunk)
     if (this.#decoder.holding || this.#backlog.length > 0) this.#backlog.push(bytes)
-    else this.#decoder.write(bytes)
+    else this.#feed(bytes)
     this.#pull()
+  }
+
+  /** Hands the decoder its next chunk, noting it for {@link Channel.messagesPending}. */
+  #feed (chunk: Buffer): void {
+    this.#chunk = chunk
+    this.#cutFromChunk = 0
+    this.#decoder.write(chunk)
   }
 
   #onEnd (): void {
@@ -578,15 +614,20 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
           return
         }
         if (frame === undefined) {
+          // The decoder is done with its chunk: not kept alive by us either.
+          this.#chunk = undefined
           const chunk = this.#backlog.shift()
           if (chunk !== undefined) {
-            this.#decoder.write(chunk)
+            this.#feed(chunk)
             continue
           }
           if (this.#rawEnded) this.#inputEnded()
           else this.#resumeRaw()
           return
         }
+        // Counted while the chunk holds more; once it holds none, it is the decoder's no more.
+        if (this.#decoder.holding) this.#cutFromChunk++
+        else this.#chunk = undefined
         if (this.#peer === undefined) this.#runner?.frame(frame)
         else this.#message(frame)
       }
@@ -708,6 +749,7 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     this.#runner?.cancel()
     this.#results.clear()
     this.#backlog = []
+    this.#chunk = undefined
     this.#decoder.reset()
     const raw = this.#raw
     if (raw === undefined || raw.writableEnded) {
@@ -823,6 +865,7 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     clearTimeout(this.#idleTimer)
     clearTimeout(this.#linger)
     this.#backlog = []
+    this.#chunk = undefined
     this.#decoder.reset()
     const pending = [this.#heldWrite?.callback, this.#heldFinal, this.#drainCallback].filter((fail) => fail !== undefined)
     this.#heldWrite = undefined

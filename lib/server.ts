@@ -240,7 +240,10 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
    * Drains the server: stops accepting connections at once (or cancels a `listen()` still
    * waiting for the key pair), drops the handshakes under way, and lets the open channels
    * finish. With a `handler`, each channel answers the requests it has read, then is ended
-   * (a half-close: the client sees `'end'`, and a request it sends after that is not run); a
+   * (a half-close: the client sees `'end'`, and a request it sends after that is not run).
+   * Read means received whole from the connection by the time of `close()`: those waiting for
+   * the handler, being decrypted, or still uncut while the channel pushes back (see
+   * {@link Channel.messagesPending}); a request not yet whole then is not run either. A
    * channel you serve yourself is ended at once, its writes still going out. The channels still
    * open after `drainTimeout` are destroyed. `callback` runs once every connection is gone, and
    * a second `close()`, or {@link Server.destroy}, closes everything at once.
@@ -479,9 +482,9 @@ const answering = new WeakMap<Channel, Promise<void>>()
 const draining = new WeakMap<Channel, number>()
 
 /**
- * Lets a served channel answer the requests it has read (those buffered in it, and those still
- * being decrypted), then ends it; a request read after that is not run, since its reply could
- * not go out.
+ * Lets a served channel answer the requests it has read (its `messagesPending`: those buffered
+ * in it, those still being decrypted, and those received whole but still uncut while it pushes
+ * back), then ends it; a request read after that is not run, since its reply could not go out.
  */
 function drain (channel: Channel): void {
   if (draining.has(channel) || channel.writableEnded) return

@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { expect } from 'chai'
-import { connect, createServer, type Channel, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
+import { connect, createServer, wrap, FRAME_TERMINATOR, type Channel, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
 import { listenLocal } from './helpers/net.js'
 import { useLoopbackFixture } from './helpers/loopback.js'
@@ -73,6 +73,53 @@ describe('Server: draining, probes, keepalive and addresses', function () {
       await once(channel, 'end')
       channel.end()
     })
+
+    // A server reads a client's requests as its socket hands them over, many in a chunk; while
+    // its handler works it takes no more, and the rest of the chunk waits uncut. Those requests
+    // were read: a drain must answer them, as it answers those in the channel's buffer.
+    for (const [where, options] of [['inline', {}], ['in a worker pool', { workers: 1 }]] as const) {
+      it(`requests read in one chunk and still held uncut while the channel pushes back are answered, none dropped (decrypting ${where})`, async () => {
+        const count = 16
+        const holder: { server?: Server } = {}
+        const run: string[] = []
+        const started = await start({
+          ...options,
+          handler: async (message) => {
+            // At the first request the whole chunk is in, and the channel is about to push back
+            // with most of it uncut: the drain starts then.
+            if (run.push(message.toString()) === 1) setImmediate(() => holder.server?.close())
+            await sleep(10)
+            return `re: ${message.toString()}`
+          }
+        })
+        holder.server = started.server
+        // The chunks as the server's socket hands them to the channel.
+        const chunks: Buffer[] = []
+        started.server.server.on('connection', (socket: net.Socket) => { socket.on('data', (chunk: Buffer) => chunks.push(chunk)) })
+        const socket = net.connect({ port: started.port, host: '127.0.0.1' })
+        const channel = wrap(socket, { role: 'client', keyPair: fixture.clientKeys })
+        channel.on('error', () => {})
+        closers.push(() => { channel.destroy() })
+        await once(channel, 'handshake')
+        const replies: string[] = []
+        channel.on('data', (message: Buffer) => replies.push(message.toString()))
+        const ended = once(channel, 'end')
+        const requests = Array.from({ length: count }, (_, i) => `request ${i}`)
+        // All in one TCP write: the socket stays corked until every frame is in it.
+        socket.cork()
+        await Promise.all(requests.map(async (request) => new Promise<void>((resolve, reject) => {
+          channel.write(request, (err) => { if (err === null || err === undefined) resolve(); else reject(err) })
+        })))
+        socket.uncork()
+        await ended
+        // The premise: the server's socket handed over every request in one chunk, before close().
+        const frames = (chunk: Buffer): number => chunk.reduce((n, byte) => byte === FRAME_TERMINATOR ? n + 1 : n, 0)
+        expect(chunks.map(frames)).to.include(count)
+        expect(replies).to.deep.equal(requests.map((request) => `re: ${request}`))
+        expect(run).to.deep.equal(requests)
+        channel.end()
+      })
+    }
 
     it('no new connection is accepted once close() is called', async () => {
       const { server, port } = await start({ handler: (message) => message })
