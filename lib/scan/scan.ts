@@ -9,10 +9,12 @@ import { generateKeyPair, type KeyPair } from '../keys.js'
 import { makeProbeKey, probeKeyOf } from './handshake-probe.js'
 import type { ProbeTally } from './probe-connection.js'
 import {
-  authenticationItems, identityItems, item, probeClientKey, probeConformance, probeErrorKey, probeMultiBlock,
+  DEFAULT_MAX_PROBE_BYTES, authenticationItems, identityItems, item, probeClientKey, probeConformance, probeErrorKey, probeMultiBlock,
   probePaddingOracle, probeSilentConnection, probeUnterminatedFrame, type ProbeContext
 } from './probes.js'
 import { SCAN_SECTIONS, summarize, type ScanItem, type ScanReport, type ScanSection } from './report.js'
+
+export { DEFAULT_MAX_PROBE_BYTES } from './probes.js'
 
 /** Options of {@link scanServer}. */
 export interface ScanOptions {
@@ -30,7 +32,10 @@ export interface ScanOptions {
   timeout?: number
   /** How long, in ms, a silent connection waits for the server to drop it. Default 12000 (p2sn's handshake timeout is 10 s). */
   silenceTimeout?: number
-  /** Most bytes of one endless frame sent, in each of the two probes that send one. Default 16 MiB. */
+  /**
+   * Most bytes of one endless frame sent, in each of the two probes that send one. Default 16
+   * MiB; a server that takes all of a smaller budget is a warning, not a failure.
+   */
   maxProbeBytes?: number
 }
 
@@ -38,8 +43,16 @@ export interface ScanOptions {
 export const DEFAULT_SCAN_TIMEOUT = 3000
 /** Default of {@link ScanOptions.silenceTimeout}. */
 export const DEFAULT_SILENCE_TIMEOUT = 12_000
-/** Default of {@link ScanOptions.maxProbeBytes}. */
-export const DEFAULT_MAX_PROBE_BYTES = 16 * 1024 * 1024
+
+/** The longest delay a timer takes (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** A wait of the scan: a whole number of ms from 1 to {@link MAX_TIMER_MS}, since every one is a timer. */
+function checkTimer (name: string, value: number | undefined, fallback: number): number {
+  const ms = checkLimit(name, value, fallback, 1)
+  if (ms > MAX_TIMER_MS) throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `${name} must be at most ${MAX_TIMER_MS} ms (a scan waits for everything), not ${String(value)}`)
+  return ms
+}
 
 /** A probe that could not run (the server stopped taking connections, say): the item says so instead of the scan failing. */
 async function attempt (section: ScanSection, id: string, title: string, probe: () => Promise<ScanItem>): Promise<ScanItem> {
@@ -64,9 +77,10 @@ async function attempt (section: ScanSection, id: string, title: string, probe: 
 export async function scanServer (options: ScanOptions): Promise<ScanReport> {
   const { host = '127.0.0.1', port, auth = false, fingerprints = [] } = options
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', `port must be a whole number from 1 to 65535, not ${String(port)}`)
-  const timeout = checkLimit('timeout', options.timeout, DEFAULT_SCAN_TIMEOUT, 1)
-  const silenceTimeout = checkLimit('silenceTimeout', options.silenceTimeout, DEFAULT_SILENCE_TIMEOUT, 1)
+  const timeout = checkTimer('timeout', options.timeout, DEFAULT_SCAN_TIMEOUT)
+  const silenceTimeout = checkTimer('silenceTimeout', options.silenceTimeout, DEFAULT_SILENCE_TIMEOUT)
   const maxProbeBytes = checkLimit('maxProbeBytes', options.maxProbeBytes, DEFAULT_MAX_PROBE_BYTES, 1)
+  if (maxProbeBytes === Infinity) throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'maxProbeBytes must be a whole number of bytes, not Infinity: a probe never sends without a bound')
   const startedAt = new Date().toISOString()
   const start = performance.now()
 
