@@ -55,10 +55,11 @@ function blocked (trace: HandshakeTrace): string {
 // ---------------------------------------------------------------------------------------------
 // Conformance
 
-/** What {@link probeConformance} leaves for later probes: the first handshake. */
+/** What {@link probeConformance} leaves for later probes: the first handshake, and whether a request got a reply. */
 export interface Conformance {
   items: ScanItem[]
   session: Session
+  answered: boolean
 }
 
 /** The handshake's steps 2, 4 and 6, then one request and its reply. */
@@ -78,7 +79,7 @@ export async function probeConformance (context: ProbeContext): Promise<Conforma
   if (!trace.done || key === undefined) {
     items.push(item(section, 'conformance.request', 'a request answered', 'n/a', blocked(trace)))
     connection.destroy()
-    return { items, session }
+    return { items, session, answered: false }
   }
   const request = 'p2sn scan: a request'
   connection.send(messageFrame(key.key, request))
@@ -90,7 +91,7 @@ export async function probeConformance (context: ProbeContext): Promise<Conforma
       ? 'P2SN:UNEXPECTEDERROR, encrypted to our key: the handler failed, and said so as the standard has it'
       : `expected a reply, got ${answer.evidence} (the standard: a server answers every message)`
   items.push(item(section, 'conformance.request', 'a request answered', verdict, evidence))
-  return { items, session }
+  return { items, session, answered: verdict === 'pass' }
 }
 
 function stepItem (trace: HandshakeTrace, step: 'step4' | 'step6', id: string, title: string, expected: string): ScanItem {
@@ -156,11 +157,13 @@ const CLOSE_WATCH_MS = 150
  * Sends one ciphertext of class `cls` over a fresh session and says what came back, and whether
  * the connection was closed right after. The same function drives our no-oracle tests.
  */
-export async function probeCiphertextClass (context: ProbeContext, serverKey: ServerKey, cls: CiphertextClass): Promise<Answer | undefined> {
+export async function probeCiphertextClass (context: ProbeContext, cls: CiphertextClass): Promise<Answer | undefined> {
   const { connection, trace } = await openSession(context)
   try {
-    if (!trace.done) return undefined
-    connection.send(encodeBase64(ciphertextOf(cls, serverKey.key, Buffer.from('p2sn scan: padding probe'))))
+    const key = trace.serverKey
+    if (!trace.done || key === undefined) return undefined
+    // To the key this connection showed: a server whose key changes is probed all the same.
+    connection.send(encodeBase64(ciphertextOf(cls, key.key, Buffer.from('p2sn scan: padding probe'))))
     const answer = classifyAnswer(await connection.next(), context.client)
     if (answer.outcome !== 'close' && answer.outcome !== 'silence') {
       const after = await connection.next(CLOSE_WATCH_MS)
@@ -184,12 +187,12 @@ const TIMING_GAP_RATIO = 2
  * compare what comes back; then, when the server answers, a few of each one at a time, to
  * compare how fast. Fails naming the classes told apart.
  */
-export async function probePaddingOracle (context: ProbeContext, serverKey: ServerKey | undefined): Promise<ScanItem> {
+export async function probePaddingOracle (context: ProbeContext, handshakes: boolean): Promise<ScanItem> {
   const id = 'oracle.padding'
   const title = 'padding oracle'
   const section = 'padding oracle'
-  if (serverKey === undefined) return item(section, id, title, 'n/a', 'needs a handshake, which failed')
-  const first = await Promise.all(CIPHERTEXT_CLASSES.map(async (cls) => await probeCiphertextClass(context, serverKey, cls)))
+  if (!handshakes) return item(section, id, title, 'n/a', 'needs a handshake, which failed')
+  const first = await Promise.all(CIPHERTEXT_CLASSES.map(async (cls) => await probeCiphertextClass(context, cls)))
   const outcomes = new Map<CiphertextClass, string>()
   for (const [i, cls] of CIPHERTEXT_CLASSES.entries()) {
     const answer = first[i]
@@ -207,7 +210,7 @@ export async function probePaddingOracle (context: ProbeContext, serverKey: Serv
   const sample = async (classes: Iterable<CiphertextClass>, count: number): Promise<void> => {
     for (let i = 0; i < count; i++) {
       for (const cls of classes) {
-        const answer = await probeCiphertextClass(context, serverKey, cls)
+        const answer = await probeCiphertextClass(context, cls)
         if (answer !== undefined) times.get(cls)!.push(answer.ms)
       }
     }
@@ -334,19 +337,27 @@ export async function probeClientKey (context: ProbeContext, client: ProbeKey | 
   if (client === undefined) return item('limits', id, title, 'n/a', 'not tried in the authenticated mode: tls takes no certificate of a key this small')
   const { connection, trace } = await openSession(context, client, authKeys)
   connection.destroy()
-  if (trace.step6 === undefined) return item('limits', id, title, 'n/a', blocked(trace))
+  const step6 = trace.step6
+  if (step6 === undefined) return item('limits', id, title, 'n/a', blocked(trace))
   if (trace.done) {
     return mustRefuse
       ? item('limits', id, title, 'fail', 'accepted: it sent its key check to a key anyone can factor')
       : item('limits', id, title, 'pass', 'accepted, as the standard allows (1024 bits is its lower bound)')
   }
-  return item('limits', id, title, 'pass', `refused at step 6: ${trace.step6.ok ? '' : trace.step6.evidence}`)
+  // Only P2SN:ERRORKEY or a close says "refused"; anything else at step 6 says nothing of the key.
+  const event = step6.ok ? undefined : step6.event
+  if (event !== undefined && (isKeyword(event, KEYWORD_ERRORKEY) || event.kind === 'closed')) {
+    return item('limits', id, title, 'pass', `refused at step 6: ${describeEvent(event)}`)
+  }
+  return item('limits', id, title, 'n/a', `step 6 gave ${step6.ok ? 'nothing' : step6.evidence}: neither taken nor refused`)
 }
 
 /** A message of two blocks: p2sn's extension; the standard has one block per message. */
-export async function probeMultiBlock (context: ProbeContext): Promise<ScanItem> {
+export async function probeMultiBlock (context: ProbeContext, oneBlockAnswered: boolean): Promise<ScanItem> {
   const id = 'limits.multi-block'
   const title = 'a message of two blocks'
+  // A server that answers no message of one block says nothing of two.
+  if (!oneBlockAnswered) return item('limits', id, title, 'n/a', 'a request of one block got no reply either (see conformance)')
   const { connection, trace } = await openSession(context)
   try {
     const key = trace.serverKey
@@ -355,8 +366,6 @@ export async function probeMultiBlock (context: ProbeContext): Promise<ScanItem>
     connection.send(messageFrame(key.key, Buffer.alloc(room + 16, 0x6d)))
     const answer = classifyAnswer(await connection.next(), context.client)
     if (answer.outcome === 'reply') return item('limits', id, title, 'pass', 'answered: it takes messages of several blocks (p2sn\'s extension)')
-    // A server that answers nothing says nothing about this either.
-    if (answer.outcome === 'silence') return item('limits', id, title, 'n/a', `${answer.evidence}, as for a message of one block`)
     return item('limits', id, title, 'pass', `not taken (${answer.evidence}): one block per message, as the standard has it`)
   } finally {
     connection.destroy()

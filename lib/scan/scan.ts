@@ -116,13 +116,12 @@ export async function scanServer (options: ScanOptions): Promise<ScanReport> {
     const silent = attempt('limits', 'limits.silent', 'a silent connection', async () => await probeSilentConnection(context, silenceTimeout))
     const items = [...conformance.items]
     items.push(await attempt('conformance', 'conformance.errorkey', 'P2SN:ERRORKEY for a bad key check', async () => await probeErrorKey(context)))
-    const serverKey = session.trace.done ? session.trace.serverKey : undefined
-    items.push(await attempt('padding oracle', 'oracle.padding', 'padding oracle', async () => await probePaddingOracle(context, serverKey)))
+    items.push(await attempt('padding oracle', 'oracle.padding', 'padding oracle', async () => await probePaddingOracle(context, session.trace.done)))
     items.push(await attempt('limits', 'limits.unterminated-handshake', 'an endless frame in the handshake', async () => await probeUnterminatedFrame(context, false, maxProbeBytes)))
     items.push(await attempt('limits', 'limits.unterminated-message', 'an endless frame after the handshake', async () => await probeUnterminatedFrame(context, true, maxProbeBytes)))
     items.push(await attempt('limits', 'limits.key-1024', 'a 1024-bit client key', async () => await probeClientKey(context, probeKeyOf(pair1024), auth ? pair1024 : undefined, false)))
     items.push(await attempt('limits', 'limits.key-512', 'a 512-bit client key', async () => await probeClientKey(context, key512, undefined, true)))
-    items.push(await attempt('limits', 'limits.multi-block', 'a message of two blocks', async () => await probeMultiBlock(context)))
+    items.push(await attempt('limits', 'limits.multi-block', 'a message of two blocks', async () => await probeMultiBlock(context, conformance.answered)))
     items.push(await silent)
     items.push(...identityItems(context, fingerprints))
     items.push(...authenticationItems(session, auth))
