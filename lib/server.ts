@@ -72,7 +72,9 @@ export interface ServerOptions extends ChannelOptions {
    * timeout to arrive, and is refused as soon as its first bytes cannot start one or it grows
    * past its limit. Turn it on only behind a proxy that always sends it: anyone who can connect
    * straight could claim any address. Not with plain `tls` (the header comes before TLS:
-   * terminate TLS at the proxy), nor, for now, with `authenticate`. Default `false`.
+   * terminate TLS at the proxy). With `authenticate`, the authenticated mode's TLS starts with
+   * the bytes after the header (the proxy passes TLS through, as in HAProxy's `mode tcp`), and
+   * what TLS proves is the client's key, whatever address the header claims. Default `false`.
    */
   proxyProtocol?: boolean
 }
@@ -150,10 +152,8 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     this.#drainTimeout = checkLimit('drainTimeout', options.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
     this.#keepAlive = keepAliveDelay(options.keepAlive)
     this.#proxyProtocol = options.proxyProtocol === true
-    if (this.#proxyProtocol && (authenticated || options.tls !== undefined)) {
-      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', authenticated
-        ? 'proxyProtocol does not work with authenticate yet; put the proxy in front of a plain p2sn server, or leave proxyProtocol out'
-        : 'proxyProtocol does not work with plain tls, whose handshake would come before the header; terminate tls at the proxy')
+    if (this.#proxyProtocol && !authenticated && options.tls !== undefined) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'proxyProtocol does not work with plain tls, whose handshake would come before the header; terminate tls at the proxy')
     }
     // Checked by planChannel above.
     this.#handshakeTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT
@@ -441,7 +441,10 @@ export function readProxyHeader (socket: net.Socket, timeoutMs: number, timeoutN
     socket.pause()
     if (header.rest.length > 0) socket.unshift(header.rest)
     onHeader(header)
-    socket.resume()
+    // A channel reads on; the authenticated mode's TLS takes the socket later, with what is
+    // buffered in it (Node's TLSSocket reads it first), so it stays paused until then: flowing
+    // with no reader would drop those bytes.
+    if (socket.listenerCount('data') > 0) socket.resume()
   }
   const onEnd = (): void => {
     try {

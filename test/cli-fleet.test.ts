@@ -71,7 +71,6 @@ describe('p2sn command line for a fleet', function () {
       ['--drain-timeout huge', ['listen', '0', '--echo', '--drain-timeout', '99999999999']],
       ['--keepalive 0', ['listen', '0', '--echo', '--keepalive', '0']],
       ['--log-format xml', ['listen', '0', '--echo', '--log-format', 'xml']],
-      ['--proxy-protocol with --auth', ['listen', '0', '--echo', '--auth', '--proxy-protocol']],
       ['--proxy-protocol with --stdio', ['listen', '--stdio', '--echo', '--proxy-protocol']],
       ['--max-connections with --stdio', ['listen', '--stdio', '--echo', '--max-connections', '3']],
       ['connect --keepalive soon', ['connect', '127.0.0.1', '7000', '--keepalive', 'soon']],
@@ -161,6 +160,20 @@ describe('p2sn command line for a fleet', function () {
       const plain = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home: await clientHome(), input: 'x\n' })
       expect(plain.code).to.equal(5)
       await listener.cli.waitForStderr(/no valid proxy protocol header/)
+    })
+
+    it('--proxy-protocol with --auth: TLS runs from the bytes after the header; --exec sees the header\'s address, authenticated', async () => {
+      const listener = await startListener(['--keep-open', '--auth', '--proxy-protocol', '--exec', 'echo "$P2SN_PEER $P2SN_PEER_AUTHENTICATED"'], { home: await serverHome() })
+      const socket = await rawConnect(listener.port)
+      socket.write('PROXY TCP4 203.0.113.7 10.0.0.1 5555 7000\r\n')
+      const channel = wrap(socket, { role: 'client', keyPair: clientKey, authenticate: true })
+      const replies: string[] = []
+      channel.on('data', (message: Buffer) => { replies.push(message.toString()) })
+      channel.on('error', () => {})
+      channel.end()
+      await new Promise((resolve) => channel.once('close', resolve))
+      expect(replies).to.deep.equal(['203.0.113.7:5555 1'])
+      await listener.cli.waitForStderr(/203\.0\.113\.7:5555 connected with key/)
     })
   })
 

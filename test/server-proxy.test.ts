@@ -208,8 +208,51 @@ describe('Server with proxyProtocol', function () {
     expect(sockets[0]!.destroyed || sockets[0]!.readableEnded).to.equal(true)
   })
 
-  it('proxyProtocol with plain tls (the header would come before TLS) or with authenticate is refused', function () {
+  it('proxyProtocol with plain tls (the header would come before TLS) is refused', function () {
     expect(() => createServer({ keyPair: fixture.serverKeys, proxyProtocol: true, tls: { key: 'x', cert: 'y' } })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
-    expect(() => createServer({ keyPair: fixture.serverKeys, proxyProtocol: true, authenticate: true })).to.throw().with.property('code', 'ERR_P2SN_INVALID_ARGUMENT')
+  })
+
+  describe('with authenticate: the header, then TLS from the bytes after it', () => {
+    function authenticatedClient (port: number): Channel {
+      const channel = connect({ host: '127.0.0.1', port, keyPair: fixture.clientKeys, authenticate: true })
+      channel.on('error', () => {})
+      closers.push(() => { channel.destroy() })
+      return channel
+    }
+
+    // 'with first' puts the TLS ClientHello in the header's chunk: those bytes sit in the socket
+    // when TLS takes it, and must reach TLS, not be dropped.
+    for (const how of ['apart', 'with first', 'trickled'] as const) {
+      it(`a v1 header (${how}): TLS proves the client's key, and the address comes from the header`, async () => {
+        const { server, port, errors } = await start({ authenticate: true })
+        const serverSide = once(server, 'channel') as Promise<[Channel, PeerInfo]>
+        const channel = authenticatedClient(await balancer(port, V1, how))
+        expect((await channel.request('hello')).toString()).to.equal('hello')
+        const [accepted, peer] = await serverSide
+        expect(peer.authenticated).to.equal(true)
+        expect(peer.fingerprint).to.equal(fixture.clientKeys.publicKey.fingerprint)
+        expect(accepted.remoteAddress).to.equal('203.0.113.7')
+        expect(peer.remotePort).to.equal(40000)
+        expect(errors).to.deep.equal([])
+      })
+    }
+
+    it('a v2 header in the same write as the ClientHello', async () => {
+      const { server, port } = await start({ authenticate: true })
+      const serverSide = once(server, 'channel') as Promise<[Channel, PeerInfo]>
+      const channel = authenticatedClient(await balancer(port, v2(), 'with first'))
+      expect((await channel.request('hello')).toString()).to.equal('hello')
+      const [, peer] = await serverSide
+      expect(peer.authenticated).to.equal(true)
+      expect(peer.remoteAddress).to.equal('2001:db8::7')
+    })
+
+    it('a client that connects straight, without a header, is refused with ERR_P2SN_PROXY_PROTOCOL', async () => {
+      const { port, errors } = await start({ authenticate: true })
+      const channel = authenticatedClient(port)
+      await expectP2snError(channel.request('hello'), 'ERR_P2SN_AUTHENTICATION')
+      await sleep(50)
+      expect(errors.map((err) => (err as { code?: string }).code)).to.deep.equal(['ERR_P2SN_PROXY_PROTOCOL'])
+    })
   })
 })

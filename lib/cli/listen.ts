@@ -149,7 +149,8 @@ Options:
   --proxy-protocol   each connection starts with a PROXY protocol header (v1 or v2, as
                      HAProxy's send-proxy and cloud load balancers send it): logs and P2SN_PEER
                      show the client's address from it. Only behind a proxy that always sends
-                     it; a connection without a valid one is closed. Not with --auth
+                     it; a connection without a valid one is closed. With --auth, TLS
+                     starts after the header (the proxy passes TLS through)
   --log-format FMT   text (default) or json: one JSON object per line
   --trace            print every frame on stderr: direction, step, length
   -q, --quiet        print nothing on stderr but errors, warnings and failed connections
@@ -227,7 +228,6 @@ async function readSettings (args: ParsedArgs): Promise<ListenSettings> {
   const keepAlive = number('keepalive', (text) => parseMilliseconds(text, '--keepalive', 1))
   const proxyProtocol = args.flag('proxy-protocol')
   const logFormat = parseLogFormat(args.string('log-format'))
-  if (proxyProtocol && auth) throw new UsageError('--proxy-protocol does not go with --auth yet: put the proxy in front of a plain listener')
   let port = 0
   if (stdio) {
     expectNoPositionalsWithStdio(args, 'PORT')
