@@ -3,11 +3,13 @@
  * server's limits as flags, a log line per connection, "cannot connect", and key rotation.
  */
 import { spawnSync } from 'node:child_process'
+import type { EventEmitter } from 'node:events'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
+import { PassThrough } from 'node:stream'
 import { expect } from 'chai'
-import { FRAME_TERMINATOR, KEYWORD_PUBKEY, generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
+import { FRAME_TERMINATOR, KEYWORD_PUBKEY, generateKeyPair, joinDuplex, wrap, type Channel, type KeyPair } from '../lib/index.js'
 import { cliBatchTimeout, lines, makeHome, runCli, startCli, startListener, useCliRoot, type CliResult } from './helpers/cli.js'
 
 /** Resolves when `socket` closes, or rejects after `ms`. */
@@ -22,9 +24,9 @@ async function closedWithin (socket: net.Socket, ms: number): Promise<number> {
   })
 }
 
-/** A connected socket to 127.0.0.1:`port`, its errors ignored. */
-async function rawConnect (port: number): Promise<net.Socket> {
-  const socket = net.connect({ host: '127.0.0.1', port })
+/** A connected socket to 127.0.0.1:`port`, its errors ignored; `allowHalfOpen`: it does not end when the server does. */
+async function rawConnect (port: number, allowHalfOpen = false): Promise<net.Socket> {
+  const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen })
   socket.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve)
@@ -36,6 +38,38 @@ async function rawConnect (port: number): Promise<net.Socket> {
 /** A short pause. */
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Resolves with the arguments of `emitter`'s next `event`, or rejects after `ms`. */
+async function nextEvent (emitter: EventEmitter, event: string, ms: number): Promise<unknown[]> {
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, listener)
+      reject(new Error(`no '${event}' within ${ms} ms`))
+    }, ms)
+    const listener = (...args: unknown[]): void => {
+      clearTimeout(timer)
+      resolve(args)
+    }
+    emitter.once(event, listener)
+  })
+}
+
+/** Resolves once `condition()` holds (checked every 20 ms), or rejects after `ms`, saying `what`. */
+async function until (condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+    await sleep(20)
+  }
+}
+
+/** The messages that `channel` receives, as text, in order; its errors are ignored. */
+function receivedBy (channel: Channel): string[] {
+  const messages: string[] = []
+  channel.on('data', (message: Buffer) => { messages.push(message.toString()) })
+  channel.on('error', () => {})
+  return messages
 }
 
 /** One line on stderr starting with "p2sn", no stack trace. */
@@ -268,6 +302,227 @@ describe('p2sn command line for a fleet', function () {
       const listener = await startListener(['--echo'], { home: await serverHome() })
       listener.cli.child.kill('SIGTERM')
       expect((await listener.cli.result()).code).to.equal(0)
+    })
+
+    // Relaying stdio (no --echo, no --exec): the README says that the drain "ends its side at
+    // once", and that p2sn exits 0 "once every channel is closed". The listener's stdin stays
+    // open in these tests: only the drain can end its side.
+    it('relaying stdio: SIGTERM ends its side; the connect --stream client exits 0 with what it got, and listen exits 0', async function () {
+      this.timeout(40_000)
+      const listener = await startListener([], { home: await serverHome() })
+      const client = startCli(['connect', '127.0.0.1', String(listener.port), '--no-verify', '--stream'], { home: await clientHome() })
+      client.child.stdin!.write('from the client\n')
+      await listener.cli.waitForStdout(/from the client\n/)
+      listener.cli.child.stdin!.write('from the listener\n')
+      await client.waitForStdout(/from the listener\n/)
+      listener.cli.child.kill('SIGTERM')
+      await listener.cli.waitForStderr(/SIGTERM: draining 1 connection/)
+      // The client's side is still open: what it sends is still printed, and listen waits for it.
+      client.child.stdin!.write('after the signal\n')
+      await listener.cli.waitForStdout(/after the signal\n/)
+      expect(listener.cli.child.exitCode).to.equal(null)
+      client.send('')
+      const result = await client.result()
+      expect(result.code, result.stderr).to.equal(0)
+      expect(result.stdout.toString()).to.equal('from the listener\n')
+      const server = await listener.cli.result()
+      expect(server.code, server.stderr).to.equal(0)
+      expect(server.stdout.toString()).to.equal('from the client\nafter the signal\n')
+      expect(server.stderr).to.match(/closed after [\d.]+ s, 2 messages in, 1 out: drained\n/)
+    })
+
+    it('relaying stdio: the end reaches the client at once, before the client ends its side', async function () {
+      this.timeout(40_000)
+      const listener = await startListener([], { home: await serverHome() })
+      // Half-open, as connect's socket is: our side stays open after the server's end.
+      const socket = await rawConnect(listener.port, true)
+      const channel = wrap(socket, { role: 'client', keyPair: clientKey })
+      try {
+        const received = receivedBy(channel)
+        channel.write('ping')
+        await listener.cli.waitForStdout(/ping\n/)
+        listener.cli.child.stdin!.write('pong\n')
+        await until(() => received.length > 0, 10_000, 'the reply')
+        const ended = nextEvent(channel, 'end', 10_000)
+        const started = Date.now()
+        listener.cli.child.kill('SIGTERM')
+        await ended
+        expect(Date.now() - started, 'from SIGTERM to the end').to.be.below(3000)
+        expect(received).to.deep.equal(['pong'])
+        expect(listener.cli.child.exitCode).to.equal(null)
+        // Half-closed: our side still goes through.
+        channel.write('late')
+        await listener.cli.waitForStdout(/late\n/)
+        channel.end()
+        await nextEvent(channel, 'close', 10_000)
+        const server = await listener.cli.result()
+        expect(server.code, server.stderr).to.equal(0)
+        expect(server.stdout.toString()).to.equal('ping\nlate\n')
+      } finally {
+        channel.destroy()
+      }
+    })
+
+    it('--keep-open relaying stdio: SIGTERM stops reading stdin, ends every channel at once and refuses new clients; exit 0 once the clients end', async function () {
+      this.timeout(40_000)
+      const listener = await startListener(['--keep-open'], { home: await serverHome() })
+      const home = await clientHome()
+      // Two clients: connect --stream, and a half-open library client that sees when the end comes.
+      const client = startCli(['connect', '127.0.0.1', String(listener.port), '--no-verify', '--stream'], { home })
+      client.child.stdin!.write('from a\n')
+      const channel = wrap(await rawConnect(listener.port, true), { role: 'client', keyPair: clientKey })
+      try {
+        const received = receivedBy(channel)
+        channel.write('from b')
+        await listener.cli.waitForStdout(/from a\n[^]*from b\n|from b\n[^]*from a\n/)
+        listener.cli.child.stdin!.write('to all\n')
+        await client.waitForStdout(/to all\n/)
+        await until(() => received.length > 0, 10_000, 'the message to all')
+        const ended = nextEvent(channel, 'end', 10_000)
+        const started = Date.now()
+        listener.cli.child.kill('SIGTERM')
+        await listener.cli.waitForStderr(/SIGTERM: draining 2 connections/)
+        // Neither client has ended its side: the listener ended its own.
+        await ended
+        expect(Date.now() - started, 'from SIGTERM to the end').to.be.below(3000)
+        // stdin is no longer read: this reaches nobody.
+        listener.cli.child.stdin!.write('too late\n')
+        await sleep(100)
+        const refused = await runCli(['connect', '127.0.0.1', String(listener.port), '--no-verify'], { home, input: 'x\n' })
+        expect(refused.code, refused.stderr).to.equal(5)
+        // The clients' sides are still open: what they send is still printed, and listen waits.
+        client.child.stdin!.write('a again\n')
+        channel.write('b again')
+        await listener.cli.waitForStdout(/a again\n[^]*b again\n|b again\n[^]*a again\n/)
+        expect(listener.cli.child.exitCode).to.equal(null)
+        client.send('')
+        const result = await client.result()
+        expect(result.code, result.stderr).to.equal(0)
+        expect(result.stdout.toString()).to.equal('to all\n')
+        expect(listener.cli.child.exitCode).to.equal(null)
+        channel.end()
+        await nextEvent(channel, 'close', 10_000)
+        expect(received).to.deep.equal(['to all'])
+        const server = await listener.cli.result()
+        expect(server.code, server.stderr).to.equal(0)
+        expect(lines(server.stdout.toString()).sort()).to.deep.equal(['a again', 'b again', 'from a', 'from b'])
+        expect(server.stderr.match(/closed after [\d.]+ s, 2 messages in, 1 out: drained\n/g), server.stderr).to.have.length(2)
+      } finally {
+        channel.destroy()
+      }
+    })
+
+    it('a second signal during a relay drain stops at once: 143 for SIGTERM, 130 for SIGINT, whatever the first', async function () {
+      this.timeout(60_000)
+      const cases: Array<{ flags: string[], first: NodeJS.Signals, second: NodeJS.Signals, code: number }> = [
+        { flags: [], first: 'SIGTERM', second: 'SIGTERM', code: 143 },
+        { flags: ['--keep-open'], first: 'SIGINT', second: 'SIGINT', code: 130 },
+        { flags: [], first: 'SIGTERM', second: 'SIGINT', code: 130 }
+      ]
+      for (const { flags, first, second, code } of cases) {
+        const what = `listen ${flags.join(' ')}: ${first} then ${second}`
+        const listener = await startListener(flags, { home: await serverHome() })
+        // A client that never ends its side: the drain cannot finish by itself.
+        const held = startCli(['connect', '127.0.0.1', String(listener.port), '--no-verify', '--stream'], { home: await clientHome() })
+        held.child.stdin!.write('x\n')
+        await listener.cli.waitForStdout(/x\n/)
+        listener.cli.child.kill(first)
+        await listener.cli.waitForStderr(new RegExp(`${first}: draining 1 connection`))
+        const started = Date.now()
+        listener.cli.child.kill(second)
+        expect((await listener.cli.result(10_000)).code, what).to.equal(code)
+        expect(Date.now() - started, what).to.be.below(5000)
+        held.send('')
+      }
+    })
+
+    describe('listen --stdio --echo', () => {
+      /** The trace lines of messages received, on stderr. */
+      const messagesIn = (stderr: string): number => stderr.match(/^p2sn trace: <- message /gm)?.length ?? 0
+
+      it('SIGTERM in a session: the requests it has read are answered, then it ends its side; exit 0 once the client ends', async function () {
+        this.timeout(40_000)
+        // Decrypted in a worker, so that requests read may still be being decrypted at the signal.
+        const server = startCli(['listen', '--stdio', '--echo', '--trace', '--workers', '1'], { home: await serverHome() })
+        const channel = wrap(joinDuplex(server.child.stdout!, server.child.stdin!), { role: 'client', keyPair: clientKey })
+        try {
+          const replies = receivedBy(channel)
+          // Long ones: about 17 RSA blocks each to decrypt.
+          const requests = Array.from({ length: 8 }, (_, i) => `${i} `.padEnd(4000, String.fromCharCode(97 + i)))
+          for (const request of requests) channel.write(request)
+          // Every request read: its frame received (the trace line comes before its decryption).
+          await until(() => messagesIn(server.stderr) === requests.length, 10_000, `${requests.length} requests read; stderr: ${server.stderr}`)
+          const ended = nextEvent(channel, 'end', 10_000)
+          server.child.kill('SIGTERM')
+          await ended
+          expect(replies).to.deep.equal(requests)
+          // Half-closed: a request after the end is read, and upsets nothing.
+          channel.write('too late')
+          await until(() => messagesIn(server.stderr) === requests.length + 1, 10_000, 'the late request read')
+          await sleep(200)
+          expect(server.child.exitCode).to.equal(null)
+          channel.end()
+          const result = await server.result()
+          expect(result.code, result.stderr).to.equal(0)
+          expect(result.stderr).to.include(`connected with key ${clientKey.publicKey.fingerprint}`)
+        } finally {
+          channel.destroy()
+        }
+      })
+
+      it('SIGTERM during its handshake: waits for the handshake, then ends its side and exits 0', async function () {
+        this.timeout(40_000)
+        const server = startCli(['listen', '--stdio', '--echo', '--drain-timeout', '10000'], { home: await serverHome() })
+        // The server's bytes are held back until after the signal, so that the handshake is
+        // under way when it comes.
+        let held: Buffer[] | undefined = []
+        const fromServer = new PassThrough()
+        server.child.stdout!.on('data', (chunk: Buffer) => {
+          if (held === undefined) fromServer.write(chunk)
+          else held.push(chunk)
+        })
+        server.child.stdout!.once('end', () => { fromServer.end() })
+        const channel = wrap(joinDuplex(fromServer, server.child.stdin!), { role: 'client', keyPair: clientKey })
+        try {
+          const replies = receivedBy(channel)
+          const handshake = nextEvent(channel, 'handshake', 20_000)
+          const ended = nextEvent(channel, 'end', 20_000)
+          // The server has sent its key (step 2): the handshake is under way.
+          await until(() => held!.length > 0, 10_000, 'the server\'s key')
+          server.child.kill('SIGTERM')
+          await sleep(500)
+          expect(server.child.exitCode, server.stderr).to.equal(null)
+          const backlog = held
+          held = undefined
+          for (const chunk of backlog) fromServer.write(chunk)
+          await handshake
+          await ended
+          expect(replies).to.deep.equal([])
+          channel.end()
+          const result = await server.result()
+          expect(result.code, result.stderr).to.equal(0)
+          expect(result.stderr).to.include(`connected with key ${clientKey.publicKey.fingerprint}`)
+        } finally {
+          channel.destroy()
+        }
+      })
+
+      it('SIGTERM during a handshake that never completes: exit 1 at --drain-timeout, not before', async function () {
+        this.timeout(30_000)
+        // No handshake timeout: only the drain's deadline can end it.
+        const server = startCli(['listen', '--stdio', '--echo', '--drain-timeout', '800', '--handshake-timeout', '0'], { home: await serverHome() })
+        server.child.stdin!.write(Buffer.concat([Buffer.from(KEYWORD_PUBKEY), Buffer.from([FRAME_TERMINATOR])]))
+        // Its key sent (step 2), it waits for ours, which never comes.
+        await until(() => server.stdout.length > 0, 10_000, 'the server\'s key')
+        const started = Date.now()
+        server.child.kill('SIGTERM')
+        const result = await server.result(10_000)
+        const took = Date.now() - started
+        expect(result.code, result.stderr).to.equal(1)
+        expect(took, 'from SIGTERM to the exit').to.be.at.least(700).and.below(5000)
+        expect(result.stderr).to.include('the drain timeout (800 ms) ran out')
+        expect(result.stderr).not.to.match(/\n\s+at /)
+      })
     })
   })
 
