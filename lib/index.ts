@@ -55,7 +55,7 @@ export { frameDuplex } from './frame-duplex.js'
 export { selfSignedCertificate, type AuthenticationTlsOptions } from './authentication.js'
 export { RsaPool, type RsaPoolOptions, type PoolDecryptOptions } from './rsa-pool.js'
 export {
-  scanServer, DEFAULT_SCAN_TIMEOUT, DEFAULT_SILENCE_TIMEOUT, DEFAULT_MAX_PROBE_BYTES, type ScanOptions
+  scanServer, DEFAULT_SCAN_TIMEOUT, DEFAULT_SILENCE_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, DEFAULT_MAX_PROBE_BYTES, type ScanOptions
 } from './scan/scan.js'
 export { formatScanReport, SCAN_SECTIONS, type ScanReport, type ScanItem, type ScanSection, type Verdict } from './scan/report.js'
 export { CIPHERTEXT_CLASSES, ciphertextOf, type CiphertextClass } from './scan/ciphertext-classes.js'

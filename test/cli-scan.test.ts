@@ -362,6 +362,7 @@ describe('p2sn scan', function () {
       [['scan', '127.0.0.1', 'PORT', '--timeout', '1.5'], /bad --timeout '1\.5'/],
       [['scan', '127.0.0.1', 'PORT', '--timeout'], /option --timeout needs a value/],
       [['scan', '127.0.0.1', 'PORT', '--silence-timeout', '0'], /bad --silence-timeout '0'/],
+      [['scan', '127.0.0.1', 'PORT', '--total-timeout', 'soon'], /bad --total-timeout 'soon'/],
       [['scan', '127.0.0.1', 'PORT', '--max-probe-bytes', '0'], /bad --max-probe-bytes '0'/],
       [['scan', '127.0.0.1', 'PORT', '--max-probe-bytes', '2G'], /bad --max-probe-bytes '2G'/],
       [['scan', '127.0.0.1', 'PORT', '--max-probe-bytes', '1025M'], /bad --max-probe-bytes '1025M'/],
@@ -401,7 +402,7 @@ describe('p2sn scan', function () {
   })
 
   describe('help', () => {
-    const flags = ['--auth', '--json', '--timeout', '--fingerprint', '--max-probe-bytes', '--silence-timeout', '--key', '--help']
+    const flags = ['--auth', '--json', '--timeout', '--fingerprint', '--max-probe-bytes', '--silence-timeout', '--total-timeout', '--key', '--help']
 
     it('scan --help, help scan, and --help after a mistake: the usage and every flag; exit 0', async function () {
       this.timeout(cliBatchTimeout(3))
@@ -430,7 +431,7 @@ describe('p2sn scan', function () {
       const text = result.stdout.toString()
       expect(text).to.match(/^ {2}scan +audit a P2SN server/m)
       expect(text).to.match(/^ {2}p2sn scan HOST PORT \[--auth\] \[--json\]/m)
-      expect(text).to.include('[--max-probe-bytes N] [--silence-timeout MS] [--key FILE]')
+      expect(text).to.include('[--max-probe-bytes N] [--silence-timeout MS] [--total-timeout MS] [--key FILE]')
     })
   })
 })

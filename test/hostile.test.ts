@@ -10,7 +10,7 @@ import {
   type KeyPair, type PublicKey, type Server, type ServerOptions
 } from '../lib/index.js'
 import { probeKeyOf } from '../lib/scan/handshake-probe.js'
-import { probePaddingOracle, type ProbeContext } from '../lib/scan/probes.js'
+import { probeContext, probePaddingOracle } from '../lib/scan/probes.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 import { ScriptedPeer } from './helpers/frame-pair.js'
 import { listenLocal } from './helpers/net.js'
@@ -308,12 +308,7 @@ describe('hostile peers over loopback TCP', function () {
     // The scanner's probe (p2sn scan) against the same servers: what it calls safe is what these
     // tests prove, and it must see the oracle that rejection: 'error' opens.
     async function scannerVerdict (): Promise<{ verdict: string, evidence: string }> {
-      const context: ProbeContext = {
-        target: { host: '127.0.0.1', port, timeout: 1000 },
-        tally: { connections: 0, bytesSent: 0 },
-        client: probeKeyOf(clientKeys),
-        keysSeen: new Map()
-      }
+      const context = probeContext({ host: '127.0.0.1', port, timeout: 1000 }, probeKeyOf(clientKeys))
       return await probePaddingOracle(context, true)
     }
 

@@ -3,6 +3,7 @@
 // conforming server, each changed in one behaviour at a time; every item's verdict is checked
 // for each, as one id → verdict map.
 import { expect } from 'chai'
+import crypto from 'node:crypto'
 import {
   DEFAULT_MAX_PROBE_BYTES, fingerprint, generateKeyPair, scanServer, type KeyPair, type ScanOptions, type ScanReport, type Verdict
 } from '../lib/index.js'
@@ -161,8 +162,9 @@ describe('scanServer against scripted servers', function () {
       for (const cls of BAD_CLASSES) expect(oracle).to.include(cls)
       expect(evidence(report, 'limits.key-512')).to.include('accepted')
       expect(evidence(report, 'limits.silent')).to.include('still open after 0.8 s')
-      // Its 64000-byte reads end each endless frame as a bad message: ERRORKEY and a close.
-      expect(evidence(report, 'limits.unterminated-handshake')).to.include('closed the connection')
+      // Its 64000-byte reads end each endless frame as a bad message: ERRORKEY and its end (a
+      // FIN), after which it reads on, but the budget (256 KiB) runs out first.
+      expect(evidence(report, 'limits.unterminated-handshake')).to.include('answered P2SN:ERRORKEY, then ended its side by the time we had sent')
       expect(evidence(report, 'limits.multi-block')).to.include('not taken (P2SN:ERRORKEY)')
     })
   })
@@ -374,6 +376,70 @@ describe('scanServer against scripted servers', function () {
       // key generation; the silent connection waits alongside.
       expect(elapsed).to.be.below(7 * timeout + 1500)
       expect(report.durationMs).to.be.at.least(6 * timeout)
+    })
+  })
+
+  // Found by an attacker's review of the scanner: each once made it pass an oracle, hang, or
+  // take a server's word for its key.
+  describe('what a review found', () => {
+    it('an encrypted greeting after step 6 does not hide the reference\'s oracle', async () => {
+      const report = await scan(await serve({ greeting: true }, REFERENCE_SCRIPT))
+      // The greeting comes as the probe goes out: valid gets it and its reply, bad padding gets
+      // it and P2SN:ERRORKEY.
+      expect(report.items.find((i) => i.id === 'oracle.padding')?.verdict).to.equal('fail')
+      expect(evidence(report, 'oracle.padding')).to.match(/^padding oracle: .*reply for valid; .*P2SN:ERRORKEY, then close for /)
+    })
+
+    it('P2SN:ERRORKEY sent encrypted, like a reply: an oracle by the reply\'s content', async () => {
+      const report = await scan(await serve({ badPadding: 'encrypted-error' }))
+      expectVerdicts(report, { ...CONFORMING, 'oracle.padding': 'fail' })
+      expect(evidence(report, 'oracle.padding')).to.equal('padding oracle: one same reply (13 bytes) for all 6 kinds of bad padding, another for valid')
+    })
+
+    it('a reply for every class, then a close 400 ms later for bad padding: an oracle by the late close', async () => {
+      const report = await scan(await serve({ badPadding: 'late-close' }))
+      expectVerdicts(report, { ...CONFORMING, 'oracle.padding': 'fail' })
+      expect(evidence(report, 'oracle.padding')).to.match(/^padding oracle: reply for valid; reply, then close for /)
+    })
+
+    it('a server that ends its side and reads on: a warning, once it has taken 1 MiB more (the default budget)', async function () {
+      this.timeout(60_000)
+      const report = await scan(await serve({}, REFERENCE_SCRIPT), { maxProbeBytes: undefined })
+      for (const id of ['limits.unterminated-handshake', 'limits.unterminated-message']) {
+        expect(report.items.find((i) => i.id === id)?.verdict, id).to.equal('warn')
+        expect(evidence(report, id)).to.match(/^answered P2SN:ERRORKEY, then ended its side but read on \(1\.0 MiB more, /)
+      }
+    })
+
+    it('an 88-bit server key: no key check can be encrypted to it; the scan ends, failing the key', async () => {
+      // A product of two 44-bit primes: OpenSSL makes no such key, but reads one.
+      const p = crypto.generatePrimeSync(44, { bigint: true })
+      const q = crypto.generatePrimeSync(44, { bigint: true })
+      const n = Buffer.from((p * q).toString(16).padStart(22, '0'), 'hex').toString('base64url')
+      const tiny = crypto.createPublicKey({ key: { kty: 'RSA', n, e: 'AQAB' }, format: 'jwk' })
+      const started = performance.now()
+      const report = await scan(await serve({ key: () => ({ ...serverKey, pem: tiny.export({ type: 'pkcs1', format: 'pem' }) as string }) }))
+      expect(performance.now() - started).to.be.below(20_000)
+      expect(report.items.find((i) => i.id === 'identity.key')?.verdict).to.equal('fail')
+      expect(evidence(report, 'conformance.step4')).to.include('no key check can be encrypted to that key')
+      expect(report.items.find((i) => i.id === 'oracle.padding')?.verdict).to.equal('n/a')
+    })
+
+    it('a key sent as SPKI (PUBLIC KEY) fails step 2; a private key sent fails step 2 and the key', async () => {
+      const spki = await scan(await serve({ key: () => ({ ...serverKey, pem: serverKey.publicKey.export({ type: 'spki', format: 'pem' }) as string }) }))
+      expectVerdicts(spki, { ...CONFORMING, 'conformance.step2': 'fail' })
+      expect(evidence(spki, 'conformance.step2')).to.include('labelled PUBLIC KEY')
+      const leaked = await scan(await serve({ key: () => ({ ...serverKey, pem: serverKey.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string }) }))
+      expectVerdicts(leaked, { ...CONFORMING, 'conformance.step2': 'fail', 'identity.key': 'fail' })
+      expect(evidence(leaked, 'identity.key')).to.include('sent as its private key')
+    })
+
+    it('a key whose exponent is 1 fails identity.key, by the rule p2sn holds its own peers to', async () => {
+      const jwk = serverKey.publicKey.export({ format: 'jwk' })
+      const exponentOne = crypto.createPublicKey({ key: { ...jwk, e: 'AQ' }, format: 'jwk' })
+      const report = await scan(await serve({ keyCheck: 'accept-any', key: () => ({ ...serverKey, pem: exponentOne.export({ type: 'pkcs1', format: 'pem' }) as string }) }))
+      expect(report.items.find((i) => i.id === 'identity.key')?.verdict).to.equal('fail')
+      expect(evidence(report, 'identity.key')).to.include('exponent 1')
     })
   })
 })

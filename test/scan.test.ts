@@ -153,6 +153,20 @@ describe('scanServer() against our own server', function () {
     expect(report.durationMs).to.be.within(9_000, 30_000)
   })
 
+  // Found by an attacker's review: the valid class's handshake, launched first, was the one a
+  // full server dropped, and the oracle passed; and a key of 8m + 1 bits made one class
+  // impossible to send, which made the whole item a warning.
+  it('still fails rejection: \'error\' on a server that drops handshakes beyond two (maxPendingHandshakes), and with a 1025-bit key', async function () {
+    this.timeout(60_000)
+    for (const options of [{ maxPendingHandshakes: 2 }, { keyPair: await generateKeyPair({ bits: 1025 }) }]) {
+      const port = await serveFast({ rejection: 'error', ...options })
+      const report = await scan(port)
+      const oracle = report.items.find((i) => i.id === 'oracle.padding')!
+      expect(oracle.verdict, oracle.evidence).to.equal('fail')
+      expect(oracle.evidence).to.match(/for valid[;]/)
+    }
+  })
+
   it('fails a server with rejection: \'error\' for a padding oracle, naming the classes told apart', async function () {
     const port = await serveFast({ rejection: 'error' })
     const report = await scan(port)
@@ -271,6 +285,8 @@ describe('scanServer() against our own server', function () {
           upstream.write(chunk)
         })
         socket.on('end', () => { upstream.end() })
+        // A faithful relay: the server's socket gone, the scanner's goes too.
+        upstream.on('close', () => { socket.destroy() })
       })
       const port = await listenLocal(relay)
       closers.push(async () => {
@@ -299,11 +315,12 @@ describe('scanServer() against our own server', function () {
       const { port, wire } = await countingRelay(await serveFast())
       const report = await scan(port, { maxProbeBytes })
       expect(verdicts(report)).to.deep.equal(OUR_SERVER)
+      // Through the relay the server's close may reach the scanner as an end (a FIN) only.
       for (const id of ['limits.unterminated-handshake', 'limits.unterminated-message']) {
-        expect(evidence(report, id)).to.include('closed the connection')
+        expect(evidence(report, id)).to.match(/closed the connection|ended its side by the time/)
       }
       expect(report.connections).to.equal(wire.connections)
-      expect(report.connections).to.be.at.most(40)
+      expect(report.connections).to.be.at.most(60)
       // What reached the server was handed to the socket, and counted, first.
       expect(wire.bytes).to.be.at.most(report.bytesSent)
       expect(report.bytesSent).to.be.at.most(bytesBound(report.connections, maxProbeBytes))

@@ -11,7 +11,7 @@ import { EXIT } from './exit-codes.js'
 import { readPrivateKeyFile } from './key-file.js'
 
 const usage = `p2sn scan HOST PORT [--auth] [--json] [--timeout MS] [--fingerprint SHA256:…]...
-                 [--max-probe-bytes N] [--silence-timeout MS] [--key FILE]`
+                 [--max-probe-bytes N] [--silence-timeout MS] [--total-timeout MS] [--key FILE]`
 
 /** Most bytes `--max-probe-bytes` takes: 1 GiB. */
 const MAX_PROBE_BYTES = 1024 * 1024 * 1024
@@ -62,6 +62,8 @@ Options:
   --max-probe-bytes N     most bytes of each endless frame sent (default 16M; K, M, G)
   --silence-timeout MS    how long a silent connection waits to be dropped (default 12000,
                           above p2sn's 10 s handshake timeout)
+  --total-timeout MS      longest the whole scan may take (default 120000): probes not
+                          begun by then are not run, and their items say so
   --key FILE              the scanner's own private key (default: a new 2048-bit key; the
                           identity in ~/.p2sn is not used)
   -h, --help              show this help
@@ -80,6 +82,7 @@ Exit codes: 0 nothing failed, 1 an item failed or the server could not be reache
     fingerprint: { type: 'string', multiple: true },
     'max-probe-bytes': { type: 'string' },
     'silence-timeout': { type: 'string' },
+    'total-timeout': { type: 'string' },
     key: { type: 'string' }
   },
   async run (args) {
@@ -87,6 +90,7 @@ Exit codes: 0 nothing failed, 1 an item failed or the server could not be reache
     const port = parsePort(portText!)
     const timeoutText = args.string('timeout')
     const silenceText = args.string('silence-timeout')
+    const totalText = args.string('total-timeout')
     const bytesText = args.string('max-probe-bytes')
     const keyFile = args.string('key')
     const report = await scanServer({
@@ -96,6 +100,7 @@ Exit codes: 0 nothing failed, 1 an item failed or the server could not be reache
       fingerprints: [...new Set(args.strings('fingerprint').map((text) => parseFingerprint(text)))],
       timeout: timeoutText === undefined ? undefined : parseMilliseconds(timeoutText, '--timeout', 1),
       silenceTimeout: silenceText === undefined ? undefined : parseMilliseconds(silenceText, '--silence-timeout', 1),
+      totalTimeout: totalText === undefined ? undefined : parseMilliseconds(totalText, '--total-timeout', 1),
       maxProbeBytes: bytesText === undefined ? undefined : parseByteCount(bytesText),
       keyPair: keyFile === undefined ? undefined : await readPrivateKeyFile(keyFile)
     })

@@ -19,7 +19,12 @@ export interface ServerKey {
   fingerprint: string
   /** How it came at step 2: Base64 of the PEM, as the standard says, or raw PEM, as the reference sends it. */
   encoding: 'base64' | 'pem'
+  /** The PEM's label: `RSA PUBLIC KEY` (PKCS#1) as the standard has it, else what was sent instead. */
+  label: string
 }
+
+/** The PEM label the standard sends at step 2. */
+export const PKCS1_PUBLIC_LABEL = 'RSA PUBLIC KEY'
 
 /** A client key of any size, with what the probe needs of it. */
 export interface ProbeKey {
@@ -27,8 +32,17 @@ export interface ProbeKey {
   /** PKCS#1 PEM of the public key, as step 5 sends it. */
   publicPem: string
   publicKey: KeyObject
-  /** The plaintext of a ciphertext to this key, or undefined when its padding is bad. */
-  open: (ciphertext: Buffer) => Buffer | undefined
+  /**
+   * The plaintext of the first `maxBlocks` blocks of a ciphertext to this key and the number of
+   * blocks it has, or undefined when its length is no number of blocks or a padding is bad.
+   */
+  open: (ciphertext: Buffer, maxBlocks: number) => Opened | undefined
+}
+
+/** A ciphertext opened: the plaintext of the blocks read, and how many blocks the whole has. */
+export interface Opened {
+  plaintext: Buffer
+  blocks: number
 }
 
 /** The outcome of one step: passed, or failed with what the server did instead. */
@@ -69,7 +83,7 @@ function probeKey (privateKey: KeyObject, bits: number): ProbeKey {
     bits,
     publicKey,
     publicPem: publicKey.export({ type: 'pkcs1', format: 'pem' }) as string,
-    open: (ciphertext) => openBlocks(privateKey, Math.ceil(bits / 8), ciphertext)
+    open: (ciphertext, maxBlocks) => openBlocks(privateKey, Math.ceil(bits / 8), ciphertext, maxBlocks)
   }
 }
 
@@ -78,10 +92,12 @@ function probeKey (privateKey: KeyObject, bits: number): ProbeKey {
  * constant time: the key is the scanner's own, made for one scan, and a server learns nothing
  * from how fast the scanner reads its replies.
  */
-function openBlocks (privateKey: KeyObject, k: number, ciphertext: Buffer): Buffer | undefined {
+function openBlocks (privateKey: KeyObject, k: number, ciphertext: Buffer, maxBlocks: number): Opened | undefined {
   if (ciphertext.length === 0 || ciphertext.length % k !== 0) return undefined
   const parts: Buffer[] = []
-  for (let at = 0; at < ciphertext.length; at += k) {
+  // Only the blocks asked for: a hostile server's frame of thousands would hold the loop for seconds.
+  const end = Math.min(ciphertext.length, maxBlocks * k)
+  for (let at = 0; at < end; at += k) {
     let em: Buffer
     try {
       em = crypto.privateDecrypt({ key: privateKey, padding: crypto.constants.RSA_NO_PADDING }, ciphertext.subarray(at, at + k))
@@ -92,7 +108,7 @@ function openBlocks (privateKey: KeyObject, k: number, ciphertext: Buffer): Buff
     if (em[0] !== 0 || em[1] !== 2 || separator < 10) return undefined
     parts.push(em.subarray(separator + 1))
   }
-  return Buffer.concat(parts)
+  return { plaintext: Buffer.concat(parts), blocks: ciphertext.length / k }
 }
 
 /**
@@ -101,6 +117,7 @@ function openBlocks (privateKey: KeyObject, k: number, ciphertext: Buffer): Buff
  */
 export function sealTo (key: KeyObject, plaintext: Buffer): Buffer {
   const room = Math.ceil((key.asymmetricKeyDetails?.modulusLength ?? 0) / 8) - PKCS1_OVERHEAD
+  if (room < 1) throw new RangeError('the key is too small to carry a message with pkcs#1 v1.5 padding')
   const blocks: Buffer[] = []
   for (let at = 0; at === 0 || at < plaintext.length; at += room) {
     blocks.push(crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_PADDING }, plaintext.subarray(at, at + room)))
@@ -113,7 +130,7 @@ export function messageFrame (key: KeyObject, plaintext: Buffer | string): Buffe
   return encodeBase64(sealTo(key, Buffer.from(plaintext)))
 }
 
-/** Reads a step 2 frame: raw PEM or Base64 of PEM, RSA of any size. Undefined when it is neither. */
+/** Reads a step 2 frame: raw PEM or Base64 of PEM, RSA of any size, under any label. Undefined when it is neither. */
 export function readServerKey (frame: Buffer): ServerKey | undefined {
   let encoding: ServerKey['encoding'] = 'pem'
   let pem: Buffer = frame
@@ -134,7 +151,8 @@ export function readServerKey (frame: Buffer): ServerKey | undefined {
   const details = key.asymmetricKeyDetails
   if (key.asymmetricKeyType !== 'rsa' || details?.modulusLength === undefined || details.publicExponent === undefined) return undefined
   const der = key.export({ type: 'pkcs1', format: 'der' })
-  return { key, bits: details.modulusLength, exponent: details.publicExponent, fingerprint: fingerprintOf(der), encoding }
+  const label = /^-----BEGIN ([A-Z0-9 ]+)-----/.exec(pem.toString('latin1'))?.[1] ?? 'unknown'
+  return { key, bits: details.modulusLength, exponent: details.publicExponent, fingerprint: fingerprintOf(der), encoding, label }
 }
 
 /** One line on what the server did instead of what a step expected. */
@@ -189,7 +207,15 @@ export async function runHandshake (connection: ProbeConnection, client: ProbeKe
   trace.serverKey = serverKey
   trace.step2 = { ok: true }
 
-  connection.send(messageFrame(options.keyCheckTo ?? serverKey.key, KEYWORD_KEYCHECK))
+  let keyCheck: Buffer
+  try {
+    keyCheck = messageFrame(options.keyCheckTo ?? serverKey.key, KEYWORD_KEYCHECK)
+  } catch (err) {
+    // A key OpenSSL cannot encrypt to (too small, over 16384 bits): no step 3 can be made.
+    trace.step4 = { ok: false, evidence: `nothing: no key check can be encrypted to that key (${(err as Error).message})` }
+    return trace
+  }
+  connection.send(keyCheck)
   const step4 = await connection.next()
   trace.step4 = isKeyword(step4, KEYWORD_PUBKEY) ? { ok: true } : { ok: false, evidence: describeEvent(step4), event: step4 }
   if (!trace.step4.ok || options.stopAfterKeyCheck === true) return trace
@@ -203,19 +229,20 @@ export async function runHandshake (connection: ProbeConnection, client: ProbeKe
 
 function checkKeyCheck (event: ProbeEvent, client: ProbeKey): StepOutcome {
   if (event.kind !== 'frame' || isKeyword(event, KEYWORD_ERRORKEY)) return { ok: false, evidence: describeEvent(event), event }
-  const plaintext = openFrame(event.frame, client)
-  if (plaintext === undefined) return { ok: false, evidence: `${describeFrame(event.frame)} that do not decrypt with our key`, event }
-  if (plaintext.toString('latin1') !== KEYWORD_KEYCHECK) return { ok: false, evidence: `a ciphertext of ${plaintext.length} bytes that are not P2SN:KEYCHECK`, event }
+  const opened = openFrame(event.frame, client, 1)
+  if (opened === undefined) return { ok: false, evidence: `${describeFrame(event.frame)} that do not decrypt with our key`, event }
+  if (opened.blocks !== 1) return { ok: false, evidence: `a key check of ${opened.blocks} blocks, where the standard has one`, event }
+  if (opened.plaintext.toString('latin1') !== KEYWORD_KEYCHECK) return { ok: false, evidence: `a ciphertext of ${opened.plaintext.length} bytes that are not P2SN:KEYCHECK`, event }
   return { ok: true }
 }
 
-/** The plaintext of a Base64 message frame to `client`, or undefined when it is not one. */
-export function openFrame (frame: Buffer, client: ProbeKey): Buffer | undefined {
+/** The plaintext of (the first `maxBlocks` blocks of) a Base64 message frame to `client`, or undefined when it is not one. */
+export function openFrame (frame: Buffer, client: ProbeKey, maxBlocks: number): Opened | undefined {
   let ciphertext: Buffer
   try {
     ciphertext = decodeBase64(frame)
   } catch {
     return undefined
   }
-  return client.open(ciphertext)
+  return client.open(ciphertext, maxBlocks)
 }

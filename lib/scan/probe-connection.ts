@@ -20,6 +20,14 @@ import type { KeyPair } from '../keys.js'
  */
 export const MAX_PROBE_FRAME_LENGTH = 1024 * 1024
 
+/**
+ * Events a connection keeps for a probe that has not asked yet, and their frames' bytes: past
+ * either, it stops reading the socket until the probe takes them, so that a server flooding
+ * frames costs the scanner no more memory than this.
+ */
+const MAX_QUEUED_EVENTS = 64
+const MAX_QUEUED_BYTES = 2 * 1024 * 1024
+
 /** What the server did next, and how long after the probe began to wait for it. */
 export type ProbeEvent =
   | { kind: 'frame', frame: Buffer, ms: number }
@@ -61,8 +69,13 @@ export class ProbeConnection {
   readonly #decoder = new FrameDecoder({ maxFrameLength: MAX_PROBE_FRAME_LENGTH })
   // Frames and the close, in the order they came, and the probe waiting for them
   readonly #events: ProbeEvent[] = []
+  #queuedBytes = 0
+  // Chunks that came while the decoder still held frames of an earlier one
+  readonly #backlog: Buffer[] = []
   #waiter: ((event: ProbeEvent) => void) | undefined
+  // Closed: the server ended its side or the socket closed; gone: the socket closed
   #closed = false
+  #gone = false
   #reset = false
   #since = performance.now()
 
@@ -76,7 +89,10 @@ export class ProbeConnection {
       if (err.code === 'ECONNRESET' || err.code === 'EPIPE') this.#reset = true
     })
     socket.on('end', () => { this.#onClose() })
-    socket.on('close', () => { this.#onClose() })
+    socket.on('close', () => {
+      this.#gone = true
+      this.#onClose()
+    })
   }
 
   /**
@@ -117,7 +133,10 @@ export class ProbeConnection {
    */
   async next (timeout = this.#timeout): Promise<ProbeEvent> {
     const queued = this.#events.shift()
-    if (queued !== undefined) return queued
+    if (queued !== undefined) {
+      this.#dequeued(queued)
+      return queued
+    }
     return await new Promise<ProbeEvent>((resolve) => {
       const timer = setTimeout(() => {
         this.#waiter = undefined
@@ -133,12 +152,35 @@ export class ProbeConnection {
 
   /** The events that came while no probe waited for them, oldest first; they are then forgotten. */
   takeQueued (): ProbeEvent[] {
-    return this.#events.splice(0)
+    const events = this.#events.splice(0)
+    for (const event of events) this.#dequeued(event)
+    return events
   }
 
   /** True once the server closed (or reset) the connection. */
   get closed (): boolean {
     return this.#closed
+  }
+
+  /** True once the socket itself closed: the server reset it, or closed it after its end. */
+  get gone (): boolean {
+    return this.#gone
+  }
+
+  /** Resolves true once the socket has closed, or false after `timeout` ms. */
+  async goneWithin (timeout: number): Promise<boolean> {
+    if (this.#gone) return true
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#socket.removeListener('close', onClose)
+        resolve(false)
+      }, Math.max(0, timeout))
+      const onClose = (): void => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      this.#socket.once('close', onClose)
+    })
   }
 
   /** Whether the close was a reset (ECONNRESET, EPIPE) rather than an orderly end. */
@@ -152,13 +194,13 @@ export class ProbeConnection {
    * sit in our buffer). Waiting on each write is what lets a close be seen between two of them.
    */
   async writeAndWait (bytes: Buffer, timeout: number): Promise<boolean> {
-    if (this.#closed || this.#socket.destroyed) return false
+    if (this.#gone || this.#socket.destroyed) return false
     this.#tally.bytesSent += bytes.length
     return await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => { resolve(false) }, timeout)
       this.#socket.write(bytes, (err) => {
         clearTimeout(timer)
-        resolve(err === undefined || err === null ? !this.#closed : false)
+        resolve(err === undefined || err === null ? !this.#gone : false)
       })
     })
   }
@@ -173,22 +215,53 @@ export class ProbeConnection {
   }
 
   #emit (event: ProbeEvent): void {
-    if (this.#waiter !== undefined) this.#waiter(event)
-    else this.#events.push(event)
+    if (this.#waiter !== undefined) {
+      this.#waiter(event)
+      return
+    }
+    this.#events.push(event)
+    if (event.kind === 'frame') this.#queuedBytes += event.frame.length
+  }
+
+  #dequeued (event: ProbeEvent): void {
+    if (event.kind === 'frame') this.#queuedBytes -= event.frame.length
+    if (!this.#socket.isPaused() || this.#events.length >= MAX_QUEUED_EVENTS / 2 || this.#queuedBytes >= MAX_QUEUED_BYTES / 2) return
+    this.#cut()
+    if (!this.#full()) this.#socket.resume()
   }
 
   #onData (chunk: Buffer): void {
     if (this.#decoder.failed) return
+    // One chunk may hold thousands of frames: cut only while the queue has room, the rest held.
+    if (this.#decoder.holding) this.#backlog.push(chunk)
+    else this.#decoder.write(chunk)
+    this.#cut()
+  }
+
+  #full (): boolean {
+    return this.#events.length >= MAX_QUEUED_EVENTS || this.#queuedBytes >= MAX_QUEUED_BYTES
+  }
+
+  /** Cuts frames into events until the input runs out or the queue is full (then the socket waits). */
+  #cut (): void {
     try {
-      this.#decoder.write(chunk)
-      for (let frame = this.#decoder.next(); frame !== undefined; frame = this.#decoder.next()) {
+      while (!this.#full() || this.#waiter !== undefined) {
+        const frame = this.#decoder.next()
+        if (frame === undefined) {
+          const chunk = this.#backlog.shift()
+          if (chunk === undefined) break
+          this.#decoder.write(chunk)
+          continue
+        }
         // A view of the chunk or of the decoder's buffer: copied, since events outlive both.
         this.#emit({ kind: 'frame', frame: Buffer.from(frame), ms: this.#elapsed() })
       }
     } catch {
       this.#emit({ kind: 'overlong', ms: this.#elapsed() })
       this.#socket.destroy()
+      return
     }
+    if (this.#full()) this.#socket.pause()
   }
 
   #onClose (): void {

@@ -69,8 +69,14 @@ export interface Script {
   maxBlocks: number
   /** Each message that decrypts: a reply to the client's key, P2SN:ERRORKEY, a frame that does not decrypt, or a close. */
   request: 'reply' | 'errorkey' | 'undecryptable' | 'close'
-  /** A message that does not decrypt: answered as if it did (implicit rejection), or P2SN:ERRORKEY and close (the reference's oracle). */
-  badPadding: 'as-valid' | 'errorkey-close'
+  /**
+   * A message that does not decrypt: answered as if it did (implicit rejection), P2SN:ERRORKEY
+   * and close (the reference's oracle), P2SN:ERRORKEY encrypted like a reply (an oracle by
+   * content), or answered as if it did and closed 400 ms later (an oracle by a late close).
+   */
+  badPadding: 'as-valid' | 'errorkey-close' | 'encrypted-error' | 'late-close'
+  /** Sends an encrypted greeting right after step 6, before any request. Default false. */
+  greeting?: boolean
   /** Extra wait before answering a message that does not decrypt, in ms: an oracle by timing. */
   badPaddingDelay: number
   /** Closes a connection that has sent nothing this many ms after it came; undefined: never. */
@@ -270,7 +276,11 @@ function playScript (socket: net.Socket, script: Script, record: ConnectionRecor
         }
         if ((clientKey.asymmetricKeyDetails?.modulusLength ?? 0) < script.minClientBits) return refuse()
         stage = 'messages'
-        if (script.step6 === 'keycheck') return send(sealedFrame(clientKey, KEYCHECK))
+        if (script.step6 === 'keycheck') {
+          send(sealedFrame(clientKey, KEYCHECK))
+          if (script.greeting === true) setTimeout(() => { send(sealedFrame(clientKey!, 'welcome')) }, 5)
+          return
+        }
         if (script.step6 === 'garbage') return send('not a key check')
         return send(sealedFrame(clientKey, 'P2SN:HELLO'))
       }
@@ -279,8 +289,13 @@ function playScript (socket: net.Socket, script: Script, record: ConnectionRecor
         if (plaintext === undefined) {
           if (script.badPaddingDelay > 0) await new Promise((resolve) => setTimeout(resolve, script.badPaddingDelay))
           if (script.badPadding === 'errorkey-close') return refuse()
-          // Implicit rejection: a plaintext of its own, answered like any other.
-          plaintext = crypto.randomBytes(frame.length % 40)
+          if (script.badPadding === 'encrypted-error') return send(sealedFrame(clientKey!, ERRORKEY))
+          if (script.badPadding === 'late-close') setTimeout(end, 400)
+          // Implicit rejection: a plaintext of its own, of a length drawn from the ciphertext (as
+          // the real one is), answered like any other. A length the same for every bad ciphertext
+          // would tell them from good ones: an oracle by content, which the scanner reports.
+          const digest = crypto.createHash('sha256').update(frame).digest()
+          plaintext = crypto.randomBytes(digest.readUInt16BE(0) % 200)
         }
         return answer(plaintext)
       }
