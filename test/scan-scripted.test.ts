@@ -393,7 +393,7 @@ describe('scanServer against scripted servers', function () {
     it('P2SN:ERRORKEY sent encrypted, like a reply: an oracle by the reply\'s content', async () => {
       const report = await scan(await serve({ badPadding: 'encrypted-error' }))
       expectVerdicts(report, { ...CONFORMING, 'oracle.padding': 'fail' })
-      expect(evidence(report, 'oracle.padding')).to.equal('padding oracle: one same reply (13 bytes) for all 6 kinds of bad padding, another for valid')
+      expect(evidence(report, 'oracle.padding')).to.equal('padding oracle: one same reply (13 bytes) for all 6 kinds of bad padding, another for valid (in each of 3 rounds)')
     })
 
     it('a reply for every class, then a close 400 ms later for bad padding: an oracle by the late close', async () => {
