@@ -8,7 +8,7 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import { expect } from 'chai'
-import { connect, createServer, type Channel, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
+import { connect, createServer, generateKeyPair, type Channel, type KeyPair, type PeerInfo, type Server, type ServerOptions } from '../lib/index.js'
 import { expectP2snError } from './helpers/errors.js'
 import { listenLocal, relayTo } from './helpers/net.js'
 import { useLoopbackFixture } from './helpers/loopback.js'
@@ -213,8 +213,15 @@ describe('Server with proxyProtocol', function () {
   })
 
   describe('with authenticate: the header, then TLS from the bytes after it', () => {
+    // 2048-bit keys: OpenSSL 3.5 (Node 22 and up) takes no TLS certificate of a 1024-bit key.
+    let serverKeys: KeyPair
+    let clientKeys: KeyPair
+    before(async () => {
+      [serverKeys, clientKeys] = await Promise.all([generateKeyPair(), generateKeyPair()])
+    })
+
     function authenticatedClient (port: number): Channel {
-      const channel = connect({ host: '127.0.0.1', port, keyPair: fixture.clientKeys, authenticate: true })
+      const channel = connect({ host: '127.0.0.1', port, keyPair: clientKeys, authenticate: true })
       channel.on('error', () => {})
       closers.push(() => { channel.destroy() })
       return channel
@@ -224,13 +231,13 @@ describe('Server with proxyProtocol', function () {
     // when TLS takes it, and must reach TLS, not be dropped.
     for (const how of ['apart', 'with first', 'trickled'] as const) {
       it(`a v1 header (${how}): TLS proves the client's key, and the address comes from the header`, async () => {
-        const { server, port, errors } = await start({ authenticate: true })
+        const { server, port, errors } = await start({ keyPair: serverKeys, authenticate: true })
         const serverSide = once(server, 'channel') as Promise<[Channel, PeerInfo]>
         const channel = authenticatedClient(await balancer(port, V1, how))
         expect((await channel.request('hello')).toString()).to.equal('hello')
         const [accepted, peer] = await serverSide
         expect(peer.authenticated).to.equal(true)
-        expect(peer.fingerprint).to.equal(fixture.clientKeys.publicKey.fingerprint)
+        expect(peer.fingerprint).to.equal(clientKeys.publicKey.fingerprint)
         expect(accepted.remoteAddress).to.equal('203.0.113.7')
         expect(peer.remotePort).to.equal(40000)
         expect(errors).to.deep.equal([])
@@ -238,7 +245,7 @@ describe('Server with proxyProtocol', function () {
     }
 
     it('a v2 header in the same write as the ClientHello', async () => {
-      const { server, port } = await start({ authenticate: true })
+      const { server, port } = await start({ keyPair: serverKeys, authenticate: true })
       const serverSide = once(server, 'channel') as Promise<[Channel, PeerInfo]>
       const channel = authenticatedClient(await balancer(port, v2(), 'with first'))
       expect((await channel.request('hello')).toString()).to.equal('hello')
@@ -248,7 +255,7 @@ describe('Server with proxyProtocol', function () {
     })
 
     it('a client that connects straight, without a header, is refused with ERR_P2SN_PROXY_PROTOCOL', async () => {
-      const { port, errors } = await start({ authenticate: true })
+      const { port, errors } = await start({ keyPair: serverKeys, authenticate: true })
       const channel = authenticatedClient(port)
       await expectP2snError(channel.request('hello'), 'ERR_P2SN_AUTHENTICATION')
       await sleep(50)

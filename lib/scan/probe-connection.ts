@@ -109,6 +109,10 @@ export class ProbeConnection {
     try {
       const { socket: tlsSocket, peerKey } = await authentication.ready
       return new ProbeConnection(tlsSocket, tally, target.timeout, { version: tlsSocket.getProtocol() ?? 'unknown', peerKey })
+    } catch (err) {
+      // Options TLS cannot use fail before any TLS socket owns the connection: let it go here.
+      socket.destroy()
+      throw err
     } finally {
       clearTimeout(timer)
     }

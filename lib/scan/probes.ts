@@ -507,12 +507,14 @@ export async function probeSilentConnection (context: ProbeContext, wait: number
   }
 }
 
-/** Offers a client key of `client.bits` bits at step 5; `refuseIsPass`: a key that must be refused. */
-export async function probeClientKey (context: ProbeContext, client: ProbeKey | undefined, authKeys: KeyPair | undefined, mustRefuse: boolean): Promise<ScanItem> {
-  const bits = client?.bits ?? 512
+/**
+ * Offers a client key of `bits` bits at step 5; `mustRefuse`: a key that must be refused.
+ * `client` undefined: not tried, for the reason `untried` gives.
+ */
+export async function probeClientKey (context: ProbeContext, bits: number, client: ProbeKey | undefined, authKeys: KeyPair | undefined, mustRefuse: boolean, untried = ''): Promise<ScanItem> {
   const id = `limits.key-${bits}`
   const title = `a ${bits}-bit client key`
-  if (client === undefined) return item('limits', id, title, 'n/a', 'not tried in the authenticated mode: tls takes no certificate of a key this small')
+  if (client === undefined) return item('limits', id, title, 'n/a', `not tried in the authenticated mode: ${untried}`)
   const { connection, trace } = await openSession(context, client, authKeys)
   connection.destroy()
   const step6 = trace.step6
