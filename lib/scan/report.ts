@@ -17,9 +17,11 @@ export type ScanSection = (typeof SCAN_SECTIONS)[number]
 export interface ScanItem {
   /** Stable name for scripts and tests: `identity.key`, `oracle.padding`, `limits.key-512`, … */
   id: string
+  /** The section it is printed under. */
   section: ScanSection
   /** What was checked, in a few words. */
   title: string
+  /** pass, warn, fail, or n/a when it could not be checked. */
   verdict: Verdict
   /** What was seen, in one line. */
   evidence: string
@@ -27,16 +29,24 @@ export interface ScanItem {
 
 /** A whole scan. */
 export interface ScanReport {
-  target: { host: string, port: number }
+  /** The server scanned. */
+  target: {
+    /** Its host, as given. */
+    host: string
+    /** Its port. */
+    port: number
+  }
   /** Whether the scan ran through the authenticated mode (`--auth`). */
   auth: boolean
   /** When the scan began, ISO 8601. */
   startedAt: string
+  /** How long the scan took, in ms. */
   durationMs: number
   /** Connections the scan opened. */
   connections: number
   /** Bytes the scan sent, over all its connections. */
   bytesSent: number
+  /** Every item, in the order of {@link SCAN_SECTIONS}. */
   items: ScanItem[]
   /** How many items got each verdict. */
   summary: Record<Verdict, number>
