@@ -5,8 +5,9 @@
 import { expect } from 'chai'
 import crypto from 'node:crypto'
 import {
-  DEFAULT_MAX_PROBE_BYTES, fingerprint, generateKeyPair, scanServer, type KeyPair, type ScanOptions, type ScanReport, type Verdict
+  DEFAULT_MAX_PROBE_BYTES, fingerprint, generateKeyPair, scanServer, type KeyPair, type ScanOptions, type ScanReport
 } from '../lib/index.js'
+import { ALL_RIGHT, type Verdicts } from './helpers/scan-verdicts.js'
 import {
   CONFORMING_SCRIPT, REFERENCE_SCRIPT, makeScriptKey, startScriptedServer,
   type Script, type ScriptKey, type ScriptedServer
@@ -18,26 +19,8 @@ const TIMEOUT = 1000
 const SILENCE_TIMEOUT = 800
 const MAX_PROBE_BYTES = 256 * 1024
 
-type Verdicts = Record<string, Verdict>
-
-/** A server that does everything right: only authentication warns, as it always does without --auth. */
-const CONFORMING: Verdicts = {
-  'identity.key': 'pass',
-  'identity.same-key': 'pass',
-  'conformance.step2': 'pass',
-  'conformance.step4': 'pass',
-  'conformance.keycheck': 'pass',
-  'conformance.request': 'pass',
-  'conformance.errorkey': 'pass',
-  'oracle.padding': 'pass',
-  'limits.unterminated-handshake': 'pass',
-  'limits.unterminated-message': 'pass',
-  'limits.key-1024': 'pass',
-  'limits.key-512': 'pass',
-  'limits.multi-block': 'pass',
-  'limits.silent': 'pass',
-  'auth.authentication': 'warn'
-}
+/** The conforming script's report: everything right. */
+const CONFORMING = ALL_RIGHT
 
 /** What needs a finished handshake, when step 4 or step 6 failed: nothing of it can be judged. */
 const AFTER_HANDSHAKE_NA: Verdicts = {
