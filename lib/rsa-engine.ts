@@ -108,12 +108,24 @@ function forgePublicKey (key: PublicKey): forge.pki.rsa.PublicKey {
   return forgeKey
 }
 
+/**
+ * The key as node-forge's, made once per key.
+ * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` for a key of more than two primes
+ */
 function forgePrivateKey (key: PrivateKey): forge.pki.rsa.PrivateKey {
   let forgeKey = forgePrivateKeys.get(key)
   if (forgeKey === undefined) {
     const { n, e, d, p, q, dp, dq, qi }: RsaNumbers = key.numbers
-    forgeKey = forge.pki.setRsaPrivateKey(bigInteger(n), bigInteger(e), bigInteger(d), bigInteger(p),
-      bigInteger(q), bigInteger(dp), bigInteger(dq), bigInteger(qi))
+    const modulus = bigInteger(n)
+    const [first, second] = [bigInteger(p), bigInteger(q)]
+    // forge's CRT takes two primes, and the JWK export that gives us the numbers drops a
+    // multi-prime key's others: with such a key (OpenSSL makes them) forge decrypts to garbage,
+    // which implicit rejection would pass off as a message. Refused instead.
+    if (!first.multiply(second).equals(modulus)) {
+      throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'the private key\'s modulus is not the product of its primes p and q (a multi-prime rsa key, or a damaged one), and the forge engine takes two-prime keys only; use engine: \'openssl\', or a two-prime key')
+    }
+    forgeKey = forge.pki.setRsaPrivateKey(modulus, bigInteger(e), bigInteger(d), first,
+      second, bigInteger(dp), bigInteger(dq), bigInteger(qi))
     forgePrivateKeys.set(key, forgeKey)
   }
   return forgeKey

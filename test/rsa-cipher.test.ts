@@ -10,6 +10,7 @@ import { collect } from './helpers/chunking.js'
 // same rounds of setImmediate as the one whose turns are counted.
 import { countingEngine } from './helpers/counting-engine.js'
 import { expectP2snErrorSync, thrown } from './helpers/errors.js'
+import { fixtureText } from './helpers/fixtures.js'
 import { settle, within } from './helpers/timing.js'
 
 const ENGINES = ['openssl', 'forge'] as const
@@ -481,6 +482,37 @@ describe('RSA cipher (rsa-cipher.ts)', function () {
       const ciphertext = encryptMessage(pair, plaintext, { engine: counting })
       expect(decryptMessage(pair, ciphertext, { engine: counting }).equals(plaintext)).to.equal(true)
       expect(calls).to.deep.equal({ encryptBlock: 4, decryptRaw: 4 })
+    })
+
+    describe('a private key of three primes (OpenSSL makes them; generateKeyPair does not)', function () {
+      let threePrimes: KeyPair
+      // Two blocks of the 2048-bit key.
+      const plaintext = message(300)
+
+      before(function () {
+        threePrimes = parsePrivateKey(fixtureText('multi-prime/three-primes-2048.pem'))
+      })
+
+      it('the openssl engine decrypts with it, and either engine encrypts to it (n and e are all encryption takes)', function () {
+        for (const engine of ENGINES) {
+          const ciphertext = encryptMessage(threePrimes, plaintext, { engine })
+          expect(decryptMessage(threePrimes, ciphertext).equals(plaintext), `encrypted by ${engine}`).to.equal(true)
+          expect(decryptMessage(threePrimes, ciphertext, { rejection: 'error' }).equals(plaintext), `encrypted by ${engine}, rejection: 'error'`).to.equal(true)
+        }
+      })
+
+      it('the forge engine refuses it with ERR_P2SN_INVALID_ARGUMENT, rather than decrypting it to garbage', async function () {
+        const ciphertext = encryptMessage(threePrimes, plaintext)
+        for (const rejection of ['implicit', 'error'] as const) {
+          const err = expectP2snErrorSync(() => decryptMessage(threePrimes, ciphertext, { engine: 'forge', rejection }), 'ERR_P2SN_INVALID_ARGUMENT')
+          expect(err.message).to.include('use engine: \'openssl\', or a two-prime key')
+          // Refused again: nothing half-made was cached for the key.
+          expectP2snErrorSync(() => decryptMessage(threePrimes, ciphertext, { engine: forgeEngine, rejection }), 'ERR_P2SN_INVALID_ARGUMENT')
+        }
+        const err = await streamError(RsaCipher.decryptor(threePrimes, { engine: 'forge' }), [ciphertext])
+        expect(err).to.be.instanceOf(P2snError)
+        expect((err as P2snError).code).to.equal('ERR_P2SN_INVALID_ARGUMENT')
+      })
     })
   })
 

@@ -1,9 +1,10 @@
+import { getEventListeners, setMaxListeners } from 'node:events'
 import { expect } from 'chai'
 import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, opensslEngine, parsePrivateKey, type KeyPair } from '../lib/index.js'
 import { RsaPool, type PoolDecryptOptions, type RsaPoolOptions } from '../lib/rsa-pool.js'
 import { blocks, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { expectP2snError } from './helpers/errors.js'
-import { loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
+import { fixtureText, loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
 import { settle } from './helpers/timing.js'
 
 /** What the inline path gives: the message, or the error code. */
@@ -351,6 +352,9 @@ describe('RsaPool (rsa-pool.ts)', function () {
   it('a worker takes at most 64 blocks a batch: work it has not taken can still be cancelled', async () => {
     await withPool({ workers: 1 }, async (one) => {
       const controller = new AbortController()
+      // 600 decryptions wait on this one signal, a listener each, taken off as each ends (see
+      // the test below): no leak, but Node warns from 11 listeners on.
+      setMaxListeners(0, controller.signal)
       let done = 0
       const all = Array.from({ length: 600 }, async () => {
         await one.decrypt(keys.privateKey, block, { signal: controller.signal })
@@ -362,6 +366,23 @@ describe('RsaPool (rsa-pool.ts)', function () {
       // Two batches a worker at most were out when it was aborted: one a batch of 600 before.
       expect(done).to.be.at.most(2 * 64)
     })
+  })
+
+  it('a signal shared by many decryptions holds one abort listener for each still running, and none once all have ended', async () => {
+    const { signal } = new AbortController()
+    setMaxListeners(0, signal)
+    // One with bad padding, which fails in the worker; one refused before the queue (not whole blocks).
+    const badPadding = Buffer.alloc(keys.privateKey.size)
+    badPadding[badPadding.length - 1] = 5
+    const running = [
+      ...Array.from({ length: 20 }, async () => pool.decrypt(keys.privateKey, block, { signal })),
+      pool.decrypt(keys.privateKey, badPadding, { signal, rejection: 'error' })
+    ]
+    const refused = outcomeOf(pool.decrypt(keys.privateKey, block.subarray(1), { signal }))
+    expect(getEventListeners(signal, 'abort')).to.have.length(21)
+    expect((await Promise.allSettled(running)).map((outcome) => outcome.status)).to.deep.equal([...Array<string>(20).fill('fulfilled'), 'rejected'])
+    expect(await refused).to.equal('ERR_P2SN_BAD_CIPHERTEXT')
+    expect(getEventListeners(signal, 'abort')).to.have.length(0)
   })
 
   it('urgent: a decryption goes ahead of the queue, and in even when it is full (a handshake\'s key check)', async () => {
@@ -394,6 +415,14 @@ describe('RsaPool (rsa-pool.ts)', function () {
     expect((await pool.decrypt(keys.privateKey, ct, { engine: 'forge' })).toString()).to.equal('engines')
     expect((await pool.decrypt(keys.privateKey, ct, { engine: opensslEngine })).toString()).to.equal('engines')
     await expectP2snError(pool.decrypt(keys.privateKey, ct, { engine: { ...opensslEngine } }), 'ERR_P2SN_INVALID_ARGUMENT')
+  })
+
+  it('a private key of three primes: openssl decrypts with it, and the forge engine refuses it in the workers too', async () => {
+    const threePrimes = parsePrivateKey(fixtureText('multi-prime/three-primes-2048.pem'))
+    const ct = encryptMessage(threePrimes, 'three primes')
+    expect((await pool.decrypt(threePrimes.privateKey, ct)).toString()).to.equal('three primes')
+    const err = await expectP2snError(pool.decrypt(threePrimes.privateKey, ct, { engine: 'forge' }), 'ERR_P2SN_INVALID_ARGUMENT')
+    expect(err.message).to.include('use engine: \'openssl\', or a two-prime key')
   })
 
   it('refuses a worker count that is not a whole number of at least 1', () => {
