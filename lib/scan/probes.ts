@@ -255,8 +255,9 @@ export async function probeCiphertextClass (context: ProbeContext, cls: Cipherte
     for (let event = first, n = 1; n < MAX_ANSWER_EVENTS && event.kind === 'frame'; n++) {
       event = await connection.next(watch)
       if (event.kind === 'silence') break
-      answer.outcome += `, then ${classify(event, context.client).label}`
-      answer.reply ??= classify(event, context.client).reply
+      const seen = classify(event, context.client)
+      answer.outcome += `, then ${seen.label}`
+      answer.reply ??= seen.reply
     }
     return answer
   } finally {
