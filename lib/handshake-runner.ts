@@ -8,15 +8,18 @@
  */
 import type { KeyObject } from 'node:crypto'
 import { checkLimit } from './arguments.js'
-import { ERRORKEY, HandshakeMachine, type FrameStep, type HandshakeOutput, type Role, type ServerKeyEncoding } from './core/handshake.js'
-import { decryptMessage } from './core/rsa-message.js'
+import { ERRORKEY, HandshakeMachine, KEYCHECK, type FrameStep, type HandshakeOutput, type Role, type ServerKeyEncoding } from './core/handshake.js'
+import { decryptsTo } from './core/rsa-message.js'
 import { P2snError, toP2snError } from './errors.js'
 import { generateKeyPair, toKeyPair, type KeyPair, type PrivateKeyInput, type PublicKey } from './keys.js'
 import { DEFAULT_HANDSHAKE_TIMEOUT } from './protocol.js'
-import type { EngineName, RsaEngine } from './rsa-engine.js'
+import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
 import { poolEngineName, type RsaPool } from './rsa-pool.js'
 
 export { checkRole, type FrameStep, type Role, type ServerKeyEncoding } from './core/handshake.js'
+
+/** What a key check that is not P2SN:KEYCHECK is handed to the machine as. */
+const NOT_KEYCHECK = Buffer.alloc(0)
 
 /** What a handshake learned of the peer: the `'handshake'` event's argument and `verifyPeer`'s. */
 export interface PeerInfo {
@@ -270,14 +273,15 @@ export class HandshakeRunner {
     const options = { strict: true, engine: this.#options.engine }
     const pool = this.#options.pool
     if (pool === undefined) {
-      let plaintext: Buffer
+      let matched: boolean
       try {
-        plaintext = decryptMessage(privateKey, ciphertext, options)
+        // Only "is it P2SN:KEYCHECK?" is asked, so no synthetic message is made (see decryptsTo).
+        matched = decryptsTo(privateKey, ciphertext, KEYCHECK, resolveEngine(options.engine))
       } catch (err) {
         this.#decryptFailed(err)
         return
       }
-      this.#run(() => machine.keyChecked(plaintext))
+      this.#run(() => machine.keyChecked(matched ? KEYCHECK : NOT_KEYCHECK))
       return
     }
     pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true }).then(

@@ -99,3 +99,23 @@ export function unpadImplicit (em: Buffer, ciphertext: Buffer, rejectionKey: Buf
   }
   return { message: em.subarray(k - length), valid: good }
 }
+
+/**
+ * Whether a decrypted block is exactly the PKCS#1 v1.5 encoding of `expected` (00 02, at least
+ * eight nonzero bytes, 00, then `expected`), checked over every byte with masks. A caller that
+ * only needs to know whether a block holds one known message (the handshake's key check) learns
+ * just what implicit rejection would tell it, since a synthetic message is `expected` by a
+ * chance of about 2^-8 per byte, but spends no HMAC on it.
+ *
+ * @param em - the raw RSA output, exactly k bytes
+ */
+export function encodes (em: Uint8Array, expected: Uint8Array): boolean {
+  const k = em.length
+  const separator = k - expected.length - 1
+  // A block too short for eight bytes of padding holds no such encoding: a fact of the key size.
+  if (separator < 10) return false
+  let bad = em[0]! | (em[1]! ^ 2) | em[separator]!
+  for (let i = 2; i < separator; i++) bad |= isZero(em[i]!)
+  for (let i = 0; i < expected.length; i++) bad |= em[separator + 1 + i]! ^ expected[i]!
+  return bad === 0
+}

@@ -2,7 +2,7 @@ import crypto from 'node:crypto'
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { decryptMessage, generateKeyPair, parsePrivateKey, type KeyPair, type PrivateKey } from '../lib/index.js'
-import { unpadImplicit } from '../lib/implicit-rejection.js'
+import { encodes, unpadImplicit } from '../lib/implicit-rejection.js'
 import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { expectP2snErrorSync } from './helpers/errors.js'
 import { loadRejectionFamilies, loadWycheproof, type WycheproofGroup, type WycheproofTest } from './helpers/fixtures.js'
@@ -187,6 +187,61 @@ describe('implicit rejection', function () {
         expect(result.message.toString('hex')).to.equal(expected.message.toString('hex'))
         expect(result.message.length).to.be.at.most(emBuffer.length - 11)
       }), { numRuns: 500 })
+    })
+  })
+
+  describe('encodes (the key check: is this block exactly the encoding of one known message?)', function () {
+    const k = 256
+    const expected = Buffer.from('P2SN:KEYCHECK')
+
+    it('is true for 00 02, eight or more nonzero bytes, 00 and the message', function () {
+      expect(encodes(encodedMessage(k, k - 3 - expected.length, expected), expected)).to.equal(true)
+      expect(encodes(encodedMessage(24, 8, expected), expected)).to.equal(true)
+    })
+
+    it('is false for each way of being something else', function () {
+      const good = encodedMessage(k, k - 3 - expected.length, expected)
+      const spoilt = (change: (em: Buffer) => void): Buffer => {
+        const em = Buffer.from(good)
+        change(em)
+        return em
+      }
+      const separator = k - expected.length - 1
+      const cases: Record<string, Buffer> = {
+        'first byte': spoilt((em) => { em[0] = 1 }),
+        'block type': spoilt((em) => { em[1] = 1 }),
+        'a zero in the padding': spoilt((em) => { em[2 + 37] = 0 }),
+        'a zero as the padding\'s last byte': spoilt((em) => { em[separator - 1] = 0 }),
+        'no separator': spoilt((em) => { em[separator] = 7 }),
+        'the message\'s first byte': spoilt((em) => { em[separator + 1]! ^= 0x20 }),
+        'the message\'s last byte': spoilt((em) => { em[k - 1]! ^= 1 }),
+        // A shorter message than expected, with its separator one byte later.
+        'a shorter message': spoilt((em) => { em[separator] = 9; em[separator + 1] = 0 }),
+        'all zeros': Buffer.alloc(k)
+      }
+      for (const [name, em] of Object.entries(cases)) expect(encodes(em, expected), name).to.equal(false)
+      // Seven bytes of padding are too few, as for unpadImplicit.
+      expect(encodes(encodedMessage(23, 7, expected), expected)).to.equal(false)
+    })
+
+    it('answers as unpadImplicit does, for random blocks and blocks shaped like an encoding (property)', function () {
+      const block = fc.record({
+        rest: fc.uint8Array({ minLength: 62, maxLength: 62 }),
+        separator: fc.integer({ min: 2, max: 63 }),
+        head: fc.integer({ min: 0, max: 3 }),
+        plant: fc.boolean()
+      }).map(({ rest, separator, head, plant }) => {
+        const em = Buffer.concat([Buffer.from([head === 1 ? 1 : 0, head === 2 ? 3 : 2]), rest])
+        for (let i = 2; i < separator; i++) if (em[i] === 0) em[i] = 1
+        em[separator] = 0
+        if (plant) expected.copy(em, 64 - expected.length)
+        return em
+      })
+      const rejectionKey = crypto.randomBytes(32)
+      fc.assert(fc.property(block, fc.uint8Array({ minLength: 64, maxLength: 64 }), (em, ciphertext) => {
+        const { message, valid } = unpadImplicit(Buffer.from(em), Buffer.from(ciphertext), rejectionKey)
+        expect(encodes(em, expected)).to.equal(valid === 1 && message.equals(expected))
+      }), { numRuns: 2000 })
     })
   })
 

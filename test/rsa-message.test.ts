@@ -5,10 +5,10 @@
  */
 import { expect } from 'chai'
 import {
-  blockLimit, countBlocks, decryptBlock, decryptMessage, encryptMessage, encryptTo, joinBlocks
+  blockLimit, countBlocks, decryptBlock, decryptMessage, decryptsTo, encryptMessage, encryptTo, joinBlocks
 } from '../lib/core/rsa-message.js'
 import { DEFAULT_MAX_MESSAGE_BLOCKS, forgeEngine, generateKeyPair, opensslEngine, type KeyPair } from '../lib/index.js'
-import { encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
+import { CIPHERTEXT_CLASSES, ciphertextOf, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { countingEngine } from './helpers/counting-engine.js'
 import { expectP2snErrorSync } from './helpers/errors.js'
 
@@ -158,6 +158,40 @@ describe('core message crypto (core/rsa-message.ts)', function () {
       expect(joinBlocks(parts, 0, 'implicit')).to.deep.equal(Buffer.from('abcd'))
       expect(joinBlocks(parts, 0, undefined)).to.deep.equal(Buffer.from('abcd'))
       expectP2snErrorSync(() => joinBlocks(parts, 0, 'error'), 'ERR_P2SN_DECRYPT')
+    })
+  })
+
+  describe('decryptsTo (the handshake\'s key check)', function () {
+    const KEYCHECK = Buffer.from('P2SN:KEYCHECK')
+
+    it('is true for P2SN:KEYCHECK encrypted to the key, with either engine, and false for anything else', function () {
+      for (const engine of [opensslEngine, forgeEngine]) {
+        expect(decryptsTo(pair.privateKey, encryptMessage(pair, KEYCHECK), KEYCHECK, engine), engine.name).to.equal(true)
+        for (const other of ['P2SN:KEYCHECk', 'P2SN:KEYCHECK ', 'P2SN:KEYCHEC', '']) {
+          expect(decryptsTo(pair.privateKey, encryptMessage(pair, other), KEYCHECK, engine), `${engine.name}: "${other}"`).to.equal(false)
+        }
+      }
+    })
+
+    it('is false for every class of bad padding, as for a good block of another message, and true only for a good block of it', function () {
+      for (const cls of CIPHERTEXT_CLASSES) {
+        expect(decryptsTo(pair.privateKey, ciphertextOf(cls, pair, KEYCHECK), KEYCHECK, opensslEngine), cls).to.equal(cls === 'valid')
+        expect(decryptsTo(pair.privateKey, ciphertextOf(cls, pair, message(13)), KEYCHECK, opensslEngine), `${cls}, another message`).to.equal(false)
+      }
+    })
+
+    it('refuses what decryptMessage with strict refuses, before any private-key operation', function () {
+      const { engine, decrypted } = countingEngine()
+      const one = encryptMessage(pair, KEYCHECK)
+      expectP2snErrorSync(() => decryptsTo(pair.privateKey, one.subarray(1), KEYCHECK, engine), 'ERR_P2SN_BAD_CIPHERTEXT')
+      expectP2snErrorSync(() => decryptsTo(pair.privateKey, Buffer.concat([one, one]), KEYCHECK, engine), 'ERR_P2SN_MESSAGE_TOO_LONG')
+      expectP2snErrorSync(() => decryptsTo(pair.privateKey, Buffer.alloc(K, 0xff), KEYCHECK, engine), 'ERR_P2SN_BAD_CIPHERTEXT')
+      expect(decrypted()).to.equal(0)
+    })
+
+    it('reports an engine that fails as ERR_P2SN_ENGINE, this side\'s fault', function () {
+      const broken = { ...opensslEngine, decryptRaw: () => { throw new Error('no raw rsa here') } }
+      expectP2snErrorSync(() => decryptsTo(pair.privateKey, encryptMessage(pair, KEYCHECK), KEYCHECK, broken), 'ERR_P2SN_ENGINE')
     })
   })
 })

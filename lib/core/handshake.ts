@@ -65,7 +65,8 @@ export interface HandshakeMachineOptions {
 
 export const PUBKEY = Buffer.from(KEYWORD_PUBKEY)
 export const ERRORKEY = Buffer.from(KEYWORD_ERRORKEY)
-const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
+/** The key check's plaintext. */
+export const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
 const PEM_START = Buffer.from('-----BEGIN')
 
 /** Errors that the standard wants answered with `P2SN:ERRORKEY` before closing. */

@@ -11,7 +11,7 @@
  */
 import { checkLimit, toBuffer } from '../arguments.js'
 import { P2snError } from '../errors.js'
-import { unpadImplicit } from '../implicit-rejection.js'
+import { encodes, unpadImplicit } from '../implicit-rejection.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKey, type PublicKeyInput } from '../keys.js'
 import { DEFAULT_MAX_MESSAGE_BLOCKS } from '../protocol.js'
 import { engineFailure, resolveEngine, type EngineName, type RsaEngine } from '../rsa-engine.js'
@@ -109,6 +109,26 @@ export function decryptMessage (privateKey: PrivateKeyInput, ciphertext: Uint8Ar
   let valid = 1
   for (let i = 0; i < blocks; i++) valid &= decryptBlock(key, engine, bytes, i, parts, options.rejection)
   return joinBlocks(parts, valid, options.rejection)
+}
+
+/**
+ * Whether a one-block ciphertext decrypts to exactly `expected`, as the handshake's key check
+ * asks: the raw block compared with its encoding in constant time, with none of implicit
+ * rejection's HMACs (about 25 µs a block on Node 20) and the same answer; nothing else of the
+ * block comes out.
+ *
+ * @throws P2snError as {@link decryptMessage} with `strict` does (`ERR_P2SN_BAD_CIPHERTEXT`,
+ *   `ERR_P2SN_MESSAGE_TOO_LONG`, `ERR_P2SN_ENGINE`), never for a block that is merely not `expected`
+ */
+export function decryptsTo (key: PrivateKey, ciphertext: Buffer, expected: Uint8Array, engine: RsaEngine): boolean {
+  countBlocks(key, ciphertext, 1, true)
+  let em: Buffer
+  try {
+    em = engine.decryptRaw(key, ciphertext)
+  } catch (err) {
+    throw engineFailure(engine, 'decrypt', err)
+  }
+  return encodes(em, expected)
 }
 
 /**
