@@ -7,7 +7,7 @@ import { expect } from 'chai'
 import {
   blockLimit, countBlocks, decryptBlock, decryptMessage, decryptsTo, encryptMessage, encryptTo, joinBlocks
 } from '../lib/core/rsa-message.js'
-import { DEFAULT_MAX_MESSAGE_BLOCKS, forgeEngine, generateKeyPair, opensslEngine, type KeyPair } from '../lib/index.js'
+import { DEFAULT_MAX_MESSAGE_BLOCKS, forgeEngine, generateKeyPair, opensslEngine, type KeyPair, type RsaEngine } from '../lib/index.js'
 import { CIPHERTEXT_CLASSES, ciphertextOf, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
 import { countingEngine } from './helpers/counting-engine.js'
 import { expectP2snErrorSync } from './helpers/errors.js'
@@ -190,8 +190,35 @@ describe('core message crypto (core/rsa-message.ts)', function () {
     })
 
     it('reports an engine that fails as ERR_P2SN_ENGINE, this side\'s fault', function () {
-      const broken = { ...opensslEngine, decryptRaw: () => { throw new Error('no raw rsa here') } }
+      const broken: RsaEngine = { name: 'openssl', encryptBlock: opensslEngine.encryptBlock, decryptRaw: () => { throw new Error('no raw rsa here') } }
       expectP2snErrorSync(() => decryptsTo(pair.privateKey, encryptMessage(pair, KEYCHECK), KEYCHECK, broken), 'ERR_P2SN_ENGINE')
+    })
+
+    it('asks an engine that rejects implicitly itself that way first, as decryptMessage does, and raw RSA only when it declines', function () {
+      const asked: string[] = []
+      const implicitOnly: RsaEngine = {
+        name: 'openssl',
+        encryptBlock: opensslEngine.encryptBlock,
+        decryptRaw: () => { throw new Error('no raw rsa here') },
+        decryptImplicit: (key, ciphertext) => {
+          asked.push('implicit')
+          return decryptMessage(key, ciphertext, { engine: forgeEngine })
+        }
+      }
+      expect(decryptsTo(pair.privateKey, encryptMessage(pair, KEYCHECK), KEYCHECK, implicitOnly)).to.equal(true)
+      expect(decryptsTo(pair.privateKey, encryptMessage(pair, 'P2SN:KEYCHECX'), KEYCHECK, implicitOnly)).to.equal(false)
+      expect(decryptsTo(pair.privateKey, ciphertextOf('wrong block type', pair, KEYCHECK), KEYCHECK, implicitOnly)).to.equal(false)
+      expect(asked).to.deep.equal(['implicit', 'implicit', 'implicit'])
+      const declining: RsaEngine = {
+        ...forgeEngine,
+        decryptRaw: (key, ciphertext) => {
+          asked.push('raw')
+          return forgeEngine.decryptRaw(key, ciphertext)
+        },
+        decryptImplicit: () => undefined
+      }
+      expect(decryptsTo(pair.privateKey, encryptMessage(pair, KEYCHECK), KEYCHECK, declining)).to.equal(true)
+      expect(asked.at(-1)).to.equal('raw')
     })
   })
 })

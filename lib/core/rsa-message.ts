@@ -9,6 +9,7 @@
  * implicit rejection unless told otherwise.
  * @module
  */
+import crypto from 'node:crypto'
 import { checkLimit, toBuffer } from '../arguments.js'
 import { P2snError } from '../errors.js'
 import { encodes, unpadImplicit } from '../implicit-rejection.js'
@@ -113,22 +114,24 @@ export function decryptMessage (privateKey: PrivateKeyInput, ciphertext: Uint8Ar
 
 /**
  * Whether a one-block ciphertext decrypts to exactly `expected`, as the handshake's key check
- * asks: the raw block compared with its encoding in constant time, with none of implicit
- * rejection's HMACs (about 25 µs a block on Node 20) and the same answer; nothing else of the
- * block comes out.
+ * asks, and nothing else of the block. Where the engine does implicit rejection itself, its
+ * message is compared with `expected` in constant time; otherwise the raw block is compared
+ * with the encoding of `expected` (see `encodes`), with none of our implicit rejection's HMACs
+ * (about 25 µs a block on Node 20) and the same answer.
  *
  * @throws P2snError as {@link decryptMessage} with `strict` does (`ERR_P2SN_BAD_CIPHERTEXT`,
  *   `ERR_P2SN_MESSAGE_TOO_LONG`, `ERR_P2SN_ENGINE`), never for a block that is merely not `expected`
  */
 export function decryptsTo (key: PrivateKey, ciphertext: Buffer, expected: Uint8Array, engine: RsaEngine): boolean {
   countBlocks(key, ciphertext, 1, true)
-  let em: Buffer
   try {
-    em = engine.decryptRaw(key, ciphertext)
+    // As decryptBlock does: an engine that rejects implicitly itself is asked that way first.
+    const native = engine.decryptImplicit?.(key, ciphertext)
+    if (native !== undefined) return native.length === expected.length && crypto.timingSafeEqual(native, expected)
+    return encodes(engine.decryptRaw(key, ciphertext), expected)
   } catch (err) {
     throw engineFailure(engine, 'decrypt', err)
   }
-  return encodes(em, expected)
 }
 
 /**
