@@ -78,8 +78,7 @@ const PER_CLASS = 64
  * For each named class, 64 ciphertexts carrying its text, each with its raw decryption. Made
  * in a shuffled order of classes and copied into one arena at shuffled places, so that where a
  * class's objects and blocks happen to lie in memory is not timed with it (a review measured
- * 45-70 ns for blocks allocated apart; objects made class after class gave the harness alone
- * a |t| of up to 34).
+ * 45-70 ns for blocks allocated apart).
  */
 function samples (classes: Record<string, { cls: CiphertextClass, text: Buffer }>): Map<string, Sample[]> {
   const made = new Map<string, Sample[]>(Object.keys(classes).map((name) => [name, []]))
