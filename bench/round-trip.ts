@@ -3,7 +3,7 @@
  * process, each against the OpenSSL bound of its RSA work measured in the same run (two public
  * and two private operations, for a round trip as for a handshake): request/reply round trips of
  * a channel, and of a client composed by hand (examples/hand-composed.ts); handshakes one at a
- * time, and four under way at once.
+ * time, and four under way at once; and each against the ceiling of a bare P2SN (bench/bare.ts).
  */
 import crypto from 'node:crypto'
 import { once } from 'node:events'
@@ -16,6 +16,7 @@ import {
 } from '../lib/index.js'
 import { frameDuplex } from '../lib/frame-duplex.js'
 import { listenLocal } from '../test/helpers/net.js'
+import { bareClient, bareServer } from './bare.js'
 import { alternate, formatRate, opensslBound } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(100)
@@ -65,6 +66,8 @@ export async function benchRoundTrip (): Promise<void> {
   const channel = connect({ port, keyPair: clientKeys })
   await once(channel, 'handshake')
   const composed = await composedClient(port, clientKeys)
+  const bareEnd = await bareServer(serverKeys)
+  const bareChannel = await bareClient(bareEnd.port, clientKeys)
   // A handshake spends what a round trip does: 2 public + 2 private ops, with 2048-bit keys both sides.
   const bound = opensslBound(serverKeys, MESSAGE, 2)
 
@@ -76,6 +79,12 @@ export async function benchRoundTrip (): Promise<void> {
   }
   const byHand = async (count: number): Promise<void> => {
     for (let i = 0; i < count; i++) check(await composed.request(MESSAGE))
+  }
+  const bare = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) check(await bareChannel.request(MESSAGE))
+  }
+  const bareHandshakes = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) (await bareClient(bareEnd.port, clientKeys)).destroy()
   }
   const handshake = async (): Promise<void> => {
     const fresh = connect({ port, keyPair: clientKeys })
@@ -91,9 +100,11 @@ export async function benchRoundTrip (): Promise<void> {
       for (let i = loop; i < count; i += CONCURRENT_HANDSHAKES) await handshake()
     }))
   }
-  const trips = await alternate({ bound, requests, byHand }, { slices: 10, count: 300 })
-  const shakes = await alternate({ bound, oneAtATime, fourAtOnce }, { slices: 5, count: 40 })
+  const trips = await alternate({ bound, requests, byHand, bare }, { slices: 10, count: 300 })
+  const shakes = await alternate({ bound, oneAtATime, fourAtOnce, bareHandshakes }, { slices: 5, count: 40 })
   composed.destroy()
+  bareChannel.destroy()
+  bareEnd.close()
   channel.destroy()
   await new Promise((resolve) => server.close(resolve))
 
@@ -105,8 +116,10 @@ export async function benchRoundTrip (): Promise<void> {
   line('openssl bound (2 public + 2 private ops)', trips.bound)
   line('round trips (connect() and createServer())', trips.requests, trips.bound, '(target ≥ 0.93×)')
   line('round trips, client composed by hand', trips.byHand, trips.bound, '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
+  line('ceiling: bare P2SN on raw sockets', trips.bare, trips.bound, '(bench/bare.ts: the same crypto, no streams)')
   console.log('handshakes over loopback TCP, 2048-bit keys, the client\'s key made once (2 public + 2 private ops each)')
   line('openssl bound', shakes.bound)
   line('one at a time', shakes.oneAtATime, shakes.bound, '(target ≥ 0.6×)')
   line(`${CONCURRENT_HANDSHAKES} under way at once`, shakes.fourAtOnce, shakes.bound, '(target ≥ 0.6×)')
+  line('ceiling: bare P2SN on raw sockets, one at a time', shakes.bareHandshakes, shakes.bound, '(bench/bare.ts)')
 }

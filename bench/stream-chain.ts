@@ -6,6 +6,7 @@
 import crypto from 'node:crypto'
 import { once } from 'node:events'
 import { Base64Codec, FrameJoiner, FrameSplitter, RsaCipher, generateKeyPair, type EngineName, type KeyPair } from '../lib/index.js'
+import { bareChainMessage } from './bare.js'
 import { alternate, formatRate, opensslBound } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(245)
@@ -38,10 +39,16 @@ export async function benchStreamChain (): Promise<void> {
   const bound = opensslBound(keys, MESSAGE)
   const openssl = makeChain(keys, 'openssl')
   const forge = makeChain(keys, 'forge')
-  const fast = await alternate({ bound, openssl }, { slices: 8, count: 600 })
+  const bare = (count: number): void => {
+    for (let i = 0; i < count; i++) {
+      if (bareChainMessage(keys, MESSAGE).length !== MESSAGE.length) throw new Error('the bare chain corrupted a message')
+    }
+  }
+  const fast = await alternate({ bound, openssl, bare }, { slices: 8, count: 600 })
   const slow = await alternate({ bound, forge }, { slices: 3, count: 10 })
   console.log('stream chain, 2048-bit keys, 245-byte messages (encryptor → base64 → joiner → splitter → base64 → decryptor)')
   console.log(`  openssl bound (1 public + 1 private op): ${formatRate(fast.bound)}`)
   console.log(`  chain, openssl engine:                  ${formatRate(fast.openssl)}  ratio ${(fast.openssl / fast.bound).toFixed(3)}× the bound (target ≥ 0.95×)`)
+  console.log(`  ceiling: bare, no streams:              ${formatRate(fast.bare)}  ratio ${(fast.bare / fast.bound).toFixed(3)}× the bound (bench/bare.ts: the same calls one after another)`)
   console.log(`  chain, forge engine:                    ${formatRate(slow.forge)}  ratio ${(slow.forge / slow.bound).toFixed(3)}× the bound`)
 }
