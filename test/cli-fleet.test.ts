@@ -10,7 +10,7 @@ import path from 'node:path'
 import { PassThrough } from 'node:stream'
 import { expect } from 'chai'
 import { FRAME_TERMINATOR, KEYWORD_PUBKEY, generateKeyPair, joinDuplex, wrap, type Channel, type KeyPair } from '../lib/index.js'
-import { cliBatchTimeout, lines, makeHome, runCli, startCli, startListener, useCliRoot, type CliResult } from './helpers/cli.js'
+import { cliBatchTimeout, lines, makeHome, runCli, startCli, startListener, useCliRoot, type CliChild, type CliResult } from './helpers/cli.js'
 
 /** Resolves when `socket` closes, or rejects after `ms`. */
 async function closedWithin (socket: net.Socket, ms: number): Promise<number> {
@@ -437,6 +437,14 @@ describe('p2sn command line for a fleet', function () {
     })
 
     describe('listen --stdio --echo', () => {
+      /** Our side ends the session; the server, which had connected with our key, exits 0. */
+      async function endedWithExit0 (channel: Channel, server: CliChild): Promise<void> {
+        channel.end()
+        const result = await server.result()
+        expect(result.code, result.stderr).to.equal(0)
+        expect(result.stderr).to.include(`connected with key ${clientKey.publicKey.fingerprint}`)
+      }
+
       /** The trace lines of messages received, on stderr. */
       const messagesIn = (stderr: string): number => stderr.match(/^p2sn trace: <- message /gm)?.length ?? 0
 
@@ -461,10 +469,7 @@ describe('p2sn command line for a fleet', function () {
           await until(() => messagesIn(server.stderr) === requests.length + 1, 10_000, 'the late request read')
           await sleep(200)
           expect(server.child.exitCode).to.equal(null)
-          channel.end()
-          const result = await server.result()
-          expect(result.code, result.stderr).to.equal(0)
-          expect(result.stderr).to.include(`connected with key ${clientKey.publicKey.fingerprint}`)
+          await endedWithExit0(channel, server)
         } finally {
           channel.destroy()
         }
@@ -498,10 +503,7 @@ describe('p2sn command line for a fleet', function () {
           await handshake
           await ended
           expect(replies).to.deep.equal([])
-          channel.end()
-          const result = await server.result()
-          expect(result.code, result.stderr).to.equal(0)
-          expect(result.stderr).to.include(`connected with key ${clientKey.publicKey.fingerprint}`)
+          await endedWithExit0(channel, server)
         } finally {
           channel.destroy()
         }

@@ -133,7 +133,7 @@ const slots = {
 }
 
 /** A running `p2sn`, with its output collected. */
-class CliChild {
+export class CliChild {
   readonly child: ChildProcess
   readonly done: Promise<CliResult>
   #stdout: Buffer[] = []
