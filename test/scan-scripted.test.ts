@@ -353,7 +353,12 @@ describe('scanServer against scripted servers', function () {
       const elapsed = performance.now() - started
       // It takes the whole endless frame (256 KiB, under the default budget: a warning) and never hangs up.
       expectVerdicts(report, { ...NO_KEY, 'limits.unterminated-handshake': 'warn', 'limits.silent': 'warn' })
-      expect(evidence(report, 'conformance.step2')).to.match(/^expected a public key, got nothing within [5-9]\d\d ms$/)
+      // The wait it reports: at least the timeout, and no more than the whole scan took (a
+      // ceiling of 999 ms failed once in the Node 24 suite, where a pause of the process
+      // stretched the wait; the scan's own time is bounded below).
+      const waited = /^expected a public key, got nothing within (\d+) ms$/.exec(evidence(report, 'conformance.step2'))
+      expect(waited, evidence(report, 'conformance.step2')).to.not.equal(null)
+      expect(Number(waited![1])).to.be.at.least(timeout).and.at.most(Math.ceil(elapsed))
       // Seven waits of `timeout` one after another (step 2 of the conformance, errorkey,
       // unterminated-handshake, unterminated-message, both small keys, multi-block) and the
       // key generation; the silent connection waits alongside.
