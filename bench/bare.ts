@@ -1,39 +1,35 @@
 /**
  * A bare P2SN, for the benchmarks' ceilings: the same crypto as a channel (the core's
  * `encryptMessage`, `decryptMessage` with implicit rejection, `decryptsTo` for the key check),
- * written straight over `node:net` sockets and plain function calls, with no streams, timers,
- * limits or error handling of ours. No channel can be faster than this on the same machine,
- * so its ratio to the OpenSSL bound shows how much of a target the platform leaves.
+ * and the core's frame codec, written straight over `node:net` sockets and plain function
+ * calls, with no streams, timers, limits or error handling of ours. It does only what any
+ * P2SN must, so its ratio to the OpenSSL bound shows how much of a target the platform leaves.
  * Not for use: it trusts its peer completely.
  */
 import { once } from 'node:events'
 import net from 'node:net'
+import { decodeBase64, encodeBase64 } from '../lib/core/base64.js'
+import { FrameDecoder } from '../lib/core/frame-decoder.js'
+import { encodeFrame } from '../lib/core/frame-encoder.js'
 import { KEYCHECK, PUBKEY } from '../lib/core/handshake.js'
 import { decryptMessage, decryptsTo, encryptMessage } from '../lib/core/rsa-message.js'
 import { parsePublicKey, type KeyPair, type PublicKey } from '../lib/keys.js'
+import { DEFAULT_MAX_FRAME_LENGTH } from '../lib/protocol.js'
 import { resolveEngine } from '../lib/rsa-engine.js'
 
-const END = 0x04
 const openssl = resolveEngine('openssl')
 
-/** Base64 of `bytes`, ended by 0x04. */
-function frameOf (bytes: Buffer): Buffer {
-  return Buffer.from(`${bytes.toString('base64')}\x04`, 'latin1')
-}
+/** Base64 of `bytes`, as one frame. */
+const frameOf = (bytes: Uint8Array): Buffer => encodeFrame(encodeBase64(bytes))
 
-/** Calls `onFrame` with each frame's payload, Base64 decoded or raw, as bytes arrive. */
+/** Calls `onFrame` with each frame's payload as bytes arrive: the core's decoder, no stream. */
 function onFrames (socket: net.Socket, onFrame: (payload: Buffer) => void): void {
-  let pending: Buffer = Buffer.alloc(0)
+  const decoder = new FrameDecoder({ maxFrameLength: DEFAULT_MAX_FRAME_LENGTH })
   socket.on('data', (chunk: Buffer) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
-    for (let end = pending.indexOf(END); end !== -1; end = pending.indexOf(END)) {
-      onFrame(pending.subarray(0, end))
-      pending = pending.subarray(end + 1)
-    }
+    decoder.write(chunk)
+    for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) onFrame(frame)
   })
 }
-
-const decoded = (payload: Buffer): Buffer => Buffer.from(payload.toString('latin1'), 'base64')
 
 /** A bare echo server: the six handshake steps, then each message decrypted and sent back. */
 export async function bareServer (keys: KeyPair): Promise<{ port: number, close: () => void }> {
@@ -45,14 +41,14 @@ export async function bareServer (keys: KeyPair): Promise<{ port: number, close:
     onFrames(socket, (payload) => {
       if (step === 1) socket.write(keyFrame)
       else if (step === 3) {
-        if (decryptsTo(keys.privateKey, decoded(payload), KEYCHECK, openssl)) socket.write(Buffer.from([...PUBKEY, END]))
+        if (decryptsTo(keys.privateKey, decodeBase64(payload), KEYCHECK, openssl)) socket.write(encodeFrame(PUBKEY))
         else socket.destroy()
       }
       else if (step === 5) {
-        peer = parsePublicKey(decoded(payload))
+        peer = parsePublicKey(decodeBase64(payload))
         socket.write(frameOf(encryptMessage(peer, KEYCHECK)))
       } else {
-        socket.write(frameOf(encryptMessage(peer!, decryptMessage(keys, decoded(payload)))))
+        socket.write(frameOf(encryptMessage(peer!, decryptMessage(keys, decodeBase64(payload)))))
       }
       step = Math.min(step + 2, 7)
     })
@@ -73,23 +69,23 @@ export async function bareClient (port: number, keys: KeyPair): Promise<{ reques
   let waiting: ((reply: Buffer) => void) | undefined
   onFrames(socket, (payload) => {
     if (step === 2) {
-      server = parsePublicKey(decoded(payload))
+      server = parsePublicKey(decodeBase64(payload))
       socket.write(frameOf(encryptMessage(server, KEYCHECK)))
     } else if (step === 4) {
       socket.write(ownKeyFrame)
     } else if (step === 6) {
-      if (!decryptsTo(keys.privateKey, decoded(payload), KEYCHECK, openssl)) socket.destroy()
+      if (!decryptsTo(keys.privateKey, decodeBase64(payload), KEYCHECK, openssl)) socket.destroy()
       else handshaken?.()
     } else {
       const resolve = waiting
       waiting = undefined
-      resolve?.(decryptMessage(keys, decoded(payload)))
+      resolve?.(decryptMessage(keys, decodeBase64(payload)))
     }
     step = Math.min(step + 2, 8)
   })
   const done = new Promise<void>((resolve) => { handshaken = resolve })
   await once(socket, 'connect')
-  socket.write(Buffer.from([...PUBKEY, END]))
+  socket.write(encodeFrame(PUBKEY))
   await done
   return {
     request: async (message) => await new Promise<Buffer>((resolve) => {
@@ -100,8 +96,9 @@ export async function bareClient (port: number, keys: KeyPair): Promise<{ reques
   }
 }
 
-/** One message through the bare chain: encrypted, framed, split, decoded, decrypted. */
+/** One message through the bare chain: encrypted, framed, cut, decoded, decrypted. */
 export function bareChainMessage (keys: KeyPair, message: Buffer): Buffer {
-  const frame = frameOf(encryptMessage(keys, message))
-  return decryptMessage(keys, decoded(frame.subarray(0, frame.indexOf(END))))
+  const decoder = new FrameDecoder({ maxFrameLength: DEFAULT_MAX_FRAME_LENGTH })
+  decoder.write(frameOf(encryptMessage(keys, message)))
+  return decryptMessage(keys, decodeBase64(decoder.next()!))
 }
