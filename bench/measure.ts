@@ -23,14 +23,18 @@ export interface AlternateOptions {
 
 /**
  * Runs the contenders in turn, round after round, and returns each one's rate in units per
- * second over all counted rounds.
+ * second over all counted rounds. For a fair share of places, make `slices` a multiple of the
+ * number of contenders.
  */
 export async function alternate<T extends Record<string, Workload>> (contenders: T, options: AlternateOptions): Promise<Record<keyof T, number>> {
   const names = Object.keys(contenders) as Array<keyof T>
   const elapsed = new Map<keyof T, bigint>(names.map((name) => [name, 0n]))
   const warmup = options.warmup ?? 1
   for (let round = 0; round < warmup + options.slices; round++) {
-    for (const name of names) {
+    // Each round starts one contender later: every contender runs in every place in the order
+    // as often, so none gains or loses by following a particular other one.
+    for (let turn = 0; turn < names.length; turn++) {
+      const name = names[(round + turn) % names.length]!
       // Each slice starts on a collected heap, so that none pays for the garbage of the one
       // before it: without this, whichever contender ran right after the OpenSSL bound was
       // 3-4% slower than in the other order (handshakes, the same code in both places). A

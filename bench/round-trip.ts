@@ -100,8 +100,8 @@ export async function benchRoundTrip (): Promise<void> {
       for (let i = loop; i < count; i += CONCURRENT_HANDSHAKES) await handshake()
     }))
   }
-  const trips = await alternate({ bound, requests, byHand, bare }, { slices: 10, count: 300 })
-  const shakes = await alternate({ bound, oneAtATime, fourAtOnce, bareHandshakes }, { slices: 5, count: 40 })
+  const trips = await alternate({ bound, requests, byHand, bare }, { slices: 12, count: 250 })
+  const shakes = await alternate({ bound, oneAtATime, fourAtOnce, bareHandshakes }, { slices: 8, count: 40 })
   composed.destroy()
   bareChannel.destroy()
   bareEnd.close()

@@ -44,8 +44,8 @@ export async function benchStreamChain (): Promise<void> {
       if (bareChainMessage(keys, MESSAGE).length !== MESSAGE.length) throw new Error('the bare chain corrupted a message')
     }
   }
-  const fast = await alternate({ bound, openssl, bare }, { slices: 8, count: 600 })
-  const slow = await alternate({ bound, forge }, { slices: 3, count: 10 })
+  const fast = await alternate({ bound, openssl, bare }, { slices: 9, count: 500 })
+  const slow = await alternate({ bound, forge }, { slices: 4, count: 8 })
   console.log('stream chain, 2048-bit keys, 245-byte messages (encryptor → base64 → joiner → splitter → base64 → decryptor)')
   console.log(`  openssl bound (1 public + 1 private op): ${formatRate(fast.bound)}`)
   console.log(`  chain, openssl engine:                  ${formatRate(fast.openssl)}  ratio ${(fast.openssl / fast.bound).toFixed(3)}× the bound (target ≥ 0.95×)`)
