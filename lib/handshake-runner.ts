@@ -284,7 +284,7 @@ export class HandshakeRunner {
       this.#run(() => machine.keyChecked(matched ? KEYCHECK : NOT_KEYCHECK))
       return
     }
-    pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true }).then(
+    pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true, keyCheck: true }).then(
       (plaintext) => { this.#run(() => machine.keyChecked(plaintext)) },
       (err: unknown) => { this.#decryptFailed(err) }
     )

@@ -11,7 +11,7 @@ import { P2snError } from './errors.js'
 import type { PrivateKey } from './keys.js'
 import { forgeEngine, opensslEngine, type EngineName } from './rsa-engine.js'
 import { blockLimit, countBlocks, type DecryptOptions } from './core/rsa-message.js'
-import { FLAG_FORGE, FLAG_REJECT_WITH_ERROR, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
+import { FLAG_FORGE, FLAG_KEYCHECK, FLAG_REJECT_WITH_ERROR, type DecryptBatch, type DecryptBatchResult } from './rsa-worker.js'
 
 /** Options of {@link RsaPool}. */
 export interface RsaPoolOptions {
@@ -45,6 +45,14 @@ export interface PoolDecryptOptions extends DecryptOptions {
    * decrypting inline. Handshakes under way are few (`maxPendingHandshakes`). Default false.
    */
   urgent?: boolean
+  /**
+   * Ask only whether the ciphertext, one block, is P2SN:KEYCHECK, as a handshake's key check
+   * does: it resolves to `P2SN:KEYCHECK` when it is, and to no bytes when it is anything else,
+   * however padded. No synthetic message is made for a bad padding (about 25 µs of a worker's
+   * time a 2048-bit block on Node 20), and the answer tells no more than implicit rejection's
+   * would (see `decryptsTo`). Implies `strict`. Default false.
+   */
+  keyCheck?: boolean
 }
 
 /**
@@ -167,11 +175,13 @@ export class RsaPool {
     let blocks: number
     try {
       engine = poolEngineName(options.engine)
-      blocks = countBlocks(key, ciphertext, blockLimit(options), options.strict === true)
+      const strict = options.strict === true || options.keyCheck === true
+      blocks = countBlocks(key, ciphertext, blockLimit({ ...options, strict }), strict)
     } catch (err) {
       return Promise.reject(err)
     }
-    const flags = (options.rejection === 'error' ? FLAG_REJECT_WITH_ERROR : 0) | (engine === 'forge' ? FLAG_FORGE : 0)
+    const flags = (options.rejection === 'error' ? FLAG_REJECT_WITH_ERROR : 0) | (engine === 'forge' ? FLAG_FORGE : 0) |
+      (options.keyCheck === true ? FLAG_KEYCHECK : 0)
     const { signal } = options
     if (signal?.aborted === true) return Promise.reject(cancelled())
     return new Promise((resolve, reject) => {

@@ -11,13 +11,22 @@
 import crypto from 'node:crypto'
 import { P2snError } from './errors.js'
 import { PrivateKey } from './keys.js'
-import { decryptMessage } from './core/rsa-message.js'
-import type { EngineName } from './rsa-engine.js'
+import { decryptMessage, decryptsTo } from './core/rsa-message.js'
+import { KEYWORD_KEYCHECK } from './protocol.js'
+import { resolveEngine, type EngineName } from './rsa-engine.js'
 
 /** Per-block flag of a {@link DecryptBatch}: `rejection: 'error'`. */
 export const FLAG_REJECT_WITH_ERROR = 2
 /** Per-block flag of a {@link DecryptBatch}: the forge engine. */
 export const FLAG_FORGE = 4
+/**
+ * Per-block flag of a {@link DecryptBatch}: a handshake's key check. Only "is it P2SN:KEYCHECK?"
+ * is asked (`decryptsTo`), and the answer is P2SN:KEYCHECK or no bytes: no synthetic message.
+ */
+export const FLAG_KEYCHECK = 8
+
+const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
+const NOT_KEYCHECK = Buffer.alloc(0)
 
 /** Blocks as the pool sends them. */
 export interface DecryptBatch {
@@ -80,7 +89,9 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
     try {
       const key = keys[batch.keyIndex[i]!]!
       if (key instanceof Error) throw key
-      const message = decryptMessage(key, ciphertext, { rejection: (flags & FLAG_REJECT_WITH_ERROR) !== 0 ? 'error' : 'implicit', engine })
+      const message = (flags & FLAG_KEYCHECK) !== 0
+        ? (decryptsTo(key, ciphertext, KEYCHECK, resolveEngine(engine)) ? KEYCHECK : NOT_KEYCHECK)
+        : decryptMessage(key, ciphertext, { rejection: (flags & FLAG_REJECT_WITH_ERROR) !== 0 ? 'error' : 'implicit', engine })
       lengths[i] = message.length
       parts.push(message)
     } catch (err) {

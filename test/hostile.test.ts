@@ -288,24 +288,26 @@ describe('hostile peers over loopback TCP', function () {
       }
     }
 
-    it('the key check (step 3): P2SN:PUBKEY only for P2SN:KEYCHECK well padded; the same P2SN:ERRORKEY and close for every bad padding and every other message', async () => {
-      await start()
-      const seen: string[] = []
-      for (const cls of CIPHERTEXT_CLASSES) {
-        for (const text of ['P2SN:KEYCHECK', 'P2SN:KEYCHECX', 'probe']) {
-          const { socket, peer } = await handshakeUpTo(2)
-          peer.send(encodeBase64(ciphertextOf(cls, serverKeys, Buffer.from(text))))
-          const first = (await peer.read())?.toString()
-          const answer = first === 'P2SN:PUBKEY' ? first : `${first}, then ${String(await peer.read())}`
-          socket.destroy()
-          expect(answer, `${cls}, ${text}`).to.equal(cls === 'valid' && text === 'P2SN:KEYCHECK' ? 'P2SN:PUBKEY' : 'P2SN:ERRORKEY, then null')
-          seen.push(answer)
+    for (const [where, options] of [['', {}], [', decrypted in a worker', { workers: 1, handshakeTimeout: 10_000 }]] as const) {
+      it(`the key check (step 3${where}): P2SN:PUBKEY only for P2SN:KEYCHECK well padded; the same P2SN:ERRORKEY and close for every bad padding and every other message`, async () => {
+        await start(options)
+        const seen: string[] = []
+        for (const cls of CIPHERTEXT_CLASSES) {
+          for (const text of ['P2SN:KEYCHECK', 'P2SN:KEYCHECX', 'probe']) {
+            const { socket, peer } = await handshakeUpTo(2)
+            peer.send(encodeBase64(ciphertextOf(cls, serverKeys, Buffer.from(text))))
+            const first = (await peer.read())?.toString()
+            const answer = first === 'P2SN:PUBKEY' ? first : `${first}, then ${String(await peer.read())}`
+            socket.destroy()
+            expect(answer, `${cls}, ${text}`).to.equal(cls === 'valid' && text === 'P2SN:KEYCHECK' ? 'P2SN:PUBKEY' : 'P2SN:ERRORKEY, then null')
+            seen.push(answer)
+          }
         }
-      }
-      await freed()
-      // The one that passed was left at step 5: the server saw it close there.
-      expect(errors.map((err) => err.code).sort()).to.deep.equal([...Array<string>(seen.length - 1).fill('ERR_P2SN_BAD_KEYCHECK'), 'ERR_P2SN_CLOSED'])
-    })
+        await freed()
+        // The one that passed was left at step 5: the server saw it close there.
+        expect(errors.map((err) => err.code).sort()).to.deep.equal([...Array<string>(seen.length - 1).fill('ERR_P2SN_BAD_KEYCHECK'), 'ERR_P2SN_CLOSED'])
+      })
+    }
 
     it('a server that does not answer: the same bytes (none) and the connection kept, for every class', async () => {
       await start({ handler: undefined, idleTimeout: 0 })

@@ -2,8 +2,10 @@ import { getEventListeners, setMaxListeners } from 'node:events'
 import { expect } from 'chai'
 import { P2snError, RsaCipher, decryptMessage, encryptMessage, generateKeyPair, opensslEngine, parsePrivateKey, type KeyPair } from '../lib/index.js'
 import { RsaPool, type PoolDecryptOptions, type RsaPoolOptions } from '../lib/rsa-pool.js'
-import { blocks, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
-import { expectP2snError } from './helpers/errors.js'
+import { decryptsTo } from '../lib/core/rsa-message.js'
+import { resolveEngine } from '../lib/rsa-engine.js'
+import { CIPHERTEXT_CLASSES, blocks, ciphertextOf, encodedMessage, rawEncrypt } from './helpers/ciphertext-classes.js'
+import { expectP2snError, expectP2snErrorSync } from './helpers/errors.js'
 import { fixtureText, loadRejectionFamilies, loadSessions, loadWycheproof } from './helpers/fixtures.js'
 import { settle } from './helpers/timing.js'
 
@@ -398,6 +400,34 @@ describe('RsaPool (rsa-pool.ts)', function () {
       // Behind the first batches at most, which the worker had already taken.
       expect(order.indexOf('key check')).to.be.at.most(2 * 64)
     })
+  })
+
+  it('keyCheck: P2SN:KEYCHECK for a well-padded P2SN:KEYCHECK and no bytes for every other block, as decryptsTo answers inline, on both engines', async () => {
+    const keycheck = Buffer.from('P2SN:KEYCHECK')
+    for (const engine of ['openssl', 'forge'] as const) {
+      for (const cls of CIPHERTEXT_CLASSES) {
+        for (const text of ['P2SN:KEYCHECK', 'P2SN:KEYCHECX', 'probe', '']) {
+          const ciphertext = ciphertextOf(cls, keys, Buffer.from(text))
+          const answer = await pool.decrypt(keys.privateKey, ciphertext, { keyCheck: true, engine })
+          const matched = decryptsTo(keys.privateKey, ciphertext, keycheck, resolveEngine(engine))
+          expect(matched, `${cls}, ${text}`).to.equal(cls === 'valid' && text === 'P2SN:KEYCHECK')
+          expect(answer.toString('hex'), `${engine}, ${cls}, ${text}`).to.equal(matched ? keycheck.toString('hex') : '')
+        }
+      }
+    }
+  })
+
+  it('keyCheck implies strict: two blocks, a short block or one not below the modulus fail as inline, before a worker sees them', async () => {
+    const keycheck = encryptMessage(keys, 'P2SN:KEYCHECK')
+    const cases: Array<[Buffer, string]> = [
+      [blocks(keycheck, 2), 'ERR_P2SN_MESSAGE_TOO_LONG'],
+      [keycheck.subarray(1), 'ERR_P2SN_BAD_CIPHERTEXT'],
+      [Buffer.alloc(keycheck.length, 0xff), 'ERR_P2SN_BAD_CIPHERTEXT']
+    ]
+    for (const [ciphertext, code] of cases) {
+      expectP2snErrorSync(() => decryptsTo(keys.privateKey, ciphertext, Buffer.from('P2SN:KEYCHECK'), resolveEngine('openssl')), code as P2snError['code'])
+      await expectP2snError(pool.decrypt(keys.privateKey, ciphertext, { keyCheck: true, maxMessageBlocks: 10 }), code as P2snError['code'])
+    }
   })
 
   it('close() fails the decryptions still waiting for a worker with ERR_P2SN_CLOSED', async () => {
