@@ -153,6 +153,28 @@ describe('Server: draining, probes, keepalive and addresses', function () {
       expect(took).to.be.within(250, 3000)
     })
 
+    it('after drainTimeout, a socket whose client reads nothing is destroyed at once: no linger for the replies it still holds', async () => {
+      // Replies of 29 blocks (about 4.6 KiB on the wire at 1024 bits), and a client that keeps
+      // sending and reads nothing: its socket stops, and the server's fills with unsent replies.
+      let answered = 0
+      const { server, port } = await start({ handler: () => { answered++; return Buffer.alloc(29 * 117, 'r') }, drainTimeout: 300 })
+      const channel = client(port)
+      await once(channel, 'handshake')
+      channel.pause()
+      for (let i = 0; i < 2000; i++) channel.write('ask')
+      // The server stops answering once its socket's buffer is full.
+      let before = -1
+      while (answered !== before) {
+        before = answered
+        await sleep(300)
+      }
+      expect(answered, 'answered while the client read nothing').to.be.within(1, 1999)
+      const took = await closed(server)
+      // A socket destroyed with unsent bytes would linger a second for them (see release() in
+      // channel.ts); the server cuts it at once, so the callback comes soon after drainTimeout.
+      expect(took).to.be.within(250, 1000)
+    })
+
     it('a second close() closes everything at once', async () => {
       const { server, port } = await start({ handler: (message) => message, drainTimeout: 10_000 })
       const channel = client(port)
