@@ -50,7 +50,8 @@ export interface PoolDecryptOptions extends DecryptOptions {
    * does: it resolves to `P2SN:KEYCHECK` when it is, and to no bytes when it is anything else,
    * however padded. No synthetic message is made for a bad padding (about 25 µs of a worker's
    * time a 2048-bit block on Node 20), and the answer tells no more than implicit rejection's
-   * would (see `decryptsTo`). Implies `strict`. Default false.
+   * would (see `decryptsTo`). Implies `strict`; `rejection` is not read (a bad block gives no
+   * bytes, never `ERR_P2SN_DECRYPT`). Default false.
    */
   keyCheck?: boolean
 }

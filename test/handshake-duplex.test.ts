@@ -7,6 +7,7 @@ import {
   type FrameStep, type HandshakeOptions, type KeyPair, type P2snErrorCode, type PeerInfo, type PublicKey, type Role,
   type ServerKeyEncoding, type TraceEvent
 } from '../lib/index.js'
+import { CIPHERTEXT_CLASSES, ciphertextOf } from './helpers/ciphertext-classes.js'
 import { expectP2snError } from './helpers/errors.js'
 import { fixtureText } from './helpers/fixtures.js'
 import { framePair, RecordingPairEnd, ScriptedPeer, TimerWatch } from './helpers/frame-pair.js'
@@ -470,13 +471,17 @@ describe('HandshakeDuplex', function () {
     let pool: RsaPool
     /** The private keys the pool was asked to decrypt with, in order. */
     let used: KeyPair['privateKey'][]
+    /** What each decryption asked of the pool and how many bytes it answered, in order. */
+    let asked: Array<{ keyCheck: boolean | undefined, bytes: number }>
 
     before(function () {
       pool = new RsaPool({ workers: 1 })
       const decrypt = pool.decrypt.bind(pool)
       pool.decrypt = async (key, ciphertext, options) => {
         used.push(key)
-        return decrypt(key, ciphertext, options)
+        const answer = await decrypt(key, ciphertext, options)
+        asked.push({ keyCheck: options?.keyCheck, bytes: answer.length })
+        return answer
       }
     })
 
@@ -486,6 +491,7 @@ describe('HandshakeDuplex', function () {
 
     beforeEach(function () {
       used = []
+      asked = []
     })
 
     it('each side decrypts its key check in the pool, once, before \'handshake\'', async function () {
@@ -498,6 +504,37 @@ describe('HandshakeDuplex', function () {
       expect(used).to.have.members([ours.privateKey, theirs.privateKey])
       expect(before).to.deep.equal({ client: true, server: true })
       await closeBoth(client, server)
+    })
+
+    it('asks the pool only whether the block is P2SN:KEYCHECK (keyCheck): 13 bytes back for a good one, none for a bad one, on both sides', async function () {
+      const { client, server } = ourPair({ pool }, { pool })
+      await Promise.all([client.handshake, server.handshake])
+      expect(asked).to.deep.equal([{ keyCheck: true, bytes: KEYCHECK.length }, { keyCheck: true, bytes: KEYCHECK.length }])
+      await closeBoth(client, server)
+      for (const [role, step] of [['server', 3], ['client', 6]] as const) {
+        asked = []
+        const { side, peer } = await waitingAt(role, step, { pool })
+        peer.send(keycheckFor(ours.publicKey, 'P2SN:KEYCHECX'))
+        await expectRefusal(side, peer, 'ERR_P2SN_BAD_KEYCHECK')
+        expect(asked, `step ${step}`).to.deep.equal([{ keyCheck: true, bytes: 0 }])
+      }
+    })
+
+    it('step 6 on the client, every class of ciphertext: only P2SN:KEYCHECK well padded completes; the rest get the same P2SN:ERRORKEY and ERR_P2SN_BAD_KEYCHECK', async function () {
+      for (const cls of CIPHERTEXT_CLASSES) {
+        for (const text of [KEYCHECK, 'P2SN:KEYCHECX', 'probe']) {
+          const { side, peer } = await waitingAt('client', 6, { pool })
+          peer.send(encodeBase64(ciphertextOf(cls, ours, Buffer.from(text))))
+          if (cls === 'valid' && text === KEYCHECK) {
+            await side.handshake
+            side.duplex.destroy()
+            await side.closed
+          } else {
+            await expectRefusal(side, peer, 'ERR_P2SN_BAD_KEYCHECK')
+          }
+        }
+      }
+      expect(asked.every((entry) => entry.keyCheck === true)).to.equal(true)
     })
 
     it('a bad key check at step 3 is still refused with P2SN:ERRORKEY: ERR_P2SN_BAD_KEYCHECK', async function () {

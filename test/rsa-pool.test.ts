@@ -417,6 +417,37 @@ describe('RsaPool (rsa-pool.ts)', function () {
     }
   })
 
+  it('keyCheck blocks and ordinary ones queued in one turn share a worker\'s batch, and each gets its own answer', async () => {
+    const keycheck = Buffer.from('P2SN:KEYCHECK')
+    const openssl = resolveEngine('openssl')
+    const calls: Array<{ ciphertext: Buffer, options: PoolDecryptOptions, expected: string }> = []
+    const ordinary = (ciphertext: Buffer, options: PoolDecryptOptions = {}): void => {
+      calls.push({ ciphertext, options, expected: inline(keys, ciphertext, options.rejection, options.strict) })
+    }
+    const check = (ciphertext: Buffer, options: PoolDecryptOptions = {}): void => {
+      const matched = decryptsTo(keys.privateKey, ciphertext, keycheck, openssl)
+      calls.push({ ciphertext, options: { ...options, keyCheck: true }, expected: matched ? keycheck.toString('hex') : '' })
+    }
+    const bad = ciphertextOf('no separator', keys, keycheck)
+    ordinary(encryptMessage(keys, Buffer.alloc(300, 'a')))
+    check(encryptMessage(keys, keycheck))
+    check(bad)
+    ordinary(bad)
+    ordinary(bad, { rejection: 'error' })
+    check(ciphertextOf('valid', keys, Buffer.from('probe')), { engine: 'forge' })
+    ordinary(encryptMessage(keys, 'after'), { engine: 'forge' })
+    check(encryptMessage(keys, keycheck), { urgent: true })
+    ordinary(encryptMessage(keys, Buffer.alloc(500, 'b')))
+    await withPool({ workers: 1 }, async (single) => {
+      // Every call before the first await: one turn, so the worker gets them in one batch.
+      const answers = await Promise.all(calls.map(async ({ ciphertext, options }) => single.decrypt(keys.privateKey, ciphertext, options).then(
+        (message) => message.toString('hex'),
+        (err: P2snError) => err.code
+      )))
+      expect(answers).to.deep.equal(calls.map((call) => call.expected))
+    })
+  })
+
   it('keyCheck implies strict: two blocks, a short block or one not below the modulus fail as inline, before a worker sees them', async () => {
     const keycheck = encryptMessage(keys, 'P2SN:KEYCHECK')
     const cases: Array<[Buffer, string]> = [
