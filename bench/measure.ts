@@ -26,9 +26,10 @@ export interface AlternateOptions {
  * second over all counted rounds. For a fair share of places, make `slices` a multiple of the
  * number of contenders.
  */
-export async function alternate<T extends Record<string, Workload>> (contenders: T, options: AlternateOptions): Promise<Record<keyof T, number>> {
+export async function alternate<T extends Record<string, Workload>> (contenders: T, options: AlternateOptions): Promise<Rates<keyof T>> {
   const names = Object.keys(contenders) as Array<keyof T>
   const elapsed = new Map<keyof T, bigint>(names.map((name) => [name, 0n]))
+  const rounds = new Map<keyof T, number[]>(names.map((name) => [name, []]))
   const warmup = options.warmup ?? 1
   for (let round = 0; round < warmup + options.slices; round++) {
     // Each round starts one contender later: every contender runs in every place in the order
@@ -44,15 +45,31 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
       const start = process.hrtime.bigint()
       await contenders[name]!(options.count)
       const took = process.hrtime.bigint() - start
-      if (round >= warmup) elapsed.set(name, elapsed.get(name)! + took)
+      if (round >= warmup) {
+        elapsed.set(name, elapsed.get(name)! + took)
+        rounds.get(name)!.push(Number(took))
+      }
     }
   }
   const rates = {} as Record<keyof T, number>
   for (const name of names) {
     rates[name] = (options.slices * options.count) / (Number(elapsed.get(name)!) / 1e9)
   }
-  return rates
+  return Object.assign(rates, {
+    ratio (name: keyof T, base: keyof T): string {
+      // Each round's own ratio: how far one round's figure can stray from the whole run's.
+      const each = rounds.get(name)!.map((took, round) => rounds.get(base)![round]! / took)
+      return `${(rates[name] / rates[base]).toFixed(3)}× (rounds ${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`
+    }
+  })
 }
+
+/**
+ * What {@link alternate} measured: each contender's rate over all counted rounds, and
+ * `ratio(name, base)`, the ratio of two rates with the range of the rounds' own ratios, as
+ * "0.886× (rounds 0.84–0.93)".
+ */
+export type Rates<K extends PropertyKey> = Record<K, number> & { ratio: (name: K, base: K) => string }
 
 /**
  * The OpenSSL bound, the baseline the protocol's rates are compared with: for each unit of

@@ -17,7 +17,7 @@ import {
 import { frameDuplex } from '../lib/frame-duplex.js'
 import { listenLocal } from '../test/helpers/net.js'
 import { bareClient, bareServer } from './bare.js'
-import { alternate, formatRate, opensslBound } from './measure.js'
+import { alternate, formatRate, opensslBound, type Rates } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(100)
 /** Connections handshaking at once in the concurrent figure. */
@@ -108,18 +108,18 @@ export async function benchRoundTrip (): Promise<void> {
   channel.destroy()
   await new Promise((resolve) => server.close(resolve))
 
-  const line = (label: string, rate: number, of?: number, note = ''): void => {
-    const figure = of === undefined ? formatRate(rate) : `${formatRate(rate)}  ratio ${(rate / of).toFixed(3)}× the bound ${note}`
+  const line = <K extends string>(label: string, rates: Rates<K>, name: K, note?: string): void => {
+    const figure = note === undefined ? formatRate(rates[name]) : `${formatRate(rates[name])}  ratio ${rates.ratio(name, 'bound' as K)} of the bound ${note}`
     console.log(`  ${`${label}:`.padEnd(44)} ${figure}`)
   }
   console.log('request/reply over loopback TCP, 2048-bit keys both sides, 100-byte messages, one process')
-  line('openssl bound (2 public + 2 private ops)', trips.bound)
-  line('round trips (connect() and createServer())', trips.requests, trips.bound, '(target ≥ 0.93×)')
-  line('round trips, client composed by hand', trips.byHand, trips.bound, '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
-  line('ceiling: bare P2SN on raw sockets', trips.bare, trips.bound, '(bench/bare.ts: the same crypto, no streams)')
+  line('openssl bound (2 public + 2 private ops)', trips, 'bound')
+  line('round trips (connect() and createServer())', trips, 'requests', '(target ≥ 0.93×)')
+  line('round trips, client composed by hand', trips, 'byHand', '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
+  line('ceiling: bare P2SN on raw sockets', trips, 'bare', '(bench/bare.ts: the same crypto, no streams)')
   console.log('handshakes over loopback TCP, 2048-bit keys, the client\'s key made once (2 public + 2 private ops each)')
-  line('openssl bound', shakes.bound)
-  line('one at a time', shakes.oneAtATime, shakes.bound, '(target ≥ 0.6×)')
-  line(`${CONCURRENT_HANDSHAKES} under way at once`, shakes.fourAtOnce, shakes.bound, '(target ≥ 0.6×)')
-  line('ceiling: bare P2SN on raw sockets, one at a time', shakes.bareHandshakes, shakes.bound, '(bench/bare.ts)')
+  line('openssl bound', shakes, 'bound')
+  line('one at a time', shakes, 'oneAtATime', '(target ≥ 0.6×)')
+  line(`${CONCURRENT_HANDSHAKES} under way at once`, shakes, 'fourAtOnce', '(target ≥ 0.6×)')
+  line('ceiling: bare P2SN on raw sockets, one at a time', shakes, 'bareHandshakes', '(bench/bare.ts)')
 }

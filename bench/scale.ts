@@ -47,7 +47,7 @@ async function poolVersusInline (keys: KeyPair): Promise<void> {
   await pool.close()
   console.log('private-key operations, 2048 bits (decryptMessage with implicit rejection)')
   console.log(`  inline on the event loop:  ${formatRate(rates.inline)}`)
-  console.log(`  pool of 2 workers:         ${formatRate(rates.pooled)}  ratio ${(rates.pooled / rates.inline).toFixed(2)}× inline (target ≥ 1.7×)`)
+  console.log(`  pool of 2 workers:         ${formatRate(rates.pooled)}  ratio ${rates.ratio('pooled', 'inline')} of inline (target ≥ 1.7×)`)
 }
 
 /** Replies a second from a server under many clients in another process, and its event-loop delay. */
@@ -159,7 +159,7 @@ async function oneChannel (keys: KeyPair): Promise<void> {
   await pool.close()
   console.log('one channel, 200-byte messages streamed to the server (both ends in this process), 2048-bit keys')
   console.log(`  server inline:             ${formatRate(rates.inline)}`)
-  console.log(`  server, pool of 2 workers: ${formatRate(rates.pooled)}  ratio ${(rates.pooled / rates.inline).toFixed(2)}× inline`)
+  console.log(`  server, pool of 2 workers: ${formatRate(rates.pooled)}  ratio ${rates.ratio('pooled', 'inline')} of inline`)
 }
 
 /** Heap and off-heap bytes in use after a full collection (run node with --expose-gc). */

@@ -48,7 +48,7 @@ export async function benchStreamChain (): Promise<void> {
   const slow = await alternate({ bound, forge }, { slices: 4, count: 8 })
   console.log('stream chain, 2048-bit keys, 245-byte messages (encryptor → base64 → joiner → splitter → base64 → decryptor)')
   console.log(`  openssl bound (1 public + 1 private op): ${formatRate(fast.bound)}`)
-  console.log(`  chain, openssl engine:                  ${formatRate(fast.openssl)}  ratio ${(fast.openssl / fast.bound).toFixed(3)}× the bound (target ≥ 0.95×)`)
-  console.log(`  ceiling: bare, no streams:              ${formatRate(fast.bare)}  ratio ${(fast.bare / fast.bound).toFixed(3)}× the bound (bench/bare.ts: the same calls one after another)`)
-  console.log(`  chain, forge engine:                    ${formatRate(slow.forge)}  ratio ${(slow.forge / slow.bound).toFixed(3)}× the bound`)
+  console.log(`  chain, openssl engine:                  ${formatRate(fast.openssl)}  ratio ${fast.ratio('openssl', 'bound')} of the bound (target ≥ 0.95×)`)
+  console.log(`  ceiling: bare, no streams:              ${formatRate(fast.bare)}  ratio ${fast.ratio('bare', 'bound')} of the bound (bench/bare.ts: the same calls one after another)`)
+  console.log(`  chain, forge engine:                    ${formatRate(slow.forge)}  ratio ${slow.ratio('forge', 'bound')} of the bound`)
 }
