@@ -5,6 +5,7 @@
  * the median per class and Welch's t statistic of each class against the valid one; |t| below
  * about 4.5 (the usual TVLA threshold) shows no difference this measurement can see. Not a test.
  */
+import { KEYCHECK } from '../lib/core/handshake.js'
 import { decryptsTo } from '../lib/core/rsa-message.js'
 import { decryptMessage, generateKeyPair } from '../lib/index.js'
 import { encodes, unpadImplicit } from '../lib/implicit-rejection.js'
@@ -104,7 +105,6 @@ measure('whole decryption (decryptMessage, openssl engine)', messages, ({ cipher
 // The handshake's key check asks only whether a block is P2SN:KEYCHECK: each class carries it,
 // and a well-padded block of another message of its length is what it must not tell from a bad
 // padding either.
-const KEYCHECK = Buffer.from('P2SN:KEYCHECK')
 const keychecks = samples({
   'valid, another message': { cls: 'valid', text: Buffer.from('P2SN:KEYCHECX') },
   ...Object.fromEntries(CIPHERTEXT_CLASSES.map((cls) => [cls, { cls, text: KEYCHECK }]))

@@ -8,8 +8,7 @@
  */
 import type { KeyObject } from 'node:crypto'
 import { checkLimit } from './arguments.js'
-import { ERRORKEY, HandshakeMachine, KEYCHECK, type FrameStep, type HandshakeOutput, type Role, type ServerKeyEncoding } from './core/handshake.js'
-import { decryptsTo } from './core/rsa-message.js'
+import { ERRORKEY, HandshakeMachine, openKeyCheck, type FrameStep, type HandshakeOutput, type Role, type ServerKeyEncoding } from './core/handshake.js'
 import { P2snError, toP2snError } from './errors.js'
 import { generateKeyPair, toKeyPair, type KeyPair, type PrivateKeyInput, type PublicKey } from './keys.js'
 import { DEFAULT_HANDSHAKE_TIMEOUT } from './protocol.js'
@@ -17,9 +16,6 @@ import { resolveEngine, type EngineName, type RsaEngine } from './rsa-engine.js'
 import { poolEngineName, type RsaPool } from './rsa-pool.js'
 
 export { checkRole, type FrameStep, type Role, type ServerKeyEncoding } from './core/handshake.js'
-
-/** What a key check that is not P2SN:KEYCHECK is handed to the machine as. */
-const NOT_KEYCHECK = Buffer.alloc(0)
 
 /** What a handshake learned of the peer: the `'handshake'` event's argument and `verifyPeer`'s. */
 export interface PeerInfo {
@@ -273,15 +269,14 @@ export class HandshakeRunner {
     const options = { strict: true, engine: this.#options.engine }
     const pool = this.#options.pool
     if (pool === undefined) {
-      let matched: boolean
+      let plaintext: Buffer
       try {
-        // Only "is it P2SN:KEYCHECK?" is asked, so no synthetic message is made (see decryptsTo).
-        matched = decryptsTo(privateKey, ciphertext, KEYCHECK, resolveEngine(options.engine))
+        plaintext = openKeyCheck(privateKey, ciphertext, resolveEngine(options.engine))
       } catch (err) {
         this.#decryptFailed(err)
         return
       }
-      this.#run(() => machine.keyChecked(matched ? KEYCHECK : NOT_KEYCHECK))
+      this.#run(() => machine.keyChecked(plaintext))
       return
     }
     pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true, keyCheck: true }).then(

@@ -117,7 +117,8 @@ function forgePrivateKey (key: PrivateKey): forge.pki.rsa.PrivateKey {
   if (forgeKey === undefined) {
     const { n, e, d, p, q, dp, dq, qi }: RsaNumbers = key.numbers
     const modulus = bigInteger(n)
-    const [first, second] = [bigInteger(p), bigInteger(q)]
+    const first = bigInteger(p)
+    const second = bigInteger(q)
     // forge's CRT takes two primes, and the JWK export that gives us the numbers drops a
     // multi-prime key's others: with such a key (OpenSSL makes them) forge decrypts to garbage,
     // which implicit rejection would pass off as a message. Refused instead.

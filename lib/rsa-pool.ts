@@ -176,8 +176,10 @@ export class RsaPool {
     let blocks: number
     try {
       engine = poolEngineName(options.engine)
+      // blockLimit checks maxMessageBlocks whatever else is set; a key check is one block.
+      const limit = blockLimit(options)
       const strict = options.strict === true || options.keyCheck === true
-      blocks = countBlocks(key, ciphertext, blockLimit({ ...options, strict }), strict)
+      blocks = countBlocks(key, ciphertext, strict ? 1 : limit, strict)
     } catch (err) {
       return Promise.reject(err)
     }

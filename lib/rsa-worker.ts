@@ -11,8 +11,8 @@
 import crypto from 'node:crypto'
 import { P2snError } from './errors.js'
 import { PrivateKey } from './keys.js'
-import { decryptMessage, decryptsTo } from './core/rsa-message.js'
-import { KEYWORD_KEYCHECK } from './protocol.js'
+import { openKeyCheck } from './core/handshake.js'
+import { decryptMessage } from './core/rsa-message.js'
 import { resolveEngine, type EngineName } from './rsa-engine.js'
 
 /** Per-block flag of a {@link DecryptBatch}: `rejection: 'error'`. */
@@ -20,13 +20,10 @@ export const FLAG_REJECT_WITH_ERROR = 2
 /** Per-block flag of a {@link DecryptBatch}: the forge engine. */
 export const FLAG_FORGE = 4
 /**
- * Per-block flag of a {@link DecryptBatch}: a handshake's key check. Only "is it P2SN:KEYCHECK?"
- * is asked (`decryptsTo`), and the answer is P2SN:KEYCHECK or no bytes: no synthetic message.
+ * Per-block flag of a {@link DecryptBatch}: a handshake's key check, answered P2SN:KEYCHECK or
+ * no bytes (`openKeyCheck`), with no synthetic message.
  */
 export const FLAG_KEYCHECK = 8
-
-const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
-const NOT_KEYCHECK = Buffer.alloc(0)
 
 /** Blocks as the pool sends them. */
 export interface DecryptBatch {
@@ -90,7 +87,7 @@ export default function decryptBatch (batch: DecryptBatch): DecryptBatchResult {
       const key = keys[batch.keyIndex[i]!]!
       if (key instanceof Error) throw key
       const message = (flags & FLAG_KEYCHECK) !== 0
-        ? (decryptsTo(key, ciphertext, KEYCHECK, resolveEngine(engine)) ? KEYCHECK : NOT_KEYCHECK)
+        ? openKeyCheck(key, ciphertext, resolveEngine(engine))
         : decryptMessage(key, ciphertext, { rejection: (flags & FLAG_REJECT_WITH_ERROR) !== 0 ? 'error' : 'implicit', engine })
       lengths[i] = message.length
       parts.push(message)

@@ -22,9 +22,10 @@ import crypto from 'node:crypto'
 import { P2snError } from '../errors.js'
 import { parsePublicKey, type KeyPair, type PublicKey } from '../keys.js'
 import { KEYWORD_ERRORKEY, KEYWORD_KEYCHECK, KEYWORD_PUBKEY, MAX_HANDSHAKE_FRAME_LENGTH } from '../protocol.js'
+import type { PrivateKey } from '../keys.js'
 import type { EngineName, RsaEngine } from '../rsa-engine.js'
 import { decodeBase64, encodeBase64 } from './base64.js'
-import { encryptMessage } from './rsa-message.js'
+import { decryptsTo, encryptMessage } from './rsa-message.js'
 
 /** Which end of the handshake this side plays: the client connected, the server accepted. */
 export type Role = 'client' | 'server'
@@ -67,6 +68,18 @@ export const PUBKEY = Buffer.from(KEYWORD_PUBKEY)
 export const ERRORKEY = Buffer.from(KEYWORD_ERRORKEY)
 /** The key check's plaintext. */
 export const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
+const NOT_KEYCHECK = Buffer.alloc(0)
+
+/**
+ * Opens a key check for {@link HandshakeMachine.keyChecked}: `P2SN:KEYCHECK` when the block is
+ * exactly its well-padded encoding, else no bytes. Only that question is asked (see
+ * `decryptsTo`), so no synthetic message is made; the inline path and the pool's workers both
+ * call this.
+ * @throws P2snError as `decryptsTo` does, for what goes to {@link HandshakeMachine.keyCheckFailed}
+ */
+export function openKeyCheck (key: PrivateKey, ciphertext: Buffer, engine: RsaEngine): Buffer {
+  return decryptsTo(key, ciphertext, KEYCHECK, engine) ? KEYCHECK : NOT_KEYCHECK
+}
 const PEM_START = Buffer.from('-----BEGIN')
 
 /** Errors that the standard wants answered with `P2SN:ERRORKEY` before closing. */
