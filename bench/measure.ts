@@ -3,7 +3,7 @@
  * contenders run in alternating short slices and are compared by their summed times.
  */
 import crypto from 'node:crypto'
-import type { KeyPair } from '../lib/index.js'
+import { decryptMessage, encryptMessage, type KeyPair } from '../lib/index.js'
 
 /** `global.gc`, where node runs with `--expose-gc` (as `npm run bench` does). */
 const collectGarbage = (globalThis as { gc?: () => void }).gc
@@ -55,21 +55,32 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
   for (const name of names) {
     rates[name] = (options.slices * options.count) / (Number(elapsed.get(name)!) / 1e9)
   }
+  // The whole run's figure, then each round's own: how far one round's can stray from it.
+  const spread = (whole: number, each: number[]): string =>
+    `${whole.toFixed(3)}× (rounds ${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`
+  const summed = (names: Array<keyof T>, round?: number): number =>
+    names.reduce((sum, name) => sum + (round === undefined ? Number(elapsed.get(name)!) : rounds.get(name)![round]!), 0)
   return Object.assign(rates, {
     ratio (name: keyof T, base: keyof T): string {
-      // Each round's own ratio: how far one round's figure can stray from the whole run's.
-      const each = rounds.get(name)!.map((took, round) => rounds.get(base)![round]! / took)
-      return `${(rates[name] / rates[base]).toFixed(3)}× (rounds ${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`
+      return spread(rates[name] / rates[base], rounds.get(name)!.map((took, round) => rounds.get(base)![round]! / took))
+    },
+    ceiling (base: keyof T, floors: Array<keyof T>): string {
+      return spread(summed([base]) / summed(floors), rounds.get(base)!.map((took, round) => took / summed(floors, round)))
     }
   })
 }
 
 /**
- * What {@link alternate} measured: each contender's rate over all counted rounds, and
+ * What {@link alternate} measured: each contender's rate over all counted rounds;
  * `ratio(name, base)`, the ratio of two rates with the range of the rounds' own ratios, as
- * "0.886× (rounds 0.84–0.93)".
+ * "0.886× (rounds 0.84–0.93)"; and `ceiling(base, floors)`, the most a unit of work that must
+ * also spend what each of `floors` spends on its unit can reach against `base`: base's time over
+ * the floors' summed times, with its rounds' range the same way.
  */
-export type Rates<K extends PropertyKey> = Record<K, number> & { ratio: (name: K, base: K) => string }
+export type Rates<K extends PropertyKey> = Record<K, number> & {
+  ratio: (name: K, base: K) => string
+  ceiling: (base: K, floors: K[]) => string
+}
 
 /**
  * The OpenSSL bound, the baseline the protocol's rates are compared with: for each unit of
@@ -85,6 +96,25 @@ export function opensslBound (keys: KeyPair, message: Buffer, pairsPerUnit = 1):
       crypto.privateDecrypt({ key: priv, padding: crypto.constants.RSA_NO_PADDING }, ct)
     }
   }
+}
+
+/**
+ * The crypto every P2SN must do, with nothing around it: per unit, `pairsPerUnit` × (the core's
+ * `encryptMessage` and `decryptMessage` of one block, its padding checked with implicit
+ * rejection). Against {@link opensslBound} it shows what checking the padding costs on this
+ * platform (JavaScript on Node 20's OpenSSL 3.0, OpenSSL's own where it has implicit rejection).
+ */
+export function protocolCrypto (keys: KeyPair, message: Buffer, pairsPerUnit = 1): Workload {
+  return (count) => {
+    for (let i = 0; i < count * pairsPerUnit; i++) {
+      if (decryptMessage(keys, encryptMessage(keys, message)).length !== message.length) throw new Error('a message came back changed')
+    }
+  }
+}
+
+/** Microseconds a unit of a rate takes, as "41 µs". */
+export function formatUnit (perSecond: number): string {
+  return `${(1e6 / perSecond).toFixed(0)} µs`
 }
 
 /** A rate as "12,345/s". */

@@ -17,7 +17,7 @@ import {
 import { frameDuplex } from '../lib/frame-duplex.js'
 import { listenLocal } from '../test/helpers/net.js'
 import { bareClient, bareServer } from './bare.js'
-import { alternate, formatRate, opensslBound, type Rates } from './measure.js'
+import { alternate, formatRate, formatUnit, opensslBound, protocolCrypto, type Rates } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(100)
 /** Connections handshaking at once in the concurrent figure. */
@@ -57,6 +57,34 @@ async function composedClient (port: number, keyPair: KeyPair): Promise<Composed
   }
 }
 
+/**
+ * A plain TCP echo over loopback, and a function that sends `count` messages of `bytes` one
+ * after another, each waiting for its echo: what the socket hops of a round trip cost alone.
+ */
+async function loopbackEcho (bytes: number): Promise<{ trips: (count: number) => Promise<void>, close: () => void }> {
+  const server = net.createServer({ noDelay: true }, (socket) => { socket.pipe(socket) })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const socket = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', noDelay: true })
+  await once(socket, 'connect')
+  const message = Buffer.alloc(bytes, 0x41)
+  let owed = 0
+  let back: (() => void) | undefined
+  socket.on('data', (chunk: Buffer) => {
+    owed -= chunk.length
+    if (owed === 0) back?.()
+  })
+  const trip = async (): Promise<void> => new Promise<void>((resolve) => {
+    owed = bytes
+    back = resolve
+    socket.write(message)
+  })
+  return {
+    trips: async (count) => { for (let i = 0; i < count; i++) await trip() },
+    close: () => { socket.destroy(); server.close() }
+  }
+}
+
 /** Runs the benchmark and prints its lines. */
 export async function benchRoundTrip (): Promise<void> {
   const serverKeys = await generateKeyPair({ bits: 2048 })
@@ -70,6 +98,10 @@ export async function benchRoundTrip (): Promise<void> {
   const bareChannel = await bareClient(bareEnd.port, clientKeys)
   // A handshake spends what a round trip does: 2 public + 2 private ops, with 2048-bit keys both sides.
   const bound = opensslBound(serverKeys, MESSAGE, 2)
+  // What no P2SN round trip can avoid: the crypto with its padding checked, and one frame
+  // each way over loopback (a 100-byte message is 345 bytes framed).
+  const checked = protocolCrypto(serverKeys, MESSAGE, 2)
+  const echo = await loopbackEcho(345)
 
   const check = (reply: Buffer): void => {
     if (!reply.equals(MESSAGE)) throw new Error('a reply differs from its request')
@@ -100,11 +132,12 @@ export async function benchRoundTrip (): Promise<void> {
       for (let i = loop; i < count; i += CONCURRENT_HANDSHAKES) await handshake()
     }))
   }
-  const trips = await alternate({ bound, requests, byHand, bare }, { slices: 12, count: 250 })
+  const trips = await alternate({ bound, requests, byHand, bare, crypto: checked, echo: echo.trips }, { slices: 12, count: 250 })
   const shakes = await alternate({ bound, oneAtATime, fourAtOnce, bareHandshakes }, { slices: 8, count: 40 })
   composed.destroy()
   bareChannel.destroy()
   bareEnd.close()
+  echo.close()
   channel.destroy()
   await new Promise((resolve) => server.close(resolve))
 
@@ -117,6 +150,9 @@ export async function benchRoundTrip (): Promise<void> {
   line('round trips (connect() and createServer())', trips, 'requests', '(target ≥ 0.93×)')
   line('round trips, client composed by hand', trips, 'byHand', '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
   line('ceiling: bare P2SN on raw sockets', trips, 'bare', '(bench/bare.ts: the same crypto, no streams)')
+  line('floor: the crypto alone, padding checked', trips, 'crypto', '(encryptMessage, decryptMessage)')
+  console.log(`  ${'floor: one frame each way, loopback TCP:'.padEnd(44)} ${formatUnit(trips.echo)} a round trip`)
+  console.log(`  ${'the most a round trip can reach here:'.padEnd(44)} ${trips.ceiling('bound', ['crypto', 'echo'])} of the bound (its time over the two floors' together)`)
   console.log('handshakes over loopback TCP, 2048-bit keys, the client\'s key made once (2 public + 2 private ops each)')
   line('openssl bound', shakes, 'bound')
   line('one at a time', shakes, 'oneAtATime', '(target ≥ 0.6×)')
