@@ -32,8 +32,9 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
   const rounds = new Map<keyof T, number[]>(names.map((name) => [name, []]))
   const warmup = options.warmup ?? 1
   for (let round = 0; round < warmup + options.slices; round++) {
-    // Each round starts one contender later: every contender runs in every place in the order
-    // as often, so none gains or loses by following a particular other one.
+    // Each round starts one contender later, so every contender runs first, second and so on
+    // equally often. What runs just before each one stays the same (but when it runs first):
+    // the order of `contenders` still matters a little.
     for (let turn = 0; turn < names.length; turn++) {
       const name = names[(round + turn) % names.length]!
       // Each slice starts on a collected heap, so that none pays for the garbage of the one
@@ -64,8 +65,8 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
     ratio (name: keyof T, base: keyof T): string {
       return spread(rates[name] / rates[base], rounds.get(name)!.map((took, round) => rounds.get(base)![round]! / took))
     },
-    ceiling (base: keyof T, floors: Array<keyof T>): string {
-      return spread(summed([base]) / summed(floors), rounds.get(base)!.map((took, round) => took / summed(floors, round)))
+    estimate (base: keyof T, parts: Array<keyof T>): string {
+      return spread(summed([base]) / summed(parts), rounds.get(base)!.map((took, round) => took / summed(parts, round)))
     }
   })
 }
@@ -73,13 +74,14 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
 /**
  * What {@link alternate} measured: each contender's rate over all counted rounds;
  * `ratio(name, base)`, the ratio of two rates with the range of the rounds' own ratios, as
- * "0.886× (rounds 0.84–0.93)"; and `ceiling(base, floors)`, the most a unit of work that must
- * also spend what each of `floors` spends on its unit can reach against `base`: base's time over
- * the floors' summed times, with its rounds' range the same way.
+ * "0.886× (rounds 0.84–0.93)"; and `estimate(base, parts)`, what a unit of work made of
+ * `parts` (each measured alone) would score against `base`: base's time over the parts' summed
+ * times, with its rounds' range the same way. An estimate, not a bound: each part measured alone
+ * runs warmer than in a mix, and the drift moves it as much as any ratio.
  */
 export type Rates<K extends PropertyKey> = Record<K, number> & {
   ratio: (name: K, base: K) => string
-  ceiling: (base: K, floors: K[]) => string
+  estimate: (base: K, parts: K[]) => string
 }
 
 /**
