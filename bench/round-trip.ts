@@ -4,6 +4,8 @@
  * and two private operations, for a round trip as for a handshake): request/reply round trips of
  * a channel, and of a client composed by hand (examples/hand-composed.ts); handshakes one at a
  * time, and four under way at once; and each against the ceiling of a bare P2SN (bench/bare.ts).
+ * For round trips it also times their parts alone (the crypto with the padding checked, and a
+ * loopback TCP echo of one frame each way), and estimates from them a round trip of no other code.
  */
 import crypto from 'node:crypto'
 import { once } from 'node:events'
