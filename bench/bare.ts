@@ -16,6 +16,7 @@ import { decryptMessage, decryptsTo, encryptMessage } from '../lib/core/rsa-mess
 import { parsePublicKey, type KeyPair, type PublicKey } from '../lib/keys.js'
 import { DEFAULT_MAX_FRAME_LENGTH } from '../lib/protocol.js'
 import { resolveEngine } from '../lib/rsa-engine.js'
+import { listenLocal } from '../test/helpers/net.js'
 
 const openssl = resolveEngine('openssl')
 
@@ -53,9 +54,7 @@ export async function bareServer (keys: KeyPair): Promise<{ port: number, close:
       step = Math.min(step + 2, 7)
     })
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return { port: (server.address() as net.AddressInfo).port, close: () => { server.close() } }
+  return { port: await listenLocal(server), close: () => { server.close() } }
 }
 
 /** A bare client: connects, runs the handshake, and gives request() and destroy(). */
@@ -96,9 +95,14 @@ export async function bareClient (port: number, keys: KeyPair): Promise<{ reques
   }
 }
 
-/** One message through the bare chain: encrypted, framed, cut, decoded, decrypted. */
-export function bareChainMessage (keys: KeyPair, message: Buffer): Buffer {
+/**
+ * A bare chain: a function that takes one message through it (encrypted, framed, cut by one
+ * decoder kept for all, as a stream's is, decoded, decrypted) and gives back what came out.
+ */
+export function bareChain (keys: KeyPair): (message: Buffer) => Buffer {
   const decoder = new FrameDecoder({ maxFrameLength: DEFAULT_MAX_FRAME_LENGTH })
-  decoder.write(frameOf(encryptMessage(keys, message)))
-  return decryptMessage(keys, decodeBase64(decoder.next()!))
+  return (message) => {
+    decoder.write(frameOf(encryptMessage(keys, message)))
+    return decryptMessage(keys, decodeBase64(decoder.next()!))
+  }
 }

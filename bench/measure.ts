@@ -56,19 +56,14 @@ export async function alternate<T extends Record<string, Workload>> (contenders:
   for (const name of names) {
     rates[name] = (options.slices * options.count) / (Number(elapsed.get(name)!) / 1e9)
   }
-  // The whole run's figure, then each round's own: how far one round's can stray from it.
-  const spread = (whole: number, each: number[]): string =>
-    `${whole.toFixed(3)}× (rounds ${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`
-  const summed = (names: Array<keyof T>, round?: number): number =>
-    names.reduce((sum, name) => sum + (round === undefined ? Number(elapsed.get(name)!) : rounds.get(name)![round]!), 0)
-  return Object.assign(rates, {
-    ratio (name: keyof T, base: keyof T): string {
-      return spread(rates[name] / rates[base], rounds.get(name)!.map((took, round) => rounds.get(base)![round]! / took))
-    },
-    estimate (base: keyof T, parts: Array<keyof T>): string {
-      return spread(summed([base]) / summed(parts), rounds.get(base)!.map((took, round) => took / summed(parts, round)))
-    }
-  })
+  // Base's time over the parts' together: for the whole run, then for each round, to show how
+  // far one round's figure can stray from the whole run's. A ratio is the estimate of one part.
+  const estimate = (base: keyof T, parts: Array<keyof T>): string => {
+    const each = rounds.get(base)!.map((took, round) => took / parts.reduce((sum, part) => sum + rounds.get(part)![round]!, 0))
+    const whole = Number(elapsed.get(base)!) / parts.reduce((sum, part) => sum + Number(elapsed.get(part)!), 0)
+    return `${whole.toFixed(3)}× (rounds ${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`
+  }
+  return Object.assign(rates, { ratio: (name: keyof T, base: keyof T) => estimate(base, [name]), estimate })
 }
 
 /**
@@ -101,7 +96,7 @@ export function opensslBound (keys: KeyPair, message: Buffer, pairsPerUnit = 1):
 }
 
 /**
- * The crypto every P2SN must do, with nothing around it: per unit, `pairsPerUnit` × (the core's
+ * The crypto of our messages, with nothing around it: per unit, `pairsPerUnit` × (the core's
  * `encryptMessage` and `decryptMessage` of one block, its padding checked with implicit
  * rejection). Against {@link opensslBound} it shows what checking the padding costs on this
  * platform (JavaScript on Node 20's OpenSSL 3.0, OpenSSL's own where it has implicit rejection).

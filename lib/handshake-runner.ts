@@ -266,12 +266,11 @@ export class HandshakeRunner {
   #decrypt (ciphertext: Buffer): void {
     const machine = this.#machine!
     const privateKey = this.#keyPair!.privateKey
-    const options = { strict: true, engine: this.#options.engine }
-    const pool = this.#options.pool
+    const { engine, pool } = this.#options
     if (pool === undefined) {
       let plaintext: Buffer
       try {
-        plaintext = openKeyCheck(privateKey, ciphertext, resolveEngine(options.engine))
+        plaintext = openKeyCheck(privateKey, ciphertext, resolveEngine(engine))
       } catch (err) {
         this.#decryptFailed(err)
         return
@@ -279,7 +278,8 @@ export class HandshakeRunner {
       this.#run(() => machine.keyChecked(plaintext))
       return
     }
-    pool.decrypt(privateKey, ciphertext, { ...options, signal: this.#cancel?.signal, waitForRoom: true, urgent: true, keyCheck: true }).then(
+    // keyCheck implies strict: one block, and the same question as openKeyCheck's.
+    pool.decrypt(privateKey, ciphertext, { engine, keyCheck: true, signal: this.#cancel?.signal, waitForRoom: true, urgent: true }).then(
       (plaintext) => { this.#run(() => machine.keyChecked(plaintext)) },
       (err: unknown) => { this.#decryptFailed(err) }
     )

@@ -20,9 +20,8 @@
  */
 import crypto from 'node:crypto'
 import { P2snError } from '../errors.js'
-import { parsePublicKey, type KeyPair, type PublicKey } from '../keys.js'
+import { parsePublicKey, type KeyPair, type PrivateKey, type PublicKey } from '../keys.js'
 import { KEYWORD_ERRORKEY, KEYWORD_KEYCHECK, KEYWORD_PUBKEY, MAX_HANDSHAKE_FRAME_LENGTH } from '../protocol.js'
-import type { PrivateKey } from '../keys.js'
 import type { EngineName, RsaEngine } from '../rsa-engine.js'
 import { decodeBase64, encodeBase64 } from './base64.js'
 import { decryptsTo, encryptMessage } from './rsa-message.js'
@@ -68,6 +67,7 @@ export const PUBKEY = Buffer.from(KEYWORD_PUBKEY)
 export const ERRORKEY = Buffer.from(KEYWORD_ERRORKEY)
 /** The key check's plaintext. */
 export const KEYCHECK = Buffer.from(KEYWORD_KEYCHECK)
+/** What {@link openKeyCheck} gives for any block that is not P2SN:KEYCHECK well padded. */
 const NOT_KEYCHECK = Buffer.alloc(0)
 
 /**
@@ -80,6 +80,7 @@ const NOT_KEYCHECK = Buffer.alloc(0)
 export function openKeyCheck (key: PrivateKey, ciphertext: Buffer, engine: RsaEngine): Buffer {
   return decryptsTo(key, ciphertext, KEYCHECK, engine) ? KEYCHECK : NOT_KEYCHECK
 }
+
 const PEM_START = Buffer.from('-----BEGIN')
 
 /** Errors that the standard wants answered with `P2SN:ERRORKEY` before closing. */
