@@ -3,7 +3,7 @@
  * process, each against the OpenSSL bound of its RSA work measured in the same run (two public
  * and two private operations, for a round trip as for a handshake): request/reply round trips of
  * a channel, and of a client composed by hand (examples/hand-composed.ts); handshakes one at a
- * time, and four under way at once; and each against the ceiling of a bare P2SN (bench/bare.ts).
+ * time, and four under way at once; and next to each, a bare P2SN (bench/bare.ts) for reference.
  * For round trips it also times their parts alone (the crypto with the padding checked, and a
  * loopback TCP echo of one frame each way), and estimates from them a round trip of no other code.
  */
@@ -154,7 +154,7 @@ export async function benchRoundTrip (): Promise<void> {
   line('openssl bound (2 public + 2 private ops)', trips, 'bound')
   line('round trips (connect() and createServer())', trips, 'requests', '(target ≥ 0.93×)')
   line('round trips, client composed by hand', trips, 'byHand', '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
-  line('ceiling: bare P2SN on raw sockets', trips, 'bare', '(bench/bare.ts: the same crypto, no streams)')
+  line('reference: bare P2SN on raw sockets', trips, 'bare', '(bench/bare.ts: the same crypto, no streams)')
   line('part: the crypto alone, padding checked', trips, 'crypto', '(encryptMessage, decryptMessage, one after another)')
   console.log(`  ${'part: one frame each way, loopback TCP echo:'.padEnd(44)} ${formatUnit(trips.echo)} a round trip`)
   console.log(`  ${'estimate: the two parts alone, no code else:'.padEnd(44)} ${trips.estimate('bound', ['crypto', 'echo'])} of the bound (the bound's time over theirs together; an estimate, not a bound)`)
@@ -162,5 +162,5 @@ export async function benchRoundTrip (): Promise<void> {
   line('openssl bound', shakes, 'bound')
   line('one at a time', shakes, 'oneAtATime', '(target ≥ 0.6×)')
   line(`${CONCURRENT_HANDSHAKES} under way at once`, shakes, 'fourAtOnce', '(target ≥ 0.6×)')
-  line('ceiling: bare P2SN on raw sockets, one at a time', shakes, 'bareHandshakes', '(bench/bare.ts)')
+  line('reference: bare P2SN, one at a time', shakes, 'bareHandshakes', '(bench/bare.ts)')
 }

@@ -52,7 +52,7 @@ export async function benchStreamChain (): Promise<void> {
   console.log('stream chain, 2048-bit keys, 245-byte messages (encryptor → base64 → joiner → splitter → base64 → decryptor)')
   console.log(`  openssl bound (1 public + 1 private op): ${formatRate(fast.bound)}`)
   console.log(`  chain, openssl engine:                  ${formatRate(fast.openssl)}  ratio ${fast.ratio('openssl', 'bound')} of the bound (target ≥ 0.95×)`)
-  console.log(`  ceiling: bare, no streams:              ${formatRate(fast.bare)}  ratio ${fast.ratio('bare', 'bound')} of the bound (bench/bare.ts: the same calls one after another)`)
+  console.log(`  reference: bare, no streams:            ${formatRate(fast.bare)}  ratio ${fast.ratio('bare', 'bound')} of the bound (bench/bare.ts: the same calls one after another)`)
   console.log(`  part: crypto alone, padding checked:    ${formatRate(fast.crypto)}  ratio ${fast.ratio('crypto', 'bound')} of the bound (encryptMessage, decryptMessage: what checking the padding leaves)`)
   console.log(`  chain, forge engine:                    ${formatRate(slow.forge)}  ratio ${slow.ratio('forge', 'bound')} of the bound`)
 }
