@@ -2,10 +2,11 @@
  * A bare P2SN, a reference point for the benchmarks: the same crypto as a channel (the core's
  * `encryptMessage`, `decryptMessage` with implicit rejection, `decryptsTo` for the key check),
  * and the core's frame codec, written straight over `node:net` sockets and plain function
- * calls, with no streams, timers, limits or error handling of ours. Its ratio to the OpenSSL
- * bound shows what the core's pieces cost without the layers around them. It is not a ceiling:
- * leaner code (keys parsed from DER, reads through `onread`, an unrolled SHA-256) beat it in a
- * review on handshakes by 5-13% (Node 20 and 24), and on round trips by about 3% (Node 20 only).
+ * calls, with no streams, timers or error handling of ours. Its ratio to the OpenSSL bound shows
+ * what the core's pieces cost without the layers around them. It is not a ceiling: a review's
+ * leaner P2SN (2048-bit keys only, keys read from DER without the further exports, frames cut
+ * into strings, reads through `onread`) beat it by 5-13% on handshakes, 1-8% on the chain, and
+ * about 3% on round trips on Node 20 (README, Benchmarks).
  * Not for use: it trusts its peer completely.
  */
 import { once } from 'node:events'

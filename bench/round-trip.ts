@@ -3,7 +3,8 @@
  * process, each against the OpenSSL bound of its RSA work measured in the same run (two public
  * and two private operations, for a round trip as for a handshake): request/reply round trips of
  * a channel, and of a client composed by hand (examples/hand-composed.ts); handshakes one at a
- * time, and four under way at once; and next to each, a bare P2SN (bench/bare.ts) for reference.
+ * time, and four under way at once; and next to round trips and handshakes one at a time, a
+ * bare P2SN (bench/bare.ts) for reference.
  * For round trips it also times their parts alone (the crypto with the padding checked, and a
  * loopback TCP echo of one frame each way), and estimates from them a round trip of no other code.
  */
