@@ -96,17 +96,25 @@ export function opensslBound (keys: KeyPair, message: Buffer, pairsPerUnit = 1):
 }
 
 /**
+ * A contender of plain calls: per unit, `perUnit` × `message` taken through `through`, each
+ * result checked for the length it went in with.
+ */
+export function messagesThrough (through: (message: Buffer) => Buffer, message: Buffer, perUnit = 1): Workload {
+  return (count) => {
+    for (let i = 0; i < count * perUnit; i++) {
+      if (through(message).length !== message.length) throw new Error('a message came back changed')
+    }
+  }
+}
+
+/**
  * The crypto of our messages, with nothing around it: per unit, `pairsPerUnit` × (the core's
  * `encryptMessage` and `decryptMessage` of one block, its padding checked with implicit
  * rejection). Against {@link opensslBound} it shows what checking the padding costs on this
  * platform (JavaScript on Node 20's OpenSSL 3.0, OpenSSL's own where it has implicit rejection).
  */
 export function protocolCrypto (keys: KeyPair, message: Buffer, pairsPerUnit = 1): Workload {
-  return (count) => {
-    for (let i = 0; i < count * pairsPerUnit; i++) {
-      if (decryptMessage(keys, encryptMessage(keys, message)).length !== message.length) throw new Error('a message came back changed')
-    }
-  }
+  return messagesThrough((plain) => decryptMessage(keys, encryptMessage(keys, plain)), message, pairsPerUnit)
 }
 
 /** Microseconds a unit of a rate takes, as "41 µs". */

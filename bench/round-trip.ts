@@ -147,9 +147,9 @@ export async function benchRoundTrip (): Promise<void> {
   channel.destroy()
   await new Promise((resolve) => server.close(resolve))
 
+  const row = (label: string, figure: string): void => { console.log(`  ${`${label}:`.padEnd(44)} ${figure}`) }
   const line = <K extends string>(label: string, rates: Rates<K>, name: K, note?: string): void => {
-    const figure = note === undefined ? formatRate(rates[name]) : `${formatRate(rates[name])}  ratio ${rates.ratio(name, 'bound' as K)} of the bound ${note}`
-    console.log(`  ${`${label}:`.padEnd(44)} ${figure}`)
+    row(label, note === undefined ? formatRate(rates[name]) : `${formatRate(rates[name])}  ratio ${rates.ratio(name, 'bound' as K)} of the bound ${note}`)
   }
   console.log('request/reply over loopback TCP, 2048-bit keys both sides, 100-byte messages, one process')
   line('openssl bound (2 public + 2 private ops)', trips, 'bound')
@@ -157,8 +157,8 @@ export async function benchRoundTrip (): Promise<void> {
   line('round trips, client composed by hand', trips, 'byHand', '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
   line('reference: bare P2SN on raw sockets', trips, 'bare', '(bench/bare.ts: the same crypto, no streams)')
   line('part: the crypto alone, padding checked', trips, 'crypto', '(encryptMessage, decryptMessage, one after another)')
-  console.log(`  ${'part: one frame each way, loopback TCP echo:'.padEnd(44)} ${formatUnit(trips.echo)} a round trip`)
-  console.log(`  ${'estimate: the two parts alone, no code else:'.padEnd(44)} ${trips.estimate('bound', ['crypto', 'echo'])} of the bound (the bound's time over theirs together; an estimate, not a bound)`)
+  row('part: one frame each way, loopback TCP echo', `${formatUnit(trips.echo)} a round trip`)
+  row('estimate: the two parts alone, no code else', `${trips.estimate('bound', ['crypto', 'echo'])} of the bound (the bound's time over theirs together; an estimate, not a bound)`)
   console.log('handshakes over loopback TCP, 2048-bit keys, the client\'s key made once (2 public + 2 private ops each)')
   line('openssl bound', shakes, 'bound')
   line('one at a time', shakes, 'oneAtATime', '(target ≥ 0.6×)')

@@ -8,7 +8,7 @@ import crypto from 'node:crypto'
 import { once } from 'node:events'
 import { Base64Codec, FrameJoiner, FrameSplitter, RsaCipher, generateKeyPair, type EngineName, type KeyPair } from '../lib/index.js'
 import { bareChain } from './bare.js'
-import { alternate, formatRate, opensslBound, protocolCrypto } from './measure.js'
+import { alternate, formatRate, messagesThrough, opensslBound, protocolCrypto } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(245)
 
@@ -40,12 +40,7 @@ export async function benchStreamChain (): Promise<void> {
   const bound = opensslBound(keys, MESSAGE)
   const openssl = makeChain(keys, 'openssl')
   const forge = makeChain(keys, 'forge')
-  const throughBare = bareChain(keys)
-  const bare = (count: number): void => {
-    for (let i = 0; i < count; i++) {
-      if (throughBare(MESSAGE).length !== MESSAGE.length) throw new Error('the bare chain corrupted a message')
-    }
-  }
+  const bare = messagesThrough(bareChain(keys), MESSAGE)
   const checked = protocolCrypto(keys, MESSAGE)
   const fast = await alternate({ bound, openssl, bare, crypto: checked }, { slices: 12, count: 375 })
   const slow = await alternate({ bound, forge }, { slices: 4, count: 8 })
