@@ -17,7 +17,7 @@ import { encodeFrame } from './core/frame-encoder.js'
 import { answersWithErrorKey, ERRORKEY, type Role } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
 import { isPublicFailure, P2snError } from './errors.js'
-import { closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo } from './handshake-runner.js'
+import { closeFailure, connectionFailure, HandshakeRunner, handshakeSettings, type HandshakeOptions, type PeerInfo } from './handshake-runner.js'
 import type { WithEvents } from './events.js'
 import { InOrder } from './in-order.js'
 import type { KeyPair, PublicKey } from './keys.js'
@@ -31,8 +31,15 @@ const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 const ERRORKEY_LINGER = 1000
 /** How long a closed channel lets what it wrote flush before its connection is destroyed. */
 const RELEASE_LINGER = 1000
-/** The channel running over each connection, for the listeners they share. */
-const channelOfConnection = new WeakMap<NodeDuplex, Channel>()
+/**
+ * The channel running over a connection, kept on the connection for the listeners they all
+ * share, as ws keeps its socket's. A WeakMap did the same at a cost: a lookup per event, and
+ * work in every garbage collection for each entry.
+ */
+const kChannel = Symbol('p2sn channel')
+
+/** A connection, and the channel running over it. */
+type Connection = NodeDuplex & { [kChannel]?: Channel }
 
 /** How many frames end in `chunk`: one per 0x04, since Base64 and the handshake's frames hold none. */
 function framesEndingIn (chunk: Buffer): number {
@@ -41,11 +48,14 @@ function framesEndingIn (chunk: Buffer): number {
   return frames
 }
 
-/** A connection's listener that hands the event on to the channel running over it, if any. */
-function toChannel<A extends unknown[]> (handle: (channel: Channel, ...args: A) => void): (this: NodeDuplex, ...args: A) => void {
-  return function (this: NodeDuplex, ...args: A): void {
-    const channel = channelOfConnection.get(this)
-    if (channel !== undefined) handle(channel, ...args)
+/**
+ * A connection's listener that hands the event (and its one argument, if any) on to the channel
+ * running over it, if any.
+ */
+function toChannel<A = undefined> (handle: (channel: Channel, arg: A) => void): (this: Connection, arg: A) => void {
+  return function (this: Connection, arg: A): void {
+    const channel = this[kChannel]
+    if (channel !== undefined) handle(channel, arg)
   }
 }
 
@@ -284,12 +294,11 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     this.#results = new InOrder<Buffer>((outcome) => { this.#delivered(outcome) })
 
     let proven: KeyObject | undefined
-    this.#runner = new HandshakeRunner({
-      ...options,
-      keyPair: setup.keyPair,
-      pool: setup.pool,
-      provenPeerKey: setup.authentication === undefined ? undefined : () => proven
-    }, {
+    const settings = handshakeSettings(options)
+    settings.keyPair = setup.keyPair
+    settings.pool = setup.pool
+    settings.provenPeerKey = setup.authentication === undefined ? undefined : () => proven
+    this.#runner = new HandshakeRunner(settings, {
       send: (frame) => { this.#raw!.write(encodeFrame(frame)) },
       pause: () => { this.#handshakeHolds = true },
       resume: () => {
@@ -505,7 +514,8 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
 
   #attach (raw: NodeDuplex): void {
     this.#raw = raw
-    channelOfConnection.set(raw, this)
+    const connection: Connection = raw
+    connection[kChannel] = this
     const listeners = Channel.#connectionListeners
     raw.on('data', listeners.data)
     raw.on('end', listeners.end)
@@ -680,10 +690,11 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
 
   #complete (peer: PeerInfo, early: Buffer[]): void {
     const { options, maxMessageBlocks, pool } = this.#setup
-    const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks }
+    // Literals, not spreads (see EveryOption).
+    const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks, pool }
     this.#encrypt = messageEncryptor(peer.publicKey, cipher)
-    this.#decryptor = messageDecryptor(this.#keyPair!.privateKey, { ...cipher, pool })
-    peer = { ...peer, remoteAddress: this.remoteAddress, remotePort: this.remotePort }
+    this.#decryptor = messageDecryptor(this.#keyPair!.privateKey, cipher)
+    peer = { publicKey: peer.publicKey, fingerprint: peer.fingerprint, role: peer.role, authenticated: peer.authenticated, remoteAddress: this.remoteAddress, remotePort: this.remotePort }
     this.#peer = peer
     // Done with: an idle channel keeps nothing of its handshake.
     this.#runner = undefined

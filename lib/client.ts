@@ -147,7 +147,7 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
     this.#backoff = backoffOf(reconnect)
     checkLimit('keepAlive', options.keepAlive, Infinity)
     // The channels' options, checked as connect() checks them, before anything starts.
-    const plan = planChannel({ ...connectOptions, role: 'client', tls: options.authenticate === true ? options.tls : undefined })
+    const plan = planChannel(connectOptions, 'client', options.authenticate === true ? options.tls : undefined)
     this.#maxMessageBlocks = plan.maxMessageBlocks
     // One pool and one key pair for every channel: a key generated once keeps one identity.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })

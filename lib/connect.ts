@@ -35,15 +35,15 @@ export interface ConnectOptions extends ChannelOptions {
  * console.log((await channel.request('hello')).toString())
  */
 export function connect (options: ConnectOptions): Channel {
-  const { host = '127.0.0.1', port, tls: tlsOptions, keepAlive, ...rest } = options
+  const { host = '127.0.0.1', port, tls: tlsOptions } = options
   // Infinity: keepalive off, as when left out.
-  const keepAliveMs = keepAliveDelay(keepAlive)
-  // Checked before a socket is opened, and once.
-  const plan = planChannel({ ...rest, role: 'client', tls: rest.authenticate === true ? tlsOptions : undefined })
+  const keepAliveMs = keepAliveDelay(options.keepAlive)
+  // Checked before a socket is opened, and once; the channel's options copied, not spread.
+  const plan = planChannel(options, 'client', options.authenticate === true ? tlsOptions : undefined)
   // Half-open, so that end() half-closes instead of the socket ending itself on the peer's end.
   // (tls.connect passes allowHalfOpen on to its socket; its typings just leave it out.)
   // The authenticated mode runs its own TLS over a plain socket, with the options given.
-  const socket = rest.authenticate === true || tlsOptions === undefined
+  const socket = options.authenticate === true || tlsOptions === undefined
     ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
     : tls.connect(halfOpen({ host, port, ...tlsOptions }))
   if (keepAliveMs !== undefined) socket.setKeepAlive(true, keepAliveMs)

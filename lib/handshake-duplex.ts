@@ -9,7 +9,7 @@ import { answersWithErrorKey, ERRORKEY } from './core/handshake.js'
 import { SessionFrames } from './core/session.js'
 import { P2snError } from './errors.js'
 import type { WithEvents } from './events.js'
-import { checkHandshakeOptions, checkRole, closeFailure, connectionFailure, HandshakeRunner, type HandshakeOptions, type PeerInfo, type Role } from './handshake-runner.js'
+import { checkHandshakeOptions, checkRole, closeFailure, connectionFailure, HandshakeRunner, handshakeSettings, type HandshakeOptions, type PeerInfo, type Role } from './handshake-runner.js'
 import type { KeyPair, PublicKey } from './keys.js'
 import { MESSAGE_HIGH_WATER_MARK } from './protocol.js'
 import { Duplex } from './streams.js'
@@ -96,7 +96,9 @@ export class HandshakeDuplex extends (Duplex as WithEvents<typeof Duplex, Handsh
     this.#transport = transport
     this.#trace = options.trace
     this.#session = new SessionFrames(options.provenPeerKey !== undefined, options.trace)
-    this.#runner = new HandshakeRunner({ ...options, handshakeTimeout }, {
+    const settings = handshakeSettings(options)
+    settings.handshakeTimeout = handshakeTimeout
+    this.#runner = new HandshakeRunner(settings, {
       send: (frame) => { this.#transport.write(frame) },
       pause: () => { this.#transport.pause() },
       resume: () => { this.#transport.resume() },

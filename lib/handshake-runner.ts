@@ -7,7 +7,7 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
-import { checkLimit } from './arguments.js'
+import { checkLimit, type EveryOption } from './arguments.js'
 import { ERRORKEY, HandshakeMachine, openKeyCheck, type FrameStep, type HandshakeOutput, type Role, type ServerKeyEncoding } from './core/handshake.js'
 import { P2snError, toP2snError } from './errors.js'
 import { generateKeyPair, toKeyPair, type KeyPair, type PrivateKeyInput, type PublicKey } from './keys.js'
@@ -349,6 +349,24 @@ export class HandshakeRunner {
     this.#timer = undefined
     this.#cancel?.abort()
     this.#inbox = []
+  }
+}
+
+/**
+ * The handshake's options copied key by key (see `EveryOption`), for a stream or a channel to
+ * change and hand to its {@link HandshakeRunner}.
+ */
+export function handshakeSettings (options: HandshakeOptions): EveryOption<HandshakeOptions> {
+  return {
+    role: options.role,
+    keyPair: options.keyPair,
+    serverKeyEncoding: options.serverKeyEncoding,
+    handshakeTimeout: options.handshakeTimeout,
+    verifyPeer: options.verifyPeer,
+    engine: options.engine,
+    pool: options.pool,
+    trace: options.trace,
+    provenPeerKey: options.provenPeerKey
   }
 }
 

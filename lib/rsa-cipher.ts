@@ -7,7 +7,7 @@
  * @module
  */
 import { setMaxListeners } from 'node:events'
-import { checkLimit } from './arguments.js'
+import { checkLimit, type EveryOption } from './arguments.js'
 import { P2snError } from './errors.js'
 import { toPrivateKey, toPublicKey, type PrivateKey, type PrivateKeyInput, type PublicKeyInput } from './keys.js'
 import { MessageTransform, type InvalidInputOptions } from './message-transform.js'
@@ -114,7 +114,17 @@ export function messageDecryptor (privateKey: PrivateKeyInput, options: RsaCiphe
   const { signal } = cancelling
   const cancel = (): void => { cancelling.abort() }
   // A full queue slows the channel down rather than failing it.
-  const settings: PoolDecryptOptions = { ...options, waitForRoom: true, signal }
+  // Copied by name, not spread (see EveryOption): every message of the channel reads it.
+  const settings: EveryOption<PoolDecryptOptions> = {
+    engine: options.engine,
+    strict: options.strict,
+    rejection: options.rejection,
+    maxMessageBlocks: options.maxMessageBlocks,
+    waitForRoom: true,
+    signal,
+    urgent: false,
+    keyCheck: false
+  }
   // One abort listener a message in flight: as many as `concurrency`, not a leak.
   setMaxListeners(0, signal)
   // Several messages a worker in flight, so that one busy channel keeps every worker busy and

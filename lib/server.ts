@@ -17,7 +17,7 @@ import type { KeyPair } from './keys.js'
 import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
 import { ProxyHeaderDecoder, type ProxyHeader } from './proxy-protocol.js'
 import { RsaPool } from './rsa-pool.js'
-import { openChannel, planChannel } from './wrap.js'
+import { channelOptions, openChannel, planChannel } from './wrap.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
@@ -108,7 +108,12 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   readonly server: net.Server
   readonly #options: ServerOptions
   readonly #keyPair: Promise<KeyPair>
-  readonly #channels = new Set<Channel>()
+  /**
+   * The channels open, each with its socket and the PROXY header's length before its stream, to
+   * tell a probe (a connection that closed without a byte of P2SN) from a client. A Map whose
+   * entries go with 'close', not a WeakMap: no work for the garbage collector per entry.
+   */
+  readonly #channels = new Map<Channel, { socket: net.Socket, skipped: number }>()
   /** True while listen() waits for the key pair; close() cancels it. */
   #starting = false
   /** Set by the first close(): no connection is accepted, and the channels are drained. */
@@ -116,11 +121,6 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   #drainTimer: NodeJS.Timeout | undefined
   readonly #drainTimeout: number
   readonly #keepAlive: number | undefined
-  /**
-   * Each channel's socket and the PROXY header's length before its stream, to tell a probe (a
-   * connection that closed without a byte of P2SN) from a client.
-   */
-  readonly #sockets = new WeakMap<Channel, { socket: net.Socket, skipped: number }>()
   readonly #proxyProtocol: boolean
   readonly #handshakeTimeout: number
   /**
@@ -145,7 +145,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     super()
     const authenticated = options.authenticate === true
     // Checked before anything is made (plain TLS is the listening server's, not the channels').
-    const plan = planChannel({ ...options, role: 'server', tls: authenticated ? options.tls : undefined })
+    const plan = planChannel(options, 'server', authenticated ? options.tls : undefined)
     this.#maxMessageBlocks = plan.maxMessageBlocks
     this.#maxConnections = checkLimit('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS)
     this.#maxPendingHandshakes = checkLimit('maxPendingHandshakes', options.maxPendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, 1)
@@ -167,7 +167,12 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     this.#keyPair.catch(() => {})
     // Every connection's channel is opened from one plan, its options checked here once; with
     // the key pair itself once it is there.
-    const channels: ChannelPlan = this.#plan = { ...plan, options: { ...this.#options, role: 'server' }, keyPair: this.#keyPair }
+    const channels: ChannelPlan = this.#plan = {
+      options: channelOptions(this.#options, 'server', this.#options.tls),
+      keyPair: this.#keyPair,
+      maxFrameLength: plan.maxFrameLength,
+      maxMessageBlocks: plan.maxMessageBlocks
+    }
     this.#keyPair.then((keyPair) => { channels.keyPair = keyPair }, () => {})
     if (onChannel !== undefined) this.on('channel', onChannel)
     const onSocket = (socket: net.Socket): void => {
@@ -269,7 +274,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
       this.server.close(done)
     }
     for (const drop of this.#preludes.values()) drop()
-    for (const channel of this.#channels) {
+    for (const channel of this.#channels.keys()) {
       if (this.#handshaking.has(channel)) channel.destroy()
       else if (this.#options.handler !== undefined) drain(channel)
       else if (!channel.writableEnded) channel.end()
@@ -287,10 +292,10 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     if (!this.#closing) this.close()
     clearTimeout(this.#drainTimer)
     for (const drop of this.#preludes.values()) drop()
-    for (const channel of this.#channels) {
+    for (const [channel, { socket }] of this.#channels) {
       channel.destroy()
       // At once: a channel destroyed after end() would let its socket linger for its last frames.
-      this.#sockets.get(channel)?.socket.destroy()
+      socket.destroy()
     }
     return this
   }
@@ -354,8 +359,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   #open (socket: net.Socket, remote: ChannelSetup['remote'], skipped = 0, handshakeTimeout?: number): void {
     const plan = handshakeTimeout === undefined ? this.#plan : { ...this.#plan, options: { ...this.#plan.options, handshakeTimeout } }
     const channel = openChannel(socket, plan, undefined, remote)
-    this.#sockets.set(channel, { socket, skipped })
-    this.#channels.add(channel)
+    this.#channels.set(channel, { socket, skipped })
     this.#handshaking.add(channel)
     const listeners = this.#channelListeners
     channel.on('close', listeners.close)
@@ -375,7 +379,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     error (this: Channel, err: Error): void {
       // A connection that closed before sending a byte is a probe (a load balancer's or
       // orchestrator's TCP check, nc -z), not a client that failed: nothing to report.
-      if (isProbe(err, server.#sockets.get(this))) return
+      if (isProbe(err, server.#channels.get(this))) return
       server.#clientError(err, this)
     },
     handshake (this: Channel, peer: PeerInfo): void {

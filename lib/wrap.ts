@@ -4,11 +4,11 @@
  * @module
  */
 import type { Duplex as NodeDuplex } from 'node:stream'
-import { checkLimit } from './arguments.js'
-import { authenticate, authenticationContext } from './authentication.js'
-import { Channel, type ChannelPlan, type ChannelSetup, type WrapOptions } from './channel.js'
+import { checkLimit, type EveryOption } from './arguments.js'
+import { authenticate, authenticationContext, type AuthenticationTlsOptions } from './authentication.js'
+import { Channel, type ChannelOptions, type ChannelPlan, type ChannelSetup, type WrapOptions } from './channel.js'
 import { P2snError } from './errors.js'
-import { checkHandshakeOptions, checkRole, loadKeys } from './handshake-runner.js'
+import { checkHandshakeOptions, checkRole, loadKeys, type Role } from './handshake-runner.js'
 import { toKeyPair } from './keys.js'
 import { DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH } from './protocol.js'
 import { blockLimit } from './rsa-cipher.js'
@@ -35,7 +35,7 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
 export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): Channel {
   let plan: ChannelPlan
   try {
-    plan = planChannel(options)
+    plan = planChannel(options, options.role, options.tls)
   } catch (err) {
     // Nothing was built on it yet: do not leave the stream open behind a thrown error.
     duplex.destroy()
@@ -62,7 +62,16 @@ export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: strin
     authentication = authenticate(duplex, options.role, keys, options.tls, host)
   }
   try {
-    const channel = new Channel(duplex, { ...plan, keyPair, pool: options.pool ?? own, authentication, remote })
+    const setup: EveryOption<ChannelSetup> = {
+      options,
+      keyPair,
+      maxFrameLength: plan.maxFrameLength,
+      maxMessageBlocks: plan.maxMessageBlocks,
+      pool: options.pool ?? own,
+      remote,
+      authentication
+    }
+    const channel = new Channel(duplex, setup)
     if (own !== undefined) channel.once('close', () => { void own.close() })
     return channel
   } catch (err) {
@@ -76,11 +85,12 @@ export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: strin
 /**
  * Checks the options every channel takes, before anything is opened, so that a bad option
  * throws at once instead of leaving a socket behind; the result is what {@link openChannel}
- * opens channels from.
+ * opens channels from, with the options a channel reads copied (see {@link channelOptions}).
+ * @param tls - the authenticated mode's TLS options (wrap() refuses them without it)
  * @throws P2snError `ERR_P2SN_INVALID_ARGUMENT` (or the key's error) for options that cannot work
  * @internal
  */
-export function planChannel (options: WrapOptions): ChannelPlan {
+export function planChannel (options: ChannelOptions, role: Role, tls?: AuthenticationTlsOptions): ChannelPlan {
   checkLimit('idleTimeout', options.idleTimeout, 0)
   const maxMessageBlocks = blockLimit(options)
   if (options.authenticate !== undefined && typeof options.authenticate !== 'boolean') {
@@ -94,15 +104,43 @@ export function planChannel (options: WrapOptions): ChannelPlan {
   // A key given as PEM is read now, once, so that a bad one throws before anything opens.
   const keyPair = options.keyPair === undefined || options.keyPair instanceof Promise ? options.keyPair : toKeyPair(options.keyPair)
   // TLS options of one's own that cannot work should throw now too.
-  if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, options.tls)
-  checkRole(options.role)
-  if (options.tls !== undefined && options.authenticate !== true) {
+  if (options.authenticate === true && keyPair !== undefined && !(keyPair instanceof Promise)) authenticationContext(keyPair, tls)
+  checkRole(role)
+  if (tls !== undefined && options.authenticate !== true) {
     throw new P2snError('ERR_P2SN_INVALID_ARGUMENT', 'wrap() takes tls options only with authenticate: true; for plain tls, wrap a tls socket')
   }
   return {
-    options,
+    options: channelOptions(options, role, tls),
     keyPair,
     maxFrameLength: checkLimit('maxFrameLength', options.maxFrameLength, DEFAULT_MAX_FRAME_LENGTH, MAX_HANDSHAKE_FRAME_LENGTH),
     maxMessageBlocks
   }
+}
+
+/**
+ * The options a channel reads, copied by name (see `EveryOption`) with its role and the
+ * authenticated mode's TLS options: what connect() and servers open every channel from,
+ * whatever else their own options hold.
+ * @internal
+ */
+export function channelOptions (options: ChannelOptions, role: Role, tls: AuthenticationTlsOptions | undefined): WrapOptions {
+  const copy: EveryOption<WrapOptions> = {
+    role,
+    tls,
+    keyPair: options.keyPair,
+    serverKeyEncoding: options.serverKeyEncoding,
+    handshakeTimeout: options.handshakeTimeout,
+    verifyPeer: options.verifyPeer,
+    engine: options.engine,
+    trace: options.trace,
+    strict: options.strict,
+    rejection: options.rejection,
+    maxMessageBlocks: options.maxMessageBlocks,
+    maxFrameLength: options.maxFrameLength,
+    idleTimeout: options.idleTimeout,
+    workers: options.workers,
+    pool: options.pool,
+    authenticate: options.authenticate
+  }
+  return copy
 }
