@@ -8,6 +8,7 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
+import net from 'node:net'
 import type { Duplex as NodeDuplex } from 'node:stream'
 import { checkLimit, toBuffer } from './arguments.js'
 import type { AuthenticatedTransport, AuthenticationTlsOptions } from './authentication.js'
@@ -795,6 +796,19 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     else this.#drainCallback = callback
   }
 
+  /**
+   * Whether ending `raw` can be closing it: a plain TCP socket (not TLS, which says goodbye in
+   * a record of its own, nor any other stream, whose end must come through) whose peer has
+   * ended, with nothing left unsent in it. Closed, it sends what the kernel still holds and then
+   * the FIN that a shutdown would send; its input was read to the peer's FIN, so nothing unread
+   * turns the close into a reset. It spares a shutdown, and the turns spent waiting for it, on
+   * every connection whose peer ends first: about 40 µs a handshake in the bench's loop here
+   * (a stand-in for RSA, three runs of 3,000 handshakes: 39, 4 and 83 µs).
+   */
+  #closesInstead (raw: NodeDuplex): boolean {
+    return this.#rawEnded && raw.writableLength === 0 && Object.getPrototypeOf(raw) === net.Socket.prototype
+  }
+
   #touch (): void {
     if (this.#idleTimeout > 0) this.#lastActive = Date.now()
   }
@@ -852,7 +866,9 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
     if (this.#refusal === undefined && !raw.writableEnded) {
       // In the authenticated mode, say that this is the end, not a cut.
       const last = this.#session.lastFrame
-      if (last === undefined) {
+      if (last === undefined && this.#closesInstead(raw)) {
+        raw.destroy()
+      } else if (last === undefined) {
         raw.end()
       } else {
         this.#trace?.({ direction: 'out', step: 'END', frame: last })
