@@ -501,6 +501,31 @@ describe('Channel end to end', function () {
       await halfClose(track(connect({ port, keyPair: keys.c1024 })), channel)
     })
 
+    it('over TCP, a side that ends after its peer did closes its socket with what the peer has not read yet, and the peer still gets all of it, then \'end\'', async () => {
+      const { server, port } = await listen({ keyPair: keys.s1024 })
+      const serverChannel = once(server, 'channel').then(([c]) => c as Channel)
+      const client = track(connect({ port, keyPair: keys.c1024 }))
+      const clientClosed = closed(client)
+      client.end('go')
+      const channel = await serverChannel
+      expect((await messagesOf(channel)).map(String)).to.deep.equal(['go'])
+      // The client reads nothing for a while: the replies fill the sockets' buffers, and the
+      // server closes its socket while the last of them still wait there.
+      client.pause()
+      const replies = Array.from({ length: 300 }, (_, i) => Buffer.from(`reply ${i} `.padEnd(100, '.')))
+      for (const reply of replies) channel.write(reply)
+      channel.end()
+      const serverClosed = closed(channel)
+      await delay(100)
+      const errors: Error[] = []
+      client.on('error', (err) => { errors.push(err) })
+      const clientGot = messagesOf(client)
+      client.resume()
+      expect(await clientGot).to.deep.equal(replies)
+      await Promise.all([clientClosed, serverClosed])
+      expect(errors).to.deep.equal([])
+    })
+
     it('end() half-closes over TLS', async () => {
       const { server, port } = await listen({ keyPair: keys.s1024, tls: { key: TLS_KEY, cert: TLS_CERT } })
       const channel = once(server, 'channel').then(([c]) => c as Channel)
