@@ -4,7 +4,8 @@
  * and two private operations, for a round trip as for a handshake): request/reply round trips of
  * a channel, and of a client composed by hand (examples/hand-composed.ts); handshakes one at a
  * time, and four under way at once; and next to round trips and handshakes one at a time, a
- * bare P2SN (bench/bare.ts) for reference.
+ * bare P2SN (bench/bare.ts) for reference, and a floor (bench/floor.ts): the same work with no
+ * protocol code, in one loop.
  * For round trips it also times their parts alone (the crypto with the padding checked, and a
  * loopback TCP echo of one frame each way), and estimates from them a round trip of no other code.
  */
@@ -20,6 +21,7 @@ import {
 import { frameDuplex } from '../lib/frame-duplex.js'
 import { listenLocal } from '../test/helpers/net.js'
 import { bareClient, bareServer } from './bare.js'
+import { handshakeFloor, loopbackEcho, roundTripFloor } from './floor.js'
 import { alternate, formatRate, formatUnit, opensslBound, protocolCrypto, type Rates } from './measure.js'
 
 const MESSAGE = crypto.randomBytes(100)
@@ -60,36 +62,6 @@ async function composedClient (port: number, keyPair: KeyPair): Promise<Composed
   }
 }
 
-/**
- * A plain TCP echo over loopback, and a function that sends `count` messages of `bytes` one
- * after another, each waiting for its echo: what the socket hops of a round trip cost alone.
- */
-async function loopbackEcho (bytes: number): Promise<{ trips: (count: number) => Promise<void>, close: () => void }> {
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    socket.on('error', () => {})
-    socket.pipe(socket)
-  })
-  const socket = net.connect({ port: await listenLocal(server), host: '127.0.0.1', noDelay: true })
-  await once(socket, 'connect')
-  socket.on('error', () => {})
-  const message = Buffer.alloc(bytes, 0x41)
-  let owed = 0
-  let back: (() => void) | undefined
-  socket.on('data', (chunk: Buffer) => {
-    owed -= chunk.length
-    if (owed === 0) back?.()
-  })
-  const trip = async (): Promise<void> => new Promise<void>((resolve) => {
-    owed = bytes
-    back = resolve
-    socket.write(message)
-  })
-  return {
-    trips: async (count) => { for (let i = 0; i < count; i++) await trip() },
-    close: () => { socket.destroy(); server.close() }
-  }
-}
-
 /** Runs the benchmark and prints its lines. */
 export async function benchRoundTrip (): Promise<void> {
   const serverKeys = await generateKeyPair({ bits: 2048 })
@@ -108,6 +80,8 @@ export async function benchRoundTrip (): Promise<void> {
   // 100-byte message is 345 bytes framed).
   const checked = protocolCrypto(serverKeys, MESSAGE, 2)
   const echo = await loopbackEcho(345)
+  const tripFloor = await roundTripFloor(serverKeys, MESSAGE, 345)
+  const shakeFloor = await handshakeFloor(serverKeys, clientKeys)
 
   const check = (reply: Buffer): void => {
     if (!reply.equals(MESSAGE)) throw new Error('a reply differs from its request')
@@ -138,12 +112,14 @@ export async function benchRoundTrip (): Promise<void> {
       for (let i = loop; i < count; i += CONCURRENT_HANDSHAKES) await handshake()
     }))
   }
-  const trips = await alternate({ bound, requests, byHand, bare, crypto: checked, echo: echo.trips }, { slices: 12, count: 250 })
-  const shakes = await alternate({ bound, oneAtATime, fourAtOnce, bareHandshakes }, { slices: 8, count: 40 })
+  const trips = await alternate({ bound, requests, byHand, bare, floor: tripFloor.run, crypto: checked, echo: echo.run }, { slices: 14, count: 250 })
+  const shakes = await alternate({ bound, oneAtATime, fourAtOnce, bareHandshakes, floor: shakeFloor.run }, { slices: 10, count: 40 })
   composed.destroy()
   bareChannel.destroy()
   bareEnd.close()
   echo.close()
+  tripFloor.close()
+  shakeFloor.close()
   channel.destroy()
   await new Promise((resolve) => server.close(resolve))
 
@@ -156,6 +132,7 @@ export async function benchRoundTrip (): Promise<void> {
   line('round trips (connect() and createServer())', trips, 'requests', '(target ≥ 0.93×)')
   line('round trips, client composed by hand', trips, 'byHand', '(frameDuplex, HandshakeDuplex and the layers in pumpify; no target)')
   line('reference: bare P2SN on raw sockets', trips, 'bare', '(bench/bare.ts: the same crypto, no streams)')
+  line('floor: the crypto and one frame each way', trips, 'floor', '(bench/floor.ts: in one loop, no other code)')
   line('part: the crypto alone, padding checked', trips, 'crypto', '(encryptMessage, decryptMessage, one after another)')
   row('part: one frame each way, loopback TCP echo', `${formatUnit(trips.echo)} a round trip`)
   row('estimate: the two parts alone, no code else', `${trips.estimate('bound', ['crypto', 'echo'])} of the bound (the bound's time over theirs together; an estimate, not a bound)`)
@@ -164,4 +141,5 @@ export async function benchRoundTrip (): Promise<void> {
   line('one at a time', shakes, 'oneAtATime', '(target ≥ 0.6×)')
   line(`${CONCURRENT_HANDSHAKES} under way at once`, shakes, 'fourAtOnce', '(target ≥ 0.6×)')
   line('reference: bare P2SN, one at a time', shakes, 'bareHandshakes', '(bench/bare.ts)')
+  line('floor: the RSA work in six frames', shakes, 'floor', '(bench/floor.ts: a new loopback connection each, no other code)')
 }

@@ -1,12 +1,15 @@
 /**
  * The scale benchmark's load generator (bench/scale-load.ts): its throughput figure stands on
- * it, so it must count real replies and fail on wrong ones.
+ * it, so it must count real replies and fail on wrong ones. And the floors (bench/floor.ts),
+ * which must do the RSA work they stand for.
  */
 import { spawn } from 'node:child_process'
+import crypto from 'node:crypto'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { createServer, generateKeyPair, type Handler, type KeyPair } from '../lib/index.js'
+import { handshakeFloor, roundTripFloor, type Served } from '../bench/floor.js'
 import { listenLocal } from './helpers/net.js'
 
 const LOAD = fileURLToPath(new URL('../bench/scale-load.ts', import.meta.url))
@@ -79,5 +82,39 @@ describe('bench/scale-load.ts (the throughput bench\'s load generator)', functio
     const run = await runAgainst(keyPair, (message) => Buffer.concat([message, Buffer.from('!')]), 1)
     expect(run.code).to.not.equal(0)
     expect(run.stderr).to.contain('a reply differs from its request')
+  })
+})
+
+describe('bench/floor.ts (the floors of the round-trip and handshake benches)', function () {
+  this.timeout(30_000)
+  let serverKeys: KeyPair
+  let clientKeys: KeyPair
+  before(async () => {
+    serverKeys = await generateKeyPair({ bits: 2048 })
+    clientKeys = await generateKeyPair({ bits: 2048 })
+  })
+
+  /** How many RSA operations of each kind `units` of `floor`'s work made. */
+  async function operationsOf (floor: Served, units: number): Promise<{ public: number, private: number }> {
+    const counted = { public: 0, private: 0 }
+    const { publicEncrypt, privateDecrypt } = crypto
+    crypto.publicEncrypt = (...args: Parameters<typeof publicEncrypt>) => { counted.public++; return publicEncrypt(...args) }
+    crypto.privateDecrypt = (...args: Parameters<typeof privateDecrypt>) => { counted.private++; return privateDecrypt(...args) }
+    try {
+      await floor.run(units)
+    } finally {
+      crypto.publicEncrypt = publicEncrypt
+      crypto.privateDecrypt = privateDecrypt
+      floor.close()
+    }
+    return counted
+  }
+
+  it('spends a handshake\'s RSA work on each handshake: two public and two private operations', async () => {
+    expect(await operationsOf(await handshakeFloor(serverKeys, clientKeys), 3)).to.deep.equal({ public: 6, private: 6 })
+  })
+
+  it('spends a round trip\'s crypto on each unit: two public and two private operations', async () => {
+    expect(await operationsOf(await roundTripFloor(serverKeys, Buffer.alloc(100, 1), 345), 3)).to.deep.equal({ public: 6, private: 6 })
   })
 })
