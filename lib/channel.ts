@@ -10,7 +10,7 @@
 import type { KeyObject } from 'node:crypto'
 import net from 'node:net'
 import type { Duplex as NodeDuplex } from 'node:stream'
-import { checkLimit, toBuffer } from './arguments.js'
+import { checkLimit, toBuffer, type EveryOption } from './arguments.js'
 import type { AuthenticatedTransport, AuthenticationTlsOptions } from './authentication.js'
 import { decodeBase64 } from './core/base64.js'
 import { FrameDecoder } from './core/frame-decoder.js'
@@ -35,9 +35,11 @@ const RELEASE_LINGER = 1000
 /**
  * The channel running over a connection, kept on the connection for the listeners they all
  * share, as ws keeps its socket's. A WeakMap did the same at a cost: a lookup per event, and
- * work in every garbage collection for each entry.
+ * work in every garbage collection for each entry. It is kept for a connection that cannot take
+ * a property (a sealed or frozen stream).
  */
 const kChannel = Symbol('p2sn channel')
+const channelOfSealed = new WeakMap<NodeDuplex, Channel>()
 
 /** A connection, and the channel running over it. */
 type Connection = NodeDuplex & { [kChannel]?: Channel }
@@ -55,7 +57,7 @@ function framesEndingIn (chunk: Buffer): number {
  */
 function toChannel<A = undefined> (handle: (channel: Channel, arg: A) => void): (this: Connection, arg: A) => void {
   return function (this: Connection, arg: A): void {
-    const channel = this[kChannel]
+    const channel = this[kChannel] ?? channelOfSealed.get(this)
     if (channel !== undefined) handle(channel, arg)
   }
 }
@@ -129,6 +131,12 @@ export interface ChannelSetup extends ChannelPlan {
   remote?: { address: string | undefined, port: number | undefined }
   /** The authenticated mode: the TLS connection to run over, once up, and how to give it up. */
   authentication?: { ready: Promise<AuthenticatedTransport>, abort: () => void }
+  /**
+   * The connection is a socket the library opened (connect()) or accepted (a server), which no
+   * one else holds: ending it may close it instead (see `#closesInstead`). False for a stream
+   * given to wrap(), whose owner may wait for its `'finish'`.
+   */
+  ownSocket: boolean
 }
 
 /** The handshake's side of a channel: what `channel.handshake` shows. */
@@ -319,7 +327,13 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
 
     const authentication = setup.authentication
     if (authentication === undefined) {
-      this.#attach(duplex)
+      try {
+        this.#attach(duplex)
+      } catch (err) {
+        // Not a stream the channel can listen to: nothing is left running behind the throw.
+        this.#runner?.cancel()
+        throw err
+      }
     } else {
       authentication.ready.then(({ socket, peerKey }) => {
         if (this.destroyed) return
@@ -516,7 +530,8 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
   #attach (raw: NodeDuplex): void {
     this.#raw = raw
     const connection: Connection = raw
-    connection[kChannel] = this
+    if (Object.isExtensible(raw)) connection[kChannel] = this
+    else channelOfSealed.set(raw, this)
     const listeners = Channel.#connectionListeners
     raw.on('data', listeners.data)
     raw.on('end', listeners.end)
@@ -692,10 +707,11 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
   #complete (peer: PeerInfo, early: Buffer[]): void {
     const { options, maxMessageBlocks, pool } = this.#setup
     // Literals, not spreads (see EveryOption).
-    const cipher = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks, pool }
+    const cipher: EveryOption<RsaCipherOptions> = { strict: options.strict, rejection: options.rejection, engine: options.engine, maxMessageBlocks, pool, onInvalid: undefined }
     this.#encrypt = messageEncryptor(peer.publicKey, cipher)
     this.#decryptor = messageDecryptor(this.#keyPair!.privateKey, cipher)
-    peer = { publicKey: peer.publicKey, fingerprint: peer.fingerprint, role: peer.role, authenticated: peer.authenticated, remoteAddress: this.remoteAddress, remotePort: this.remotePort }
+    const complete: EveryOption<PeerInfo> = { publicKey: peer.publicKey, fingerprint: peer.fingerprint, role: peer.role, authenticated: peer.authenticated, remoteAddress: this.remoteAddress, remotePort: this.remotePort }
+    peer = complete
     this.#peer = peer
     // Done with: an idle channel keeps nothing of its handshake.
     this.#runner = undefined
@@ -802,11 +818,12 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
    * ended, with nothing left unsent in it. Closed, it sends what the kernel still holds and then
    * the FIN that a shutdown would send; its input was read to the peer's FIN, so nothing unread
    * turns the close into a reset. It spares a shutdown, and the turns spent waiting for it, on
-   * every connection whose peer ends first: about 40 µs a handshake in the bench's loop here
-   * (a stand-in for RSA, three runs of 3,000 handshakes: 39, 4 and 83 µs).
+   * every connection whose peer ends first: 4–83 µs a handshake in the bench's loop here (a
+   * stand-in for RSA, three runs of 3,000 handshakes: 39, 4 and 83 µs). Only for a socket of the
+   * library's own: the owner of a socket given to wrap() may wait for its `'finish'`.
    */
   #closesInstead (raw: NodeDuplex): boolean {
-    return this.#rawEnded && raw.writableLength === 0 && Object.getPrototypeOf(raw) === net.Socket.prototype
+    return this.#setup.ownSocket && this.#rawEnded && raw.writableLength === 0 && Object.getPrototypeOf(raw) === net.Socket.prototype
   }
 
   #touch (): void {
@@ -854,7 +871,8 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
 
   /**
    * Duplex's hook (not to call directly): ends the connection, after `P2SN:END` in the
-   * authenticated mode; held until the handshake is done.
+   * authenticated mode (or closes a socket of the library's own whose peer has ended: see
+   * `#closesInstead`); held until the handshake is done.
    * @internal
    */
   override _final (callback: Callback): void {

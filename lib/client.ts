@@ -139,7 +139,7 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
   /** Prefer {@link createClient}. */
   constructor (options: ClientOptions) {
     super()
-    const { requestTimeout, reconnect, maxQueuedRequests, ...connectOptions } = options
+    const { requestTimeout, reconnect, maxQueuedRequests } = options
     const timeout = checkLimit('requestTimeout', requestTimeout, 0)
     this.#maxQueuedRequests = checkLimit('maxQueuedRequests', maxQueuedRequests, DEFAULT_MAX_QUEUED_REQUESTS)
     // Beyond what a timer can wait: as good as none.
@@ -147,13 +147,19 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
     this.#backoff = backoffOf(reconnect)
     checkLimit('keepAlive', options.keepAlive, Infinity)
     // The channels' options, checked as connect() checks them, before anything starts.
-    const plan = planChannel(connectOptions, 'client', options.authenticate === true ? options.tls : undefined)
+    const plan = planChannel(options, 'client', options.authenticate === true ? options.tls : undefined)
     this.#maxMessageBlocks = plan.maxMessageBlocks
     // One pool and one key pair for every channel: a key generated once keeps one identity.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
     const keyPair = loadKeys(plan.keyPair)
     keyPair.catch(() => {})
-    this.#options = { ...connectOptions, keyPair, pool: options.pool ?? this.#ownPool, workers: undefined }
+    // What connect() reads, read by name as planChannel read it, with the client's one key pair
+    // and pool.
+    const settings = plan.options
+    settings.keyPair = keyPair
+    settings.pool = options.pool ?? this.#ownPool
+    settings.workers = undefined
+    this.#options = { ...settings, host: options.host, port: options.port, tls: options.tls, keepAlive: options.keepAlive }
     let channel: Channel
     try {
       channel = connect(this.#options)

@@ -47,7 +47,7 @@ export function connect (options: ConnectOptions): Channel {
     ? net.connect({ host, port, allowHalfOpen: true, noDelay: true })
     : tls.connect(halfOpen({ host, port, ...tlsOptions }))
   if (keepAliveMs !== undefined) socket.setKeepAlive(true, keepAliveMs)
-  return openChannel(socket, plan, host)
+  return openChannel(socket, plan, { host, ownSocket: true })
 }
 
 function halfOpen (options: tls.ConnectionOptions): tls.ConnectionOptions {

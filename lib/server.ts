@@ -106,7 +106,7 @@ export interface ServerEvents {
 export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, ServerEvents>) {
   /** The underlying `net.Server` or `tls.Server`. */
   readonly server: net.Server
-  readonly #options: ServerOptions
+  readonly #handler: Handler | undefined
   readonly #keyPair: Promise<KeyPair>
   /**
    * The channels open, each with its socket and the PROXY header's length before its stream, to
@@ -160,15 +160,19 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     // One pool for all channels, not one each.
     if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
     const plainTls = authenticated ? undefined : options.tls
-    // Plain TLS is the listening server's; the authenticated mode runs TLS in each channel.
-    this.#options = { ...options, pool: options.pool ?? this.#ownPool, workers: undefined, tls: authenticated ? options.tls : undefined }
+    this.#handler = options.handler
+    // The channels' options, read by name as planChannel read them (plain TLS is the listening
+    // server's; the authenticated mode runs TLS in each channel), with the server's one pool.
+    const settings = plan.options
+    settings.pool = options.pool ?? this.#ownPool
+    settings.workers = undefined
     // One key pair for every connection: generated once when none is given.
     this.#keyPair = loadKeys(plan.keyPair)
     this.#keyPair.catch(() => {})
     // Every connection's channel is opened from one plan, its options checked here once; with
     // the key pair itself once it is there.
     const channels: ChannelPlan = this.#plan = {
-      options: channelOptions(this.#options, 'server', this.#options.tls),
+      options: settings,
       keyPair: this.#keyPair,
       maxFrameLength: plan.maxFrameLength,
       maxMessageBlocks: plan.maxMessageBlocks
@@ -220,7 +224,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
       this.#starting = false
       try {
         // Fail now, not at every client, when TLS options of one's own cannot work with the key.
-        if (this.#options.authenticate === true) authenticationContext(keyPair, this.#options.tls)
+        if (this.#plan.options.authenticate === true) authenticationContext(keyPair, this.#plan.options.tls)
       } catch (err) {
         this.emit('error', err)
         return
@@ -276,7 +280,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     for (const drop of this.#preludes.values()) drop()
     for (const channel of this.#channels.keys()) {
       if (this.#handshaking.has(channel)) channel.destroy()
-      else if (this.#options.handler !== undefined) drain(channel)
+      else if (this.#handler !== undefined) drain(channel)
       else if (!channel.writableEnded) channel.end()
     }
     if (this.#channels.size > 0) {
@@ -357,8 +361,14 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
    * `skipped` the header's length and `handshakeTimeout` what is left of the timeout.
    */
   #open (socket: net.Socket, remote: ChannelSetup['remote'], skipped = 0, handshakeTimeout?: number): void {
-    const plan = handshakeTimeout === undefined ? this.#plan : { ...this.#plan, options: { ...this.#plan.options, handshakeTimeout } }
-    const channel = openChannel(socket, plan, undefined, remote)
+    let plan = this.#plan
+    if (handshakeTimeout !== undefined) {
+      // Copied by name, as every channel's options are (see EveryOption).
+      const options = channelOptions(plan.options, 'server', plan.options.tls)
+      options.handshakeTimeout = handshakeTimeout
+      plan = { options, keyPair: plan.keyPair, maxFrameLength: plan.maxFrameLength, maxMessageBlocks: plan.maxMessageBlocks }
+    }
+    const channel = openChannel(socket, plan, { remote, ownSocket: true })
     this.#channels.set(channel, { socket, skipped })
     this.#handshaking.add(channel)
     const listeners = this.#channelListeners
@@ -384,7 +394,7 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     },
     handshake (this: Channel, peer: PeerInfo): void {
       server.#handshaking.delete(this)
-      const handler = server.#options.handler
+      const handler = server.#handler
       if (handler !== undefined) serve(this, handler, server.#maxMessageBlocks)
       server.emit('channel', this, peer)
     }

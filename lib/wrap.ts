@@ -28,11 +28,10 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
 }
 
 /**
- * {@link wrap}, and for {@link connect} the host the client dialled, which TLS checks
- * certificates against.
+ * {@link wrap}: the options checked, then the channel opened over the caller's stream.
  * @internal
  */
-export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: string): Channel {
+export function wrapChannel (duplex: NodeDuplex, options: WrapOptions): Channel {
   let plan: ChannelPlan
   try {
     plan = planChannel(options, options.role, options.tls)
@@ -41,15 +40,25 @@ export function wrapChannel (duplex: NodeDuplex, options: WrapOptions, host?: st
     duplex.destroy()
     throw err
   }
-  return openChannel(duplex, plan, host)
+  return openChannel(duplex, plan, {})
+}
+
+/** How a channel's connection came to be, beyond its plan. @internal */
+export interface Opening {
+  /** The host a client dialled, which TLS checks the server's certificate against. */
+  host?: string
+  /** The peer's address when the socket's is not it: a PROXY protocol header's (a server's). */
+  remote?: ChannelSetup['remote']
+  /** See {@link ChannelSetup.ownSocket}. Default false. */
+  ownSocket?: boolean
 }
 
 /**
  * A channel over `duplex` as `plan` says; in the authenticated mode, with TLS set up over it
- * first (`host` is what a client checks the server's certificate against).
+ * first.
  * @internal
  */
-export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: string, remote?: ChannelSetup['remote']): Channel {
+export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, { host, remote, ownSocket = false }: Opening): Channel {
   const { options } = plan
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
@@ -69,7 +78,8 @@ export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, host?: strin
       maxMessageBlocks: plan.maxMessageBlocks,
       pool: options.pool ?? own,
       remote,
-      authentication
+      authentication,
+      ownSocket
     }
     const channel = new Channel(duplex, setup)
     if (own !== undefined) channel.once('close', () => { void own.close() })

@@ -3,7 +3,8 @@ import { expect } from 'chai'
 import { once } from 'node:events'
 import net from 'node:net'
 import { PassThrough } from 'node:stream'
-import { P2snError, connect, createServer, generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
+import { P2snError, connect, createClient, createServer, generateKeyPair, wrap, type KeyPair } from '../lib/index.js'
+import { duplexPair } from './helpers/duplex-pair.js'
 import { expectP2snError, expectP2snErrorSync } from './helpers/errors.js'
 import { listenLocal } from './helpers/net.js'
 import { delay } from './helpers/timing.js'
@@ -43,6 +44,53 @@ describe('options and late calls', function () {
       expect(() => wrap(duplex, options)).to.throw(P2snError)
       expect(duplex.destroyed).to.equal(true)
     }
+  })
+
+  describe('options are read by name, inherited ones too, by every way in', function () {
+    /** `own` over a prototype whose verifyPeer refuses every peer. */
+    function refusing<T extends object> (own: T): T {
+      return Object.assign(Object.create({ verifyPeer: () => false }) as object, own) as T
+    }
+
+    it('wrap()', async () => {
+      const [a, b] = duplexPair({ chunking: 'whole' })
+      const client = wrap(a, refusing({ role: 'client' as const, keyPair: keys }))
+      const server = wrap(b, { role: 'server', keyPair: keys })
+      server.on('error', () => {})
+      await expectP2snError(once(client, 'handshake'), 'ERR_P2SN_PEER_REJECTED')
+      server.destroy()
+    })
+
+    it('connect()', async () => {
+      const server = createServer({ keyPair: keys, handler: (m) => m })
+      server.on('clientError', () => {})
+      const client = connect(refusing({ port: await listenLocal(server), keyPair: keys }))
+      await expectP2snError(once(client, 'handshake'), 'ERR_P2SN_PEER_REJECTED')
+      await new Promise((resolve) => server.close(resolve))
+    })
+
+    it('createServer()', async () => {
+      const server = createServer(refusing({ keyPair: keys, handler: (m: Buffer) => m }))
+      const refused = once(server, 'clientError')
+      const client = connect({ port: await listenLocal(server), keyPair: keys })
+      client.on('error', () => {})
+      const [err] = await refused as [P2snError]
+      expect(err).to.be.instanceOf(P2snError)
+      expect(err.code).to.equal('ERR_P2SN_PEER_REJECTED')
+      client.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    })
+
+    it('createClient()', async () => {
+      const server = createServer({ keyPair: keys, handler: (m) => m })
+      server.on('clientError', () => {})
+      const client = createClient(refusing({ port: await listenLocal(server), keyPair: keys, reconnect: false }))
+      const [reason] = await once(client, 'disconnect') as [P2snError]
+      expect(reason).to.be.instanceOf(P2snError)
+      expect(reason.code).to.equal('ERR_P2SN_PEER_REJECTED')
+      await client.close()
+      await new Promise((resolve) => server.close(resolve))
+    })
   })
 
   it('request() after end() rejects with ERR_P2SN_CLOSED and emits no error', async () => {
