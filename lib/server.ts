@@ -111,7 +111,8 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
   /**
    * The channels open, each with its socket and the PROXY header's length before its stream, to
    * tell a probe (a connection that closed without a byte of P2SN) from a client. A Map whose
-   * entries go with 'close', not a WeakMap: no work for the garbage collector per entry.
+   * entries go with 'close', not a WeakMap, whose entries every garbage collection must treat
+   * as ephemerons.
    */
   readonly #channels = new Map<Channel, { socket: net.Socket, skipped: number }>()
   /** True while listen() waits for the key pair; close() cancels it. */
