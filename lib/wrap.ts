@@ -24,14 +24,6 @@ import { poolEngineName, RsaPool } from './rsa-pool.js'
  * channel.on('data', (message) => console.log(message.toString()))
  */
 export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
-  return wrapChannel(duplex, options)
-}
-
-/**
- * {@link wrap}: the options checked, then the channel opened over the caller's stream.
- * @internal
- */
-export function wrapChannel (duplex: NodeDuplex, options: WrapOptions): Channel {
   let plan: ChannelPlan
   try {
     plan = planChannel(options, options.role, options.tls)
@@ -40,7 +32,7 @@ export function wrapChannel (duplex: NodeDuplex, options: WrapOptions): Channel 
     duplex.destroy()
     throw err
   }
-  return openChannel(duplex, plan, {})
+  return openChannel(duplex, plan)
 }
 
 /** How a channel's connection came to be, beyond its plan. @internal */
@@ -58,7 +50,7 @@ export interface Opening {
  * first.
  * @internal
  */
-export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, { host, remote, ownSocket = false }: Opening): Channel {
+export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, { host, remote, ownSocket = false }: Opening = {}): Channel {
   const { options } = plan
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
   const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
