@@ -8,10 +8,12 @@
 
 /**
  * Milliseconds of private-key work a turn does before the rest waits: four 2048-bit operations
- * on a machine doing 1,000 a second. A turn always gets at least one block done. Each turn
- * costs some 20-40 µs of the event loop's own work: at 1 ms, one busy stream lost about 4% of
- * its messages a second (the stream-chain bench, 0.86 against 0.90 of the OpenSSL bound, the
- * mean of three alternating runs each), and at 4 ms what is left is within the bench's noise.
+ * on a machine doing 1,000 a second. A turn always gets at least one block done. A budget costs
+ * one busy stream about 5-9% of its messages a second, whatever its length: once a turn's budget
+ * is spent, the writer runs ahead, the buffers fill, and every later message takes the streams'
+ * buffered path. Timed with a stand-in for RSA (busy loops of 950 and 35 µs), the stream chain ran
+ * at 0.857× of the stand-in bound with 1 ms, 0.834-0.870× with 4 ms, 0.870-0.875× with 16 ms, and
+ * 0.914-0.918× with none. A longer budget would hold the loop longer for nothing.
  */
 export const TURN_BUDGET_MS = 4
 
