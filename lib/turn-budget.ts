@@ -13,10 +13,11 @@
  * for RSA (busy loops of 950 and 35 µs), the stream chain ran at 0.857× of the stand-in bound with
  * 1 ms, 0.834-0.870× with 4 ms, 0.870-0.875× with 16 ms, and 0.914-0.918× with none. The cost is
  * not the buffers filling: it stays when the writer waits for each message, so that nothing is
- * buffered (146-162 against 83-121 µs a message outside the stand-in). Nor is it the turns
- * themselves: an empty turn after such a burst costs 10-35 µs, and the cost hardly changes with
- * the budget's length, which sets how many turns there are. What it is remains unknown. A longer
- * budget would hold the loop longer for no gain.
+ * buffered (146-162 against 83-121 µs a message outside the stand-in). It comes with the turns:
+ * waiting a microtask instead of a turn (which would give no fairness) costs nothing measurable.
+ * Yet an empty turn after such a burst costs only 10-35 µs, and the cost hardly changes with the
+ * budget's length, which sets how many turns there are. What a turn costs the chain beyond that is
+ * not known. A longer budget would hold the loop longer for no gain.
  */
 export const TURN_BUDGET_MS = 4
 
