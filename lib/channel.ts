@@ -822,9 +822,10 @@ export class Channel extends (Duplex as WithEvents<typeof Duplex, ChannelEvents>
    * reset only some of the time (a reset can leave the peer's receive buffer readable). A limit:
    * that TLS keeps its shutdown rests on the prototype check, which no test isolates (a TLS
    * half-close test still passed with the check removed). It spares a shutdown, and the turns
-   * spent waiting for it, on every connection whose peer ends first: 4–83 µs a handshake in the bench's loop here (a
-   * stand-in for RSA, three runs of 3,000 handshakes: 39, 4 and 83 µs). Only for a socket of the
-   * library's own: the owner of a socket given to wrap() may wait for its `'finish'`.
+   * spent waiting for it, on every connection whose peer ends first: 4–83 µs a handshake in the
+   * bench's loop here (a stand-in for RSA, three runs of 3,000 handshakes: 39, 4 and 83 µs). Only
+   * for a socket of the library's own: the owner of a socket given to wrap() may wait for its
+   * `'finish'`.
    */
   #closesInstead (raw: NodeDuplex): boolean {
     return this.#setup.ownSocket && this.#rawEnded && raw.writableLength === 0 && Object.getPrototypeOf(raw) === net.Socket.prototype

@@ -11,7 +11,7 @@ import { P2snError, toP2snError } from './errors.js'
 import type { WithEvents } from './events.js'
 import { loadKeys, type PeerInfo } from './handshake-runner.js'
 import { RsaPool } from './rsa-pool.js'
-import { planChannel } from './wrap.js'
+import { ownPoolFor, planChannel, shareOnePool } from './wrap.js'
 
 /** `reconnect.initialDelay`'s default, in ms. */
 const DEFAULT_INITIAL_DELAY = 100
@@ -150,15 +150,14 @@ export class Client extends (EventEmitter as WithEvents<typeof EventEmitter, Cli
     const plan = planChannel(options, 'client', options.authenticate === true ? options.tls : undefined)
     this.#maxMessageBlocks = plan.maxMessageBlocks
     // One pool and one key pair for every channel: a key generated once keeps one identity.
-    if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
+    this.#ownPool = ownPoolFor(options)
     const keyPair = loadKeys(plan.keyPair)
     keyPair.catch(() => {})
     // What connect() reads, read by name as planChannel read it, with the client's one key pair
     // and pool.
     const settings = plan.options
     settings.keyPair = keyPair
-    settings.pool = options.pool ?? this.#ownPool
-    settings.workers = undefined
+    shareOnePool(settings, this.#ownPool)
     this.#options = { ...settings, host: options.host, port: options.port, tls: options.tls, keepAlive: options.keepAlive }
     let channel: Channel
     try {

@@ -17,7 +17,7 @@ import type { KeyPair } from './keys.js'
 import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_HANDSHAKES, KEYWORD_UNEXPECTEDERROR } from './protocol.js'
 import { ProxyHeaderDecoder, type ProxyHeader } from './proxy-protocol.js'
 import { RsaPool } from './rsa-pool.js'
-import { channelOptions, openChannel, planChannel } from './wrap.js'
+import { channelOptions, openChannel, ownPoolFor, planChannel, shareOnePool } from './wrap.js'
 
 const UNEXPECTEDERROR = Buffer.from(KEYWORD_UNEXPECTEDERROR)
 
@@ -159,14 +159,13 @@ export class Server extends (EventEmitter as WithEvents<typeof EventEmitter, Ser
     // Checked by planChannel above.
     this.#handshakeTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT
     // One pool for all channels, not one each.
-    if (options.pool === undefined && options.workers !== undefined) this.#ownPool = new RsaPool({ workers: options.workers })
+    this.#ownPool = ownPoolFor(options)
     const plainTls = authenticated ? undefined : options.tls
     this.#handler = options.handler
     // The channels' options, read by name as planChannel read them (plain TLS is the listening
     // server's; the authenticated mode runs TLS in each channel), with the server's one pool.
     const settings = plan.options
-    settings.pool = options.pool ?? this.#ownPool
-    settings.workers = undefined
+    shareOnePool(settings, this.#ownPool)
     // One key pair for every connection: generated once when none is given.
     this.#keyPair = loadKeys(plan.keyPair)
     this.#keyPair.catch(() => {})

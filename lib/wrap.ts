@@ -35,6 +35,25 @@ export function wrap (duplex: NodeDuplex, options: WrapOptions): Channel {
   return openChannel(duplex, plan)
 }
 
+/**
+ * The pool of its own that options ask for (`workers`, and no `pool`), or undefined. Whoever
+ * asks closes it: a channel, a server or a client.
+ * @internal
+ */
+export function ownPoolFor (options: Pick<WrapOptions, 'pool' | 'workers'>): RsaPool | undefined {
+  return options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
+}
+
+/**
+ * Makes planned options open every channel on one pool (a server's or a client's): the one they
+ * name, else `own`; no channel then makes a pool of its own for `workers`.
+ * @internal
+ */
+export function shareOnePool (options: WrapOptions, own: RsaPool | undefined): void {
+  options.pool ??= own
+  options.workers = undefined
+}
+
 /** How a channel's connection came to be, beyond its plan. @internal */
 export interface Opening {
   /** The host a client dialled, which TLS checks the server's certificate against. */
@@ -53,7 +72,7 @@ export interface Opening {
 export function openChannel (duplex: NodeDuplex, plan: ChannelPlan, { host, remote, ownSocket = false }: Opening = {}): Channel {
   const { options } = plan
   // A pool of the channel's own for `workers` is made here, so that the key check uses it too.
-  const own = options.pool === undefined && options.workers !== undefined ? new RsaPool({ workers: options.workers }) : undefined
+  const own = ownPoolFor(options)
   let keyPair = plan.keyPair
   let authentication
   if (options.authenticate === true) {
